@@ -1,0 +1,242 @@
+/*
+ * holdfast: the control-plane daemon, and its `token` subcommand.
+ *
+ *   holdfast [--db PATH] [--http ADDR:PORT] [--xds ADDR:PORT] [--log-level L]
+ *   holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]
+ *
+ * The daemon opens the store, starts the REST server and waits for SIGTERM or SIGINT, then
+ * stops what it started in reverse order.
+ */
+#include "log.h"
+#include "metrics.h"
+#include "rest.h"
+#include "store.h"
+#include "token.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct options {
+    const char *db;
+    char http_addr[64];
+    uint16_t http_port;
+    char xds_addr[64];
+    uint16_t xds_port;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: holdfast [options]\n"
+            "       holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]\n"
+            "\n"
+            "Holdfast is an xDS control plane for Envoy fleets that use sticky sessions.\n"
+            "\n"
+            "Options:\n"
+            "  --db PATH          SQLite database file (default ./holdfast.db)\n"
+            "  --http ADDR:PORT   REST API and web UI address (default 127.0.0.1:8080)\n"
+            "  --xds ADDR:PORT    xDS (ADS, HDS, LRS) gRPC address (default 127.0.0.1:18000)\n"
+            "  --log-level LEVEL  error, warn, info or debug (default info)\n"
+            "  --help             show this help\n"
+            "  --version          print the version\n");
+}
+
+/* Splits "ADDR:PORT" or "[V6]:PORT". Returns 0 or -1. */
+static int parse_hostport(const char *s, char *addr, size_t alen, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL) {
+        return -1;
+    }
+    const char *start = s;
+    size_t n = (size_t)(colon - s);
+    if (s[0] == '[' && n >= 2 && colon[-1] == ']') {
+        start = s + 1;
+        n -= 2;
+    }
+    char *end;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (n == 0 || n >= alen || *end != '\0' || colon[1] == '\0' || p > 65535) {
+        return -1;
+    }
+    memcpy(addr, start, n);
+    addr[n] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int token_command(int argc, char **argv)
+{
+    const char *db = "./holdfast.db";
+    const char *role_name = NULL;
+    const char *name = "";
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"role", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || strcmp(argv[1], "create") != 0) {
+        fprintf(stderr, "holdfast token: the only subcommand is 'create'\n");
+        return 2;
+    }
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'd') {
+            db = optarg;
+        } else if (c == 'r') {
+            role_name = optarg;
+        } else if (c == 'n') {
+            name = optarg;
+        } else {
+            return 2;
+        }
+    }
+    enum hf_role role;
+    if (role_name == NULL || hf_role_parse(role_name, &role) != HF_OK) {
+        fprintf(stderr, "holdfast token create: --role must be viewer, operator or admin\n");
+        return 2;
+    }
+    if (name[0] != '\0' && !hf_name_valid(name)) {
+        fprintf(stderr, "holdfast token create: --name must match [a-z0-9][a-z0-9-]{0,62}\n");
+        return 2;
+    }
+    hf_store *st;
+    hf_detail d = {0};
+    if (store_open(db, &st, &d) != HF_OK) {
+        fprintf(stderr, "holdfast token create: %s\n", d.message);
+        return 1;
+    }
+    char secret[HF_TOKEN_LEN + 1];
+    hf_token t;
+    int rc = hf_token_issue(st, "cli", role, name, secret, &t, &d);
+    store_close(st);
+    if (rc != HF_OK) {
+        fprintf(stderr, "holdfast token create: %s\n", d.message);
+        return 1;
+    }
+    printf("%s\n", secret);
+    fprintf(stderr, "created %s token %lld; it is shown only once\n", hf_role_name(role),
+            (long long)t.id);
+    return 0;
+}
+
+/* Parses daemon options; returns -1 to exit 0 (help/version), 0 to run, 2 on a usage error. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},        {"http", required_argument, NULL, 'h'},
+        {"xds", required_argument, NULL, 'x'},       {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'H'},            {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        enum hf_log_level level;
+        switch (c) {
+        case 'd':
+            o->db = optarg;
+            break;
+        case 'h':
+            if (parse_hostport(optarg, o->http_addr, sizeof(o->http_addr), &o->http_port) != 0) {
+                fprintf(stderr, "holdfast: --http wants ADDR:PORT, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'x':
+            if (parse_hostport(optarg, o->xds_addr, sizeof(o->xds_addr), &o->xds_port) != 0) {
+                fprintf(stderr, "holdfast: --xds wants ADDR:PORT, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'l':
+            if (hf_log_parse_level(optarg, &level) != 0) {
+                fprintf(stderr, "holdfast: --log-level must be error, warn, info or debug\n");
+                return 2;
+            }
+            hf_log_set_level(level);
+            break;
+        case 'H':
+            usage(stdout);
+            return -1;
+        case 'V':
+            printf("holdfast %s\n", HOLDFAST_VERSION);
+            return -1;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "holdfast: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static int run(const struct options *o)
+{
+    hf_store *st = NULL;
+    rest_server *rest = NULL;
+    hf_detail d = {0};
+    int status = 1;
+
+    /* Signals are taken synchronously by this thread; every thread started later inherits the
+     * blocked mask. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (store_open(o->db, &st, &d) != HF_OK) {
+        hf_error("main", "%s", d.message);
+        goto out;
+    }
+    hf_info("main", "database %s open (schema version %d)", o->db, store_schema_version(st));
+    rest_config rc = {.address = o->http_addr, .port = o->http_port, .store = st};
+    if (rest_start(&rc, &rest, &d) != HF_OK) {
+        hf_error("main", "REST API: %s", d.message);
+        goto out;
+    }
+    bool v6 = strchr(o->http_addr, ':') != NULL;
+    char url[128];
+    snprintf(url, sizeof(url), "http://%s%s%s:%u", v6 ? "[" : "", o->http_addr, v6 ? "]" : "",
+             rest_port(rest));
+    hf_info("main", "REST API listening on %s/api/v1 (health %s/healthz)", url, url);
+    hf_info("main", "holdfast %s ready", HOLDFAST_VERSION);
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    hf_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    status = 0;
+out:
+    rest_stop(rest);
+    store_close(st);
+    hf_metrics_free_all();
+    if (status == 0) {
+        hf_info("main", "stopped");
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "token") == 0) {
+        return token_command(argc - 1, argv + 1);
+    }
+    struct options o = {.db = "./holdfast.db", .http_addr = "127.0.0.1", .http_port = 8080,
+                        .xds_addr = "127.0.0.1", .xds_port = 18000};
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0) {
+        return rc < 0 ? 0 : rc;
+    }
+    return run(&o);
+}

@@ -1,0 +1,38 @@
+/*
+ * The REST API server (DESIGN §7) on libmicrohttpd: /api/v1/..., /healthz, /readyz, /metrics.
+ * It owns no state: every request reads or changes the store.
+ */
+#ifndef HF_REST_H
+#define HF_REST_H
+
+#include "hf_err.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct rest_server rest_server;
+
+typedef struct rest_config {
+    const char *address; /* an IPv4 or IPv6 literal to bind */
+    uint16_t port;       /* 0 picks a free port (see rest_port) */
+    hf_store *store;     /* borrowed; outlives the server */
+} rest_config;
+
+/* Starts serving on its own threads. Binding a non-loopback address requires that at least one
+ * API token exists (HF_ECONFLICT otherwise). */
+int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d);
+/* The port actually bound. */
+uint16_t rest_port(const rest_server *srv);
+/* Stops accepting, finishes in-flight requests, frees the server. */
+void rest_stop(rest_server *srv);
+
+/* One route of the API, for documentation checks: method and path pattern. */
+typedef struct rest_route_info {
+    const char *method;
+    const char *pattern; /* e.g. "/api/v1/services/{service}" */
+} rest_route_info;
+/* The route table: *n receives its length. */
+const rest_route_info *rest_routes(size_t *n);
+
+#endif

@@ -1,0 +1,568 @@
+/*
+ * One function per REST route. A handler maps the request onto model structs, validates,
+ * calls the store (which makes each change one transaction) and renders the result. Routing,
+ * authentication and body limits happen before (rest.c).
+ */
+#include "rest_internal.h"
+
+#include "metrics.h"
+#include "token.h"
+#include "xalloc.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A body is required and must be an object (400 when absent; malformed JSON never gets here). */
+static bool need_body(rest_req *req, rest_resp *resp)
+{
+    if (req->body == NULL) {
+        rest__error_status(resp, 400, "malformed_json", "", "this request needs a JSON body");
+        return false;
+    }
+    if (!json_is_object(req->body)) {
+        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
+        return false;
+    }
+    return true;
+}
+
+/* Renders a list as {"items": [...]}; render(i) is called for each element. */
+#define LIST_RESPONSE(resp, items, n, render_fn)                                                  \
+    do {                                                                                          \
+        json_t *arr_ = json_array();                                                              \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                     \
+            json_array_append_new(arr_, render_fn(&(items)[i_]));                                 \
+        }                                                                                         \
+        json_t *obj_ = json_object();                                                             \
+        json_object_set_new(obj_, "items", arr_);                                                 \
+        rest__json(resp, 200, obj_);                                                              \
+    } while (0)
+
+/* ======================================================================================== */
+/* proxy groups                                                                             */
+/* ======================================================================================== */
+
+void rest__h_groups_list(rest_req *req, rest_resp *resp)
+{
+    hf_proxy_group *items;
+    size_t n;
+    int rc = store_group_list(req->store, &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    LIST_RESPONSE(resp, items, n, rest__group_json);
+    free(items);
+}
+
+void rest__h_groups_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_proxy_group g = {0};
+    int rc = rest__group_apply(req->body, &g, true, &d);
+    if (rc == HF_OK && !json_object_get(req->body, "listener_port")) {
+        rc = hf_fail(&d, HF_EINVAL, "listener_port", "listener_port is required");
+    }
+    if (rc == HF_OK) {
+        rc = hf_proxy_group_validate(&g, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_group_create(req->store, req->actor, &g, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 201, rest__group_json(&g));
+}
+
+void rest__h_groups_get(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_proxy_group g;
+    int rc = store_group_get(req->store, req->params[0], &g, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    json_t *o = rest__group_json(&g);
+    hf_service *svcs;
+    size_t n;
+    if (store_service_list(req->store, g.name, &svcs, &n) == HF_OK) {
+        json_t *names = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(names, json_string(svcs[i].name));
+        }
+        json_object_set_new(o, "services", names);
+        free(svcs);
+    }
+    rest__json(resp, 200, o);
+}
+
+void rest__h_groups_delete(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    int rc = store_group_delete(req->store, req->actor, req->params[0], &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    resp->status = 204;
+}
+
+/* ======================================================================================== */
+/* services                                                                                 */
+/* ======================================================================================== */
+
+void rest__h_services_list(rest_req *req, rest_resp *resp)
+{
+    hf_service *items;
+    size_t n;
+    int rc = store_service_list(req->store, rest__query(req, "proxy_group"), &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    LIST_RESPONSE(resp, items, n, rest__service_json);
+    free(items);
+}
+
+void rest__h_services_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_service *s = xmalloc(sizeof(*s));
+    hf_service_defaults(s);
+    int rc = rest__service_apply(req->body, s, true, &d);
+    if (rc == HF_OK && s->affinity.cookie_name[0] == '\0') {
+        snprintf(s->affinity.cookie_name, sizeof(s->affinity.cookie_name), "hf_%.60s", s->name);
+    }
+    if (rc == HF_OK) {
+        rc = hf_service_validate(s, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_service_create(req->store, req->actor, s, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+    } else {
+        rest__json(resp, 201, rest__service_json(s));
+    }
+    free(s);
+}
+
+void rest__h_services_get(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_service *s = xmalloc(sizeof(*s));
+    int rc = store_service_get(req->store, req->params[0], s, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+    } else {
+        rest__json(resp, 200, rest__service_json(s));
+    }
+    free(s);
+}
+
+void rest__h_services_patch(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_service *s = xmalloc(sizeof(*s));
+    int rc = store_service_get(req->store, req->params[0], s, &d);
+    if (rc == HF_OK) {
+        rc = rest__service_apply(req->body, s, false, &d);
+    }
+    if (rc == HF_OK) {
+        rc = hf_service_validate(s, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_service_update(req->store, req->actor, s, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+    } else {
+        rest__json(resp, 200, rest__service_json(s));
+    }
+    free(s);
+}
+
+void rest__h_services_delete(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    int rc = store_service_delete(req->store, req->actor, req->params[0], &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    resp->status = 204;
+}
+
+/* ======================================================================================== */
+/* fleets                                                                                   */
+/* ======================================================================================== */
+
+void rest__h_fleets_list(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_fleet *items;
+    size_t n;
+    int rc = store_fleet_list(req->store, req->params[0], &items, &n, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    LIST_RESPONSE(resp, items, n, rest__fleet_json);
+    free(items);
+}
+
+void rest__h_fleets_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_fleet f = {.role = HF_ROLE_STANDBY};
+    snprintf(f.service, sizeof(f.service), "%s", req->params[0]);
+    int rc = rest__fleet_apply(req->body, &f, true, &d);
+    if (rc == HF_OK) {
+        rc = hf_fleet_validate(&f, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_fleet_create(req->store, req->actor, &f, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 201, rest__fleet_json(&f));
+}
+
+void rest__h_fleets_get(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_fleet f;
+    int rc = store_fleet_get(req->store, req->params[0], req->params[1], &f, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 200, rest__fleet_json(&f));
+}
+
+void rest__h_fleets_patch(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_fleet f;
+    int rc = store_fleet_get(req->store, req->params[0], req->params[1], &f, &d);
+    if (rc == HF_OK) {
+        rc = rest__fleet_apply(req->body, &f, false, &d);
+    }
+    if (rc == HF_OK) {
+        rc = hf_fleet_validate(&f, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_fleet_update(req->store, req->actor, &f, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 200, rest__fleet_json(&f));
+}
+
+void rest__h_fleets_delete(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    int rc = store_fleet_delete(req->store, req->actor, req->params[0], req->params[1], &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    resp->status = 204;
+}
+
+/* ======================================================================================== */
+/* endpoints                                                                                */
+/* ======================================================================================== */
+
+/* Parses the {endpoint} path parameter; 404 when it cannot name an endpoint. */
+static bool endpoint_param(rest_req *req, rest_resp *resp, hf_endpoint *e)
+{
+    hf_endpoint_defaults(e);
+    snprintf(e->service, sizeof(e->service), "%s", req->params[0]);
+    snprintf(e->fleet, sizeof(e->fleet), "%s", req->params[1]);
+    if (hf_endpoint_id_parse(req->params[2], e->address, sizeof(e->address), &e->port) != HF_OK ||
+        hf_endpoint_validate(e, NULL) != HF_OK) {
+        rest__error_status(resp, 404, "not_found", "",
+                           "'%s' is not an endpoint id (address:port)", req->params[2]);
+        return false;
+    }
+    return true;
+}
+
+void rest__h_endpoints_list(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_endpoint *items;
+    size_t n;
+    int rc = store_endpoint_list(req->store, req->params[0], req->params[1], &items, &n, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    LIST_RESPONSE(resp, items, n, rest__endpoint_json);
+    free(items);
+}
+
+void rest__h_endpoints_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_endpoint e;
+    hf_endpoint_defaults(&e);
+    snprintf(e.service, sizeof(e.service), "%s", req->params[0]);
+    snprintf(e.fleet, sizeof(e.fleet), "%s", req->params[1]);
+    int rc = rest__endpoint_apply(req->body, &e, true, &d);
+    if (rc == HF_OK && !json_object_get(req->body, "address")) {
+        rc = hf_fail(&d, HF_EINVAL, "address", "address is required");
+    }
+    if (rc == HF_OK && !json_object_get(req->body, "port")) {
+        rc = hf_fail(&d, HF_EINVAL, "port", "port is required");
+    }
+    if (rc == HF_OK) {
+        rc = hf_endpoint_validate(&e, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_endpoint_create(req->store, req->actor, &e, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 201, rest__endpoint_json(&e));
+}
+
+void rest__h_endpoints_get(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_endpoint e;
+    if (!endpoint_param(req, resp, &e)) {
+        return;
+    }
+    int rc = store_endpoint_get(req->store, e.service, e.fleet, e.address, e.port, &e, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 200, rest__endpoint_json(&e));
+}
+
+void rest__h_endpoints_patch(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_endpoint e;
+    if (!endpoint_param(req, resp, &e)) {
+        return;
+    }
+    int rc = store_endpoint_get(req->store, e.service, e.fleet, e.address, e.port, &e, &d);
+    if (rc == HF_OK) {
+        rc = rest__endpoint_apply(req->body, &e, false, &d);
+    }
+    if (rc == HF_OK) {
+        rc = hf_endpoint_validate(&e, &d);
+    }
+    if (rc == HF_OK) {
+        rc = store_endpoint_update(req->store, req->actor, &e, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 200, rest__endpoint_json(&e));
+}
+
+void rest__h_endpoints_delete(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_endpoint e;
+    if (!endpoint_param(req, resp, &e)) {
+        return;
+    }
+    int rc = store_endpoint_delete(req->store, req->actor, e.service, e.fleet, e.address, e.port,
+                                   &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    resp->status = 204;
+}
+
+/* ======================================================================================== */
+/* tokens                                                                                   */
+/* ======================================================================================== */
+
+void rest__h_tokens_list(rest_req *req, rest_resp *resp)
+{
+    hf_token *items;
+    size_t n;
+    int rc = store_token_list(req->store, &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    LIST_RESPONSE(resp, items, n, rest__token_json);
+    free(items);
+}
+
+void rest__h_tokens_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    enum hf_role role = HF_TOKEN_VIEWER;
+    const char *name = "";
+    const char *key;
+    json_t *v;
+    json_object_foreach(req->body, key, v)
+    {
+        if (strcmp(key, "role") == 0) {
+            if (!json_is_string(v) || hf_role_parse(json_string_value(v), &role) != HF_OK) {
+                rest__error_status(resp, 422, "invalid_field", "role",
+                                   "role must be one of: viewer, operator, admin");
+                return;
+            }
+        } else if (strcmp(key, "name") == 0) {
+            if (!json_is_string(v) || !hf_name_valid(json_string_value(v))) {
+                rest__error_status(resp, 422, "invalid_field", "name",
+                                   "name must match [a-z0-9][a-z0-9-]{0,62}");
+                return;
+            }
+            name = json_string_value(v);
+        } else {
+            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
+            return;
+        }
+    }
+    if (!json_object_get(req->body, "role")) {
+        rest__error_status(resp, 422, "invalid_field", "role", "role is required");
+        return;
+    }
+    char secret[HF_TOKEN_LEN + 1];
+    hf_token t;
+    int rc = hf_token_issue(req->store, req->actor, role, name, secret, &t, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    json_t *o = rest__token_json(&t);
+    json_object_set_new(o, "token", json_string(secret));
+    rest__json(resp, 201, o);
+}
+
+void rest__h_tokens_delete(rest_req *req, rest_resp *resp)
+{
+    char *end;
+    long long id = strtoll(req->params[0], &end, 10);
+    if (*end != '\0' || id <= 0) {
+        rest__error_status(resp, 404, "not_found", "", "'%s' is not a token id", req->params[0]);
+        return;
+    }
+    hf_detail d = {0};
+    int rc = store_token_delete(req->store, req->actor, id, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    resp->status = 204;
+}
+
+/* ======================================================================================== */
+/* events, health, metrics                                                                  */
+/* ======================================================================================== */
+
+/* Parses an optional non-negative integer query argument. */
+static bool query_int(rest_req *req, rest_resp *resp, const char *key, long long def,
+                      long long max, long long *out)
+{
+    const char *v = rest__query(req, key);
+    if (v == NULL) {
+        *out = def;
+        return true;
+    }
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 0 || n > max) {
+        rest__error_status(resp, 422, "invalid_field", key, "%s must be an integer 0-%lld", key,
+                           max);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+void rest__h_events_list(rest_req *req, rest_resp *resp)
+{
+    long long since, limit;
+    if (!query_int(req, resp, "since", 0, INT64_MAX, &since) ||
+        !query_int(req, resp, "limit", 100, 1000, &limit)) {
+        return;
+    }
+    hf_event *items;
+    size_t n;
+    int rc = store_event_list(req->store, since, (int)limit, &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, rest__event_json(&items[i]));
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "items", arr);
+    json_object_set_new(o, "next_since", json_integer(n ? items[n - 1].id : since));
+    free(items);
+    rest__json(resp, 200, o);
+}
+
+void rest__h_healthz(rest_req *req, rest_resp *resp)
+{
+    (void)req;
+    rest__json(resp, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void rest__h_readyz(rest_req *req, rest_resp *resp)
+{
+    int version = store_schema_version(req->store);
+    bool ready = store_ping(req->store) == HF_OK && version == store_schema_latest();
+    rest__json(resp, ready ? 200 : 503,
+               json_pack("{s:s, s:i}", "status", ready ? "ready" : "not_ready", "schema_version",
+                         version));
+}
+
+void rest__h_metrics(rest_req *req, rest_resp *resp)
+{
+    (void)req;
+    resp->status = 200;
+    resp->text = hf_metrics_render();
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}

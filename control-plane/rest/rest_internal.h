@@ -1,0 +1,96 @@
+/*
+ * Internals of the REST module shared by rest.c (HTTP, routing, auth), rest_json.c (mapping
+ * between model structs and JSON) and rest_handlers.c (one function per route).
+ * microhttpd.h is included by rest.c only; handlers see requests through these types.
+ */
+#ifndef HF_REST_INTERNAL_H
+#define HF_REST_INTERNAL_H
+
+#include "hf_err.h"
+#include "model.h"
+#include "store.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define REST_MAX_PARAMS 4
+#define REST_MAX_BODY (1024 * 1024)
+
+typedef struct rest_req {
+    const char *method;
+    const char *path;
+    const char *params[REST_MAX_PARAMS]; /* path captures in pattern order, borrowed */
+    json_t *body;                        /* parsed body, or NULL when the request had none */
+    enum hf_role role;                   /* the caller's role */
+    char actor[HF_SHORT_MAX];            /* who acts, for audit events */
+    hf_store *store;
+    void *conn; /* opaque, for rest__query */
+} rest_req;
+
+typedef struct rest_resp {
+    int status;
+    json_t *json; /* owned; rendered as the body */
+    char *text;   /* owned; used when json is NULL */
+    const char *content_type;
+} rest_resp;
+
+typedef void (*rest_handler_fn)(rest_req *req, rest_resp *resp);
+
+/* A query-string argument, or NULL. */
+const char *rest__query(rest_req *req, const char *key);
+
+/* Sets resp to the JSON error object of DESIGN §7 with the status for code. */
+void rest__error(rest_resp *resp, int code, const hf_detail *d);
+/* Sets resp to an explicit status and error code name. */
+void rest__error_status(rest_resp *resp, int status, const char *code, const char *field,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Sets resp to status with json (taken). */
+void rest__json(rest_resp *resp, int status, json_t *json);
+
+/* ---- JSON mapping (rest_json.c); *_apply return HF_OK or HF_EINVAL with d ---- */
+json_t *rest__group_json(const hf_proxy_group *g);
+json_t *rest__service_json(const hf_service *s);
+json_t *rest__fleet_json(const hf_fleet *f);
+json_t *rest__endpoint_json(const hf_endpoint *e);
+json_t *rest__token_json(const hf_token *t);
+json_t *rest__event_json(const hf_event *e);
+/* Applies the members of obj onto the struct. creating=false refuses changes to immutable
+ * fields (name, address, port...). Unknown and server-owned members are refused. */
+int rest__group_apply(json_t *obj, hf_proxy_group *g, bool creating, hf_detail *d);
+int rest__service_apply(json_t *obj, hf_service *s, bool creating, hf_detail *d);
+int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d);
+int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d);
+
+/* ---- handlers (rest_handlers.c) ---- */
+#define REST_HANDLERS(X)                                                                          \
+    X(groups_list)                                                                                \
+    X(groups_create)                                                                              \
+    X(groups_get)                                                                                 \
+    X(groups_delete)                                                                              \
+    X(services_list)                                                                              \
+    X(services_create)                                                                            \
+    X(services_get)                                                                               \
+    X(services_patch)                                                                             \
+    X(services_delete)                                                                            \
+    X(fleets_list)                                                                                \
+    X(fleets_create)                                                                              \
+    X(fleets_get)                                                                                 \
+    X(fleets_patch)                                                                               \
+    X(fleets_delete)                                                                              \
+    X(endpoints_list)                                                                             \
+    X(endpoints_create)                                                                           \
+    X(endpoints_get)                                                                              \
+    X(endpoints_patch)                                                                            \
+    X(endpoints_delete)                                                                           \
+    X(tokens_list)                                                                                \
+    X(tokens_create)                                                                              \
+    X(tokens_delete)                                                                              \
+    X(events_list)                                                                                \
+    X(healthz)                                                                                    \
+    X(readyz)                                                                                     \
+    X(metrics)
+
+#define REST_DECLARE_HANDLER(name) void rest__h_##name(rest_req *req, rest_resp *resp);
+REST_HANDLERS(REST_DECLARE_HANDLER)
+
+#endif

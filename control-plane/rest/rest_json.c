@@ -1,0 +1,382 @@
+/*
+ * Mapping between model structs and JSON. One field table per object drives both directions:
+ * rendering a struct and applying a request body onto one (type checks, length limits, unknown
+ * and read-only members refused). Semantic validation stays in model.c.
+ */
+#include "rest_internal.h"
+
+#include "timeutil.h"
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+enum ftype { F_STR, F_U32, F_BOOL, F_ENUM, F_OBJ, F_STRLIST };
+
+/* One JSON member of an object. */
+struct field {
+    const char *name;
+    enum ftype type;
+    size_t off;                /* offset of the value in the struct */
+    size_t size;               /* F_STR, F_STRLIST: bytes per string */
+    bool immutable;            /* set at creation only */
+    const char *const *names;  /* F_ENUM: names indexed by value, NULL-terminated */
+    const struct field *sub;   /* F_OBJ: the nested table, {NULL}-terminated */
+    size_t max;                /* F_STRLIST: capacity */
+    size_t count_off;          /* F_STRLIST: offset of the uint32_t count */
+};
+
+/* Enum values are stored as int-sized enums. */
+static_assert(sizeof(enum hf_fleet_role) == sizeof(int), "enums are int-sized");
+
+static const char *const affinity_modes[] = {"none", "cookie", "hash_cookie", NULL};
+static const char *const hc_protocols[] = {"http", "tcp", NULL};
+static const char *const fleet_roles[] = {"active", "standby", "draining", "retired", NULL};
+static const char *const admin_states[] = {"active", "draining", "disabled", NULL};
+
+#define STR(T, m) .type = F_STR, .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
+#define U32(T, m) .type = F_U32, .off = offsetof(T, m)
+#define BOOL(T, m) .type = F_BOOL, .off = offsetof(T, m)
+#define ENUM(T, m, list) .type = F_ENUM, .off = offsetof(T, m), .names = list
+
+static const struct field group_fields[] = {
+    {"name", STR(hf_proxy_group, name), .immutable = true},
+    {"listener_port", U32(hf_proxy_group, listener_port)},
+    {NULL},
+};
+
+static const struct field affinity_fields[] = {
+    {"mode", ENUM(hf_affinity, mode, affinity_modes)},
+    {"cookie_name", STR(hf_affinity, cookie_name)},
+    {"ttl_s", U32(hf_affinity, ttl_s)},
+    {"path", STR(hf_affinity, path)},
+    {"strict", BOOL(hf_affinity, strict)},
+    {NULL},
+};
+
+static const struct field health_check_fields[] = {
+    {"protocol", ENUM(hf_health_check, protocol, hc_protocols)},
+    {"path", STR(hf_health_check, path)},
+    {"interval_ms", U32(hf_health_check, interval_ms)},
+    {"timeout_ms", U32(hf_health_check, timeout_ms)},
+    {"unhealthy_threshold", U32(hf_health_check, unhealthy_threshold)},
+    {"healthy_threshold", U32(hf_health_check, healthy_threshold)},
+    {NULL},
+};
+
+static const struct field connection_fields[] = {
+    {"max_connection_age_s", U32(hf_connection, max_connection_age_s)},
+    {"drain_timeout_s", U32(hf_connection, drain_timeout_s)},
+    {"max_stream_duration_s", U32(hf_connection, max_stream_duration_s)},
+    {NULL},
+};
+
+static const struct field service_fields[] = {
+    {"name", STR(hf_service, name), .immutable = true},
+    {"proxy_group", STR(hf_service, proxy_group)},
+    {"domains", .type = F_STRLIST, .off = offsetof(hf_service, domains), .size = HF_DOMAIN_MAX,
+     .max = HF_MAX_DOMAINS, .count_off = offsetof(hf_service, n_domains)},
+    {"affinity", .type = F_OBJ, .off = offsetof(hf_service, affinity), .sub = affinity_fields},
+    {"health_check", .type = F_OBJ, .off = offsetof(hf_service, health_check),
+     .sub = health_check_fields},
+    {"connection", .type = F_OBJ, .off = offsetof(hf_service, connection),
+     .sub = connection_fields},
+    {"compatible_session_formats", .type = F_STRLIST,
+     .off = offsetof(hf_service, compatible_session_formats), .size = HF_SHORT_MAX,
+     .max = HF_MAX_FORMATS, .count_off = offsetof(hf_service, n_compatible_session_formats)},
+    {NULL},
+};
+
+static const struct field fleet_fields[] = {
+    {"name", STR(hf_fleet, name), .immutable = true},
+    {"version", STR(hf_fleet, version)},
+    {"session_format", STR(hf_fleet, session_format)},
+    {"role", ENUM(hf_fleet, role, fleet_roles)},
+    {NULL},
+};
+
+static const struct field endpoint_fields[] = {
+    {"address", STR(hf_endpoint, address), .immutable = true},
+    {"port", U32(hf_endpoint, port), .immutable = true},
+    {"zone", STR(hf_endpoint, zone)},
+    {"weight", U32(hf_endpoint, weight)},
+    {"admin_state", ENUM(hf_endpoint, admin_state, admin_states)},
+    {NULL},
+};
+
+/* Members the server writes; a request that sends them is refused as read-only. */
+static const char *const server_fields[] = {"created_at", "updated_at", "id", "health",
+                                            "service", "fleet", NULL};
+
+/* ---- rendering ---- */
+
+static json_t *render(const struct field *fields, const void *base)
+{
+    const char *p = base;
+    json_t *obj = json_object();
+    for (const struct field *f = fields; f->name; f++) {
+        json_t *v = NULL;
+        switch (f->type) {
+        case F_STR:
+            v = json_string(p + f->off);
+            break;
+        case F_U32:
+            v = json_integer(*(const uint32_t *)(p + f->off));
+            break;
+        case F_BOOL:
+            v = json_boolean(*(const bool *)(p + f->off));
+            break;
+        case F_ENUM:
+            v = json_string(f->names[*(const int *)(p + f->off)]);
+            break;
+        case F_OBJ:
+            v = render(f->sub, p + f->off);
+            break;
+        case F_STRLIST: {
+            v = json_array();
+            uint32_t n = *(const uint32_t *)(p + f->count_off);
+            for (uint32_t i = 0; i < n; i++) {
+                json_array_append_new(v, json_string(p + f->off + i * f->size));
+            }
+            break;
+        }
+        }
+        json_object_set_new(obj, f->name, v);
+    }
+    return obj;
+}
+
+static void set_time(json_t *obj, const char *key, int64_t ms)
+{
+    char buf[32];
+    hf_time_format(ms, buf, sizeof(buf));
+    json_object_set_new(obj, key, json_string(buf));
+}
+
+json_t *rest__group_json(const hf_proxy_group *g)
+{
+    json_t *o = render(group_fields, g);
+    set_time(o, "created_at", g->created_at);
+    set_time(o, "updated_at", g->updated_at);
+    return o;
+}
+
+json_t *rest__service_json(const hf_service *s)
+{
+    json_t *o = render(service_fields, s);
+    set_time(o, "created_at", s->created_at);
+    set_time(o, "updated_at", s->updated_at);
+    return o;
+}
+
+json_t *rest__fleet_json(const hf_fleet *f)
+{
+    json_t *o = render(fleet_fields, f);
+    json_object_set_new(o, "service", json_string(f->service));
+    set_time(o, "created_at", f->created_at);
+    set_time(o, "updated_at", f->updated_at);
+    return o;
+}
+
+json_t *rest__endpoint_json(const hf_endpoint *e)
+{
+    char id[HF_ENDPOINT_ID_MAX];
+    hf_endpoint_id(e, id, sizeof(id));
+    json_t *o = render(endpoint_fields, e);
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "service", json_string(e->service));
+    json_object_set_new(o, "fleet", json_string(e->fleet));
+    json_object_set_new(o, "health", json_string(hf_health_name(e->health)));
+    set_time(o, "created_at", e->created_at);
+    set_time(o, "updated_at", e->updated_at);
+    return o;
+}
+
+json_t *rest__token_json(const hf_token *t)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(t->id));
+    json_object_set_new(o, "name", json_string(t->name));
+    json_object_set_new(o, "role", json_string(hf_role_name(t->role)));
+    set_time(o, "created_at", t->created_at);
+    return o;
+}
+
+json_t *rest__event_json(const hf_event *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(e->id));
+    set_time(o, "at", e->at);
+    json_object_set_new(o, "actor", json_string(e->actor));
+    json_object_set_new(o, "action", json_string(e->action));
+    json_object_set_new(o, "object", json_string(e->object));
+    json_object_set_new(o, "summary", json_string(e->summary));
+    return o;
+}
+
+/* ---- applying a request body ---- */
+
+static int apply(const struct field *fields, json_t *obj, void *base, bool creating,
+                 const char *prefix, hf_detail *d);
+
+static int apply_string(const struct field *f, json_t *v, char *dst, const char *path,
+                        hf_detail *d)
+{
+    if (!json_is_string(v)) {
+        return hf_fail(d, HF_EINVAL, path, "%s must be a string", path);
+    }
+    size_t len = json_string_length(v);
+    if (len >= f->size || memchr(json_string_value(v), '\0', len) != NULL) {
+        return hf_fail(d, HF_EINVAL, path, "%s must be at most %zu characters", path,
+                       f->size - 1);
+    }
+    memcpy(dst, json_string_value(v), len + 1);
+    return HF_OK;
+}
+
+static int apply_u32(json_t *v, uint32_t *dst, const char *path, hf_detail *d)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > (json_int_t)UINT32_MAX) {
+        return hf_fail(d, HF_EINVAL, path, "%s must be a non-negative integer", path);
+    }
+    *dst = (uint32_t)json_integer_value(v);
+    return HF_OK;
+}
+
+static int apply_enum(const struct field *f, json_t *v, int *dst, const char *path,
+                      hf_detail *d)
+{
+    if (json_is_string(v)) {
+        for (int i = 0; f->names[i]; i++) {
+            if (strcmp(json_string_value(v), f->names[i]) == 0) {
+                *dst = i;
+                return HF_OK;
+            }
+        }
+    }
+    char allowed[128] = "";
+    for (int i = 0; f->names[i]; i++) {
+        size_t used = strlen(allowed);
+        snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "", f->names[i]);
+    }
+    return hf_fail(d, HF_EINVAL, path, "%s must be one of: %s", path, allowed);
+}
+
+static int apply_strlist(const struct field *f, json_t *v, char *base, const char *path,
+                         hf_detail *d)
+{
+    if (!json_is_array(v)) {
+        return hf_fail(d, HF_EINVAL, path, "%s must be an array of strings", path);
+    }
+    if (json_array_size(v) > f->max) {
+        return hf_fail(d, HF_EINVAL, path, "%s holds at most %zu items", path, f->max);
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item)
+    {
+        int rc = apply_string(f, item, base + f->off + i * f->size, path, d);
+        if (rc != HF_OK) {
+            return rc;
+        }
+    }
+    *(uint32_t *)(base + f->count_off) = (uint32_t)json_array_size(v);
+    return HF_OK;
+}
+
+static int apply_one(const struct field *f, json_t *v, char *base, bool creating,
+                     const char *path, hf_detail *d)
+{
+    switch (f->type) {
+    case F_STR:
+        return apply_string(f, v, base + f->off, path, d);
+    case F_U32:
+        return apply_u32(v, (uint32_t *)(base + f->off), path, d);
+    case F_BOOL:
+        if (!json_is_boolean(v)) {
+            return hf_fail(d, HF_EINVAL, path, "%s must be true or false", path);
+        }
+        *(bool *)(base + f->off) = json_is_true(v);
+        return HF_OK;
+    case F_ENUM:
+        return apply_enum(f, v, (int *)(base + f->off), path, d);
+    case F_OBJ:
+        return apply(f->sub, v, base + f->off, creating, path, d);
+    case F_STRLIST:
+        return apply_strlist(f, v, base, path, d);
+    }
+    return HF_EINVAL;
+}
+
+/* Checks an immutable field on update: it may be sent only with its current value. */
+static int check_immutable(const struct field *f, json_t *v, char *base, const char *path,
+                           hf_detail *d)
+{
+    char copy[HF_DOMAIN_MAX];
+    size_t size = f->type == F_STR ? f->size : sizeof(uint32_t);
+    assert(size <= sizeof(copy));
+    memcpy(copy, base + f->off, size);
+    int rc = apply_one(f, v, base, false, path, d);
+    if (rc == HF_OK && memcmp(copy, base + f->off, size) != 0) {
+        memcpy(base + f->off, copy, size);
+        rc = hf_fail(d, HF_EINVAL, path, "%s cannot be changed", path);
+    }
+    return rc;
+}
+
+static int apply(const struct field *fields, json_t *obj, void *base, bool creating,
+                 const char *prefix, hf_detail *d)
+{
+    if (!json_is_object(obj)) {
+        return hf_fail(d, HF_EINVAL, prefix, "%s must be a JSON object",
+                       prefix[0] ? prefix : "the body");
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        char path[128];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", key);
+        const struct field *f = fields;
+        while (f->name && strcmp(f->name, key) != 0) {
+            f++;
+        }
+        if (f->name == NULL) {
+            for (int i = 0; prefix[0] == '\0' && server_fields[i]; i++) {
+                if (strcmp(server_fields[i], key) == 0) {
+                    return hf_fail(d, HF_EINVAL, path, "%s is set by the server", path);
+                }
+            }
+            return hf_fail(d, HF_EUNKNOWN, path, "unknown field %s", path);
+        }
+        int rc = (f->immutable && !creating) ? check_immutable(f, v, base, path, d)
+                                             : apply_one(f, v, base, creating, path, d);
+        if (rc != HF_OK) {
+            return rc;
+        }
+    }
+    return HF_OK;
+}
+
+int rest__group_apply(json_t *obj, hf_proxy_group *g, bool creating, hf_detail *d)
+{
+    return apply(group_fields, obj, g, creating, "", d);
+}
+
+int rest__service_apply(json_t *obj, hf_service *s, bool creating, hf_detail *d)
+{
+    return apply(service_fields, obj, s, creating, "", d);
+}
+
+int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d)
+{
+    return apply(fleet_fields, obj, f, creating, "", d);
+}
+
+int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d)
+{
+    return apply(endpoint_fields, obj, e, creating, "", d);
+}

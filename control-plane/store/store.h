@@ -1,0 +1,97 @@
+/*
+ * The Holdfast store: every piece of persistent state, in one SQLite database (WAL, foreign keys,
+ * busy timeout, migrations keyed on PRAGMA user_version). All SQL lives in this module.
+ *
+ * Every mutating call is one transaction that also appends an audit event naming the actor; it
+ * either commits entirely or changes nothing. Calls are thread-safe (one connection, serialised
+ * by a mutex) and may block on disk: never call them from a gRPC completion-queue thread.
+ *
+ * Errors: HF_OK, or HF_EINVAL / HF_ENOTFOUND / HF_ECONFLICT / HF_EDB with d (may be NULL) saying
+ * what failed. Output parameters are written only on success. Lists are heap arrays the caller
+ * frees with free().
+ */
+#ifndef HF_STORE_H
+#define HF_STORE_H
+
+#include "hf_err.h"
+#include "model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hf_store hf_store;
+
+/* The schema version this build writes. */
+int store_schema_latest(void);
+
+/* Opens (creating if needed) and migrates the database at path. A database from a newer schema
+ * is refused with HF_ESCHEMA. On success *out is a store the caller closes with store_close. */
+int store_open(const char *path, hf_store **out, hf_detail *d);
+void store_close(hf_store *st);
+/* PRAGMA user_version of the open database. */
+int store_schema_version(hf_store *st);
+/* Cheap liveness check for /readyz: HF_OK when a read succeeds. */
+int store_ping(hf_store *st);
+
+/* Called after every committed change (outside the store's lock), with the new generation.
+ * Set once, before other threads use the store. */
+typedef void (*store_change_fn)(void *arg, uint64_t generation);
+void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg);
+/* Incremented by every committed change; starts at 1 when opened. */
+uint64_t store_generation(hf_store *st);
+
+/* ---- proxy groups ---- */
+int store_group_create(hf_store *st, const char *actor, hf_proxy_group *g, hf_detail *d);
+int store_group_get(hf_store *st, const char *name, hf_proxy_group *out, hf_detail *d);
+int store_group_list(hf_store *st, hf_proxy_group **out, size_t *n);
+int store_group_delete(hf_store *st, const char *actor, const char *name, hf_detail *d);
+
+/* ---- services ---- */
+int store_service_create(hf_store *st, const char *actor, hf_service *s, hf_detail *d);
+int store_service_get(hf_store *st, const char *name, hf_service *out, hf_detail *d);
+/* All services, or those of one proxy group when group is not NULL. */
+int store_service_list(hf_store *st, const char *group, hf_service **out, size_t *n);
+/* Replaces every field of the service s->name (created_at is kept). */
+int store_service_update(hf_store *st, const char *actor, hf_service *s, hf_detail *d);
+int store_service_delete(hf_store *st, const char *actor, const char *name, hf_detail *d);
+
+/* ---- fleets ---- */
+/* Creates f. The first fleet of a service is made active whatever f->role says; a later fleet
+ * created active demotes the current active fleet to standby (a hard switch). */
+int store_fleet_create(hf_store *st, const char *actor, hf_fleet *f, hf_detail *d);
+int store_fleet_get(hf_store *st, const char *service, const char *name, hf_fleet *out,
+                    hf_detail *d);
+int store_fleet_list(hf_store *st, const char *service, hf_fleet **out, size_t *n, hf_detail *d);
+/* Replaces version, session_format and role. Making a fleet active demotes the active one; the
+ * active fleet cannot be demoted directly (make another fleet active instead). */
+int store_fleet_update(hf_store *st, const char *actor, hf_fleet *f, hf_detail *d);
+/* Deletes a standby or retired fleet and its endpoints. */
+int store_fleet_delete(hf_store *st, const char *actor, const char *service, const char *name,
+                       hf_detail *d);
+
+/* ---- endpoints ---- */
+int store_endpoint_create(hf_store *st, const char *actor, hf_endpoint *e, hf_detail *d);
+int store_endpoint_get(hf_store *st, const char *service, const char *fleet, const char *address,
+                       uint32_t port, hf_endpoint *out, hf_detail *d);
+int store_endpoint_list(hf_store *st, const char *service, const char *fleet, hf_endpoint **out,
+                        size_t *n, hf_detail *d);
+/* Replaces zone, weight and admin_state of the endpoint (address, port) of e's fleet. */
+int store_endpoint_update(hf_store *st, const char *actor, hf_endpoint *e, hf_detail *d);
+int store_endpoint_delete(hf_store *st, const char *actor, const char *service, const char *fleet,
+                          const char *address, uint32_t port, hf_detail *d);
+
+/* ---- API tokens (only hashes are stored) ---- */
+int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf_token *t,
+                       hf_detail *d);
+/* HF_OK and *out when a token with this hash exists, else HF_ENOTFOUND. */
+int store_token_lookup(hf_store *st, const char *hash_hex, hf_token *out);
+/* Number of tokens; -1 on a database error. */
+int64_t store_token_count(hf_store *st);
+int store_token_list(hf_store *st, hf_token **out, size_t *n);
+int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d);
+
+/* ---- audit log ---- */
+/* Events with id > since, oldest first, at most limit of them. */
+int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n);
+
+#endif

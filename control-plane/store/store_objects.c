@@ -1,0 +1,822 @@
+/*
+ * Proxy groups, services, fleets and endpoints: their transactions and row mapping.
+ * Each mutating function is one transaction with its audit event (see store__begin/end).
+ */
+#include "store_internal.h"
+
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+/* Runs a single-row query; HF_OK with the row current, HF_ENOTFOUND, or HF_EDB. The caller
+ * resets s. */
+static int step_row(hf_store *st, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        return HF_OK;
+    }
+    return rc == SQLITE_DONE ? HF_ENOTFOUND : store__db_fail(st, s, NULL);
+}
+
+/* ======================================================================================== */
+/* proxy groups                                                                             */
+/* ======================================================================================== */
+
+static void read_group(hf_store *st, sqlite3_stmt *s, void *elem)
+{
+    (void)st;
+    hf_proxy_group *g = elem;
+    store__col_text(s, 0, g->name, sizeof(g->name));
+    g->listener_port = (uint32_t)sqlite3_column_int(s, 1);
+    g->created_at = sqlite3_column_int64(s, 2);
+    g->updated_at = sqlite3_column_int64(s, 3);
+}
+
+/* Reads a group by name with the lock held; *id receives its row id. */
+static int group_load(hf_store *st, const char *name, hf_proxy_group *g, int64_t *id,
+                      hf_detail *d)
+{
+    sqlite3_stmt *s = store__stmt(st, ST_GROUP_GET);
+    bind_text(s, 1, name);
+    int rc = step_row(st, s);
+    if (rc == HF_OK) {
+        read_group(st, s, g);
+        *id = sqlite3_column_int64(s, 4);
+    } else if (rc == HF_ENOTFOUND) {
+        hf_fail(d, rc, "", "proxy group '%s' does not exist", name);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int store_group_create(hf_store *st, const char *actor, hf_proxy_group *g, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    sqlite3_stmt *s = store__stmt(st, ST_GROUP_INSERT);
+    bind_text(s, 1, g->name);
+    sqlite3_bind_int(s, 2, (int)g->listener_port);
+    sqlite3_bind_int64(s, 3, now);
+    rc = store__exec(st, s, d);
+    if (rc == HF_ECONFLICT) {
+        hf_fail(d, rc, "name", "proxy group '%s' already exists", g->name);
+    }
+    if (rc == HF_OK) {
+        char object[96];
+        snprintf(object, sizeof(object), "proxy-groups/%s", g->name);
+        rc = store__event(st, actor, "proxy_group.create", object, d,
+                          "created proxy group %s (listener port %u)", g->name, g->listener_port);
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        g->created_at = g->updated_at = now;
+    }
+    return rc;
+}
+
+int store_group_get(hf_store *st, const char *name, hf_proxy_group *out, hf_detail *d)
+{
+    hf_proxy_group g = {0};
+    int64_t id;
+    pthread_mutex_lock(&st->lock);
+    int rc = group_load(st, name, &g, &id, d);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HF_OK) {
+        *out = g;
+    }
+    return rc;
+}
+
+int store_group_list(hf_store *st, hf_proxy_group **out, size_t *n)
+{
+    pthread_mutex_lock(&st->lock);
+    int rc = store__collect(st, store__stmt(st, ST_GROUP_LIST), sizeof(**out), read_group,
+                            (void **)out, n);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static int64_t count_query(hf_store *st, enum store_stmt id, int64_t arg)
+{
+    sqlite3_stmt *s = store__stmt(st, id);
+    sqlite3_bind_int64(s, 1, arg);
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    return n;
+}
+
+int store_group_delete(hf_store *st, const char *actor, const char *name, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    hf_proxy_group g;
+    int64_t id;
+    rc = group_load(st, name, &g, &id, d);
+    if (rc == HF_OK) {
+        int64_t services = count_query(st, ST_GROUP_SERVICES, id);
+        if (services != 0) {
+            rc = hf_fail(d, HF_ECONFLICT, "",
+                         "proxy group '%s' still routes %lld service(s); delete them first", name,
+                         (long long)services);
+        }
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_GROUP_DELETE);
+        sqlite3_bind_int64(s, 1, id);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[96];
+        snprintf(object, sizeof(object), "proxy-groups/%s", name);
+        rc = store__event(st, actor, "proxy_group.delete", object, d, "deleted proxy group %s",
+                          name);
+    }
+    return store__end(st, rc, d);
+}
+
+/* ======================================================================================== */
+/* services                                                                                 */
+/* ======================================================================================== */
+
+static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
+{
+    hf_service *v = elem;
+    store__col_text(s, 0, v->name, sizeof(v->name));
+    store__col_text(s, 1, v->proxy_group, sizeof(v->proxy_group));
+    hf_affinity_mode_parse((const char *)sqlite3_column_text(s, 2), &v->affinity.mode);
+    store__col_text(s, 3, v->affinity.cookie_name, sizeof(v->affinity.cookie_name));
+    v->affinity.ttl_s = (uint32_t)sqlite3_column_int64(s, 4);
+    store__col_text(s, 5, v->affinity.path, sizeof(v->affinity.path));
+    v->affinity.strict = sqlite3_column_int(s, 6) != 0;
+    hf_hc_protocol_parse((const char *)sqlite3_column_text(s, 7), &v->health_check.protocol);
+    store__col_text(s, 8, v->health_check.path, sizeof(v->health_check.path));
+    v->health_check.interval_ms = (uint32_t)sqlite3_column_int64(s, 9);
+    v->health_check.timeout_ms = (uint32_t)sqlite3_column_int64(s, 10);
+    v->health_check.unhealthy_threshold = (uint32_t)sqlite3_column_int64(s, 11);
+    v->health_check.healthy_threshold = (uint32_t)sqlite3_column_int64(s, 12);
+    v->connection.max_connection_age_s = (uint32_t)sqlite3_column_int64(s, 13);
+    v->connection.drain_timeout_s = (uint32_t)sqlite3_column_int64(s, 14);
+    v->connection.max_stream_duration_s = (uint32_t)sqlite3_column_int64(s, 15);
+    v->created_at = sqlite3_column_int64(s, 16);
+    v->updated_at = sqlite3_column_int64(s, 17);
+
+    int64_t id = sqlite3_column_int64(s, 18);
+    sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
+    sqlite3_bind_int64(q, 1, id);
+    while (sqlite3_step(q) == SQLITE_ROW && v->n_domains < HF_MAX_DOMAINS) {
+        store__col_text(q, 0, v->domains[v->n_domains++], HF_DOMAIN_MAX);
+    }
+    sqlite3_reset(q);
+    q = store__stmt(st, ST_FORMAT_LIST);
+    sqlite3_bind_int64(q, 1, id);
+    while (sqlite3_step(q) == SQLITE_ROW && v->n_compatible_session_formats < HF_MAX_FORMATS) {
+        store__col_text(q, 0, v->compatible_session_formats[v->n_compatible_session_formats++],
+                        HF_SHORT_MAX);
+    }
+    sqlite3_reset(q);
+}
+
+/* Binds ?2..?16 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
+static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t group_id)
+{
+    sqlite3_bind_int64(s, 2, group_id);
+    bind_text(s, 3, hf_affinity_mode_name(v->affinity.mode));
+    bind_text(s, 4, v->affinity.cookie_name);
+    sqlite3_bind_int64(s, 5, v->affinity.ttl_s);
+    bind_text(s, 6, v->affinity.path);
+    sqlite3_bind_int(s, 7, v->affinity.strict);
+    bind_text(s, 8, hf_hc_protocol_name(v->health_check.protocol));
+    bind_text(s, 9, v->health_check.path);
+    sqlite3_bind_int64(s, 10, v->health_check.interval_ms);
+    sqlite3_bind_int64(s, 11, v->health_check.timeout_ms);
+    sqlite3_bind_int64(s, 12, v->health_check.unhealthy_threshold);
+    sqlite3_bind_int64(s, 13, v->health_check.healthy_threshold);
+    sqlite3_bind_int64(s, 14, v->connection.max_connection_age_s);
+    sqlite3_bind_int64(s, 15, v->connection.drain_timeout_s);
+    sqlite3_bind_int64(s, 16, v->connection.max_stream_duration_s);
+}
+
+/* Replaces the domains and compatible formats of service id (lock held, inside a tx). */
+static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
+                               hf_detail *d)
+{
+    sqlite3_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = store__exec(st, s, d);
+    for (uint32_t i = 0; rc == HF_OK && i < v->n_domains; i++) {
+        sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
+        sqlite3_bind_int64(o, 1, group_id);
+        bind_text(o, 2, v->domains[i]);
+        if (sqlite3_step(o) == SQLITE_ROW) {
+            rc = hf_fail(d, HF_ECONFLICT, "domains",
+                         "domain '%s' is already routed to service '%s' in proxy group '%s'",
+                         v->domains[i], (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+        }
+        sqlite3_reset(o);
+        if (rc != HF_OK) {
+            break;
+        }
+        s = store__stmt(st, ST_DOMAIN_INSERT);
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, group_id);
+        sqlite3_bind_int(s, 3, (int)i);
+        bind_text(s, 4, v->domains[i]);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        s = store__stmt(st, ST_FORMATS_DELETE);
+        sqlite3_bind_int64(s, 1, id);
+        rc = store__exec(st, s, d);
+    }
+    for (uint32_t i = 0; rc == HF_OK && i < v->n_compatible_session_formats; i++) {
+        s = store__stmt(st, ST_FORMAT_INSERT);
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int(s, 2, (int)i);
+        bind_text(s, 3, v->compatible_session_formats[i]);
+        rc = store__exec(st, s, d);
+    }
+    return rc;
+}
+
+/* The row id of the service's proxy group; a missing group is an invalid field. */
+static int service_group_id(hf_store *st, const hf_service *v, int64_t *group_id, hf_detail *d)
+{
+    hf_proxy_group g;
+    int rc = group_load(st, v->proxy_group, &g, group_id, d);
+    if (rc == HF_ENOTFOUND) {
+        return hf_fail(d, HF_EINVAL, "proxy_group", "proxy group '%s' does not exist",
+                       v->proxy_group);
+    }
+    return rc;
+}
+
+int store_service_create(hf_store *st, const char *actor, hf_service *v, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t group_id = 0;
+    rc = service_group_id(st, v, &group_id, d);
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_INSERT);
+        bind_text(s, 1, v->name);
+        bind_service_fields(s, v, group_id);
+        sqlite3_bind_int64(s, 17, now);
+        rc = store__exec(st, s, d);
+        if (rc == HF_ECONFLICT) {
+            hf_fail(d, rc, "name", "service '%s' already exists", v->name);
+        }
+    }
+    if (rc == HF_OK) {
+        rc = write_service_lists(st, v, sqlite3_last_insert_rowid(st->db), group_id, d);
+    }
+    if (rc == HF_OK) {
+        char object[96];
+        snprintf(object, sizeof(object), "services/%s", v->name);
+        rc = store__event(st, actor, "service.create", object, d,
+                          "created service %s in proxy group %s (affinity %s)", v->name,
+                          v->proxy_group, hf_affinity_mode_name(v->affinity.mode));
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        v->created_at = v->updated_at = now;
+    }
+    return rc;
+}
+
+int store_service_get(hf_store *st, const char *name, hf_service *out, hf_detail *d)
+{
+    pthread_mutex_lock(&st->lock);
+    sqlite3_stmt *s = store__stmt(st, ST_SERVICE_GET);
+    bind_text(s, 1, name);
+    int rc = step_row(st, s);
+    if (rc == HF_OK) {
+        memset(out, 0, sizeof(*out));
+        read_service(st, s, out);
+    } else if (rc == HF_ENOTFOUND) {
+        hf_fail(d, rc, "", "service '%s' does not exist", name);
+    }
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int store_service_list(hf_store *st, const char *group, hf_service **out, size_t *n)
+{
+    pthread_mutex_lock(&st->lock);
+    sqlite3_stmt *s = store__stmt(st, ST_SERVICE_LIST);
+    if (group != NULL) {
+        bind_text(s, 1, group);
+    }
+    int rc = store__collect(st, s, sizeof(**out), read_service, (void **)out, n);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int store_service_update(hf_store *st, const char *actor, hf_service *v, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t id = 0;
+    int64_t group_id = 0;
+    rc = store__service_id(st, v->name, &id, d);
+    if (rc == HF_OK) {
+        rc = service_group_id(st, v, &group_id, d);
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_UPDATE);
+        bind_text(s, 1, v->name);
+        bind_service_fields(s, v, group_id);
+        sqlite3_bind_int64(s, 17, now);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        rc = write_service_lists(st, v, id, group_id, d);
+    }
+    if (rc == HF_OK) {
+        char object[96];
+        snprintf(object, sizeof(object), "services/%s", v->name);
+        rc = store__event(st, actor, "service.update", object, d,
+                          "updated service %s (affinity %s, cookie TTL %u s)", v->name,
+                          hf_affinity_mode_name(v->affinity.mode), v->affinity.ttl_s);
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        v->updated_at = now;
+    }
+    return rc;
+}
+
+int store_service_delete(hf_store *st, const char *actor, const char *name, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t id = 0;
+    rc = store__service_id(st, name, &id, d);
+    if (rc == HF_OK) {
+        int64_t fleets = count_query(st, ST_SERVICE_FLEETS, id);
+        if (fleets != 0) {
+            rc = hf_fail(d, HF_ECONFLICT, "",
+                         "service '%s' still has %lld fleet(s); delete them first", name,
+                         (long long)fleets);
+        }
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_DELETE);
+        sqlite3_bind_int64(s, 1, id);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[96];
+        snprintf(object, sizeof(object), "services/%s", name);
+        rc = store__event(st, actor, "service.delete", object, d, "deleted service %s", name);
+    }
+    return store__end(st, rc, d);
+}
+
+/* ======================================================================================== */
+/* fleets                                                                                   */
+/* ======================================================================================== */
+
+static void read_fleet(hf_store *st, sqlite3_stmt *s, void *elem)
+{
+    (void)st;
+    hf_fleet *f = elem;
+    store__col_text(s, 0, f->service, sizeof(f->service));
+    store__col_text(s, 1, f->name, sizeof(f->name));
+    store__col_text(s, 2, f->version, sizeof(f->version));
+    store__col_text(s, 3, f->session_format, sizeof(f->session_format));
+    hf_fleet_role_parse((const char *)sqlite3_column_text(s, 4), &f->role);
+    f->created_at = sqlite3_column_int64(s, 5);
+    f->updated_at = sqlite3_column_int64(s, 6);
+}
+
+/* Reads a fleet with the lock held; *id receives its row id. */
+static int fleet_load(hf_store *st, const char *service, const char *name, hf_fleet *f,
+                      int64_t *id, hf_detail *d)
+{
+    int64_t service_id;
+    int rc = store__service_id(st, service, &service_id, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = store__stmt(st, ST_FLEET_GET);
+    bind_text(s, 1, service);
+    bind_text(s, 2, name);
+    rc = step_row(st, s);
+    if (rc == HF_OK) {
+        memset(f, 0, sizeof(*f));
+        read_fleet(st, s, f);
+        *id = sqlite3_column_int64(s, 7);
+    } else if (rc == HF_ENOTFOUND) {
+        hf_fail(d, rc, "", "fleet '%s' of service '%s' does not exist", name, service);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Demotes the service's active fleet to standby (lock held, inside a tx). */
+static int demote_active(hf_store *st, int64_t service_id, int64_t now, hf_detail *d)
+{
+    sqlite3_stmt *s = store__stmt(st, ST_FLEET_DEMOTE);
+    sqlite3_bind_int64(s, 1, service_id);
+    sqlite3_bind_int64(s, 2, now);
+    return store__exec(st, s, d);
+}
+
+int store_fleet_create(hf_store *st, const char *actor, hf_fleet *f, hf_detail *d)
+{
+    if (f->role != HF_ROLE_ACTIVE && f->role != HF_ROLE_STANDBY) {
+        return hf_fail(d, HF_EINVAL, "role", "a new fleet's role must be active or standby");
+    }
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t service_id = 0;
+    enum hf_fleet_role role = f->role;
+    rc = store__service_id(st, f->service, &service_id, d);
+    if (rc == HF_OK && count_query(st, ST_SERVICE_FLEETS, service_id) == 0) {
+        role = HF_ROLE_ACTIVE;
+    } else if (rc == HF_OK && role == HF_ROLE_ACTIVE) {
+        rc = demote_active(st, service_id, now, d);
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_FLEET_INSERT);
+        sqlite3_bind_int64(s, 1, service_id);
+        bind_text(s, 2, f->name);
+        bind_text(s, 3, f->version);
+        bind_text(s, 4, f->session_format);
+        bind_text(s, 5, hf_fleet_role_name(role));
+        sqlite3_bind_int64(s, 6, now);
+        rc = store__exec(st, s, d);
+        if (rc == HF_ECONFLICT) {
+            hf_fail(d, rc, "name", "fleet '%s' of service '%s' already exists", f->name,
+                    f->service);
+        }
+    }
+    if (rc == HF_OK) {
+        char object[160];
+        snprintf(object, sizeof(object), "services/%s/fleets/%s", f->service, f->name);
+        rc = store__event(st, actor, "fleet.create", object, d,
+                          "created fleet %s of %s (version %s, session format %s, %s)", f->name,
+                          f->service, f->version, f->session_format, hf_fleet_role_name(role));
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        f->role = role;
+        f->created_at = f->updated_at = now;
+    }
+    return rc;
+}
+
+int store_fleet_get(hf_store *st, const char *service, const char *name, hf_fleet *out,
+                    hf_detail *d)
+{
+    hf_fleet f;
+    int64_t id;
+    pthread_mutex_lock(&st->lock);
+    int rc = fleet_load(st, service, name, &f, &id, d);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HF_OK) {
+        *out = f;
+    }
+    return rc;
+}
+
+int store_fleet_list(hf_store *st, const char *service, hf_fleet **out, size_t *n, hf_detail *d)
+{
+    pthread_mutex_lock(&st->lock);
+    int64_t service_id;
+    int rc = store__service_id(st, service, &service_id, d);
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_FLEET_LIST);
+        bind_text(s, 1, service);
+        rc = store__collect(st, s, sizeof(**out), read_fleet, (void **)out, n);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* Whether changing a fleet's role from `from` to `to` by hand is allowed. */
+static int check_role_change(const hf_fleet *cur, enum hf_fleet_role to, hf_detail *d)
+{
+    if (cur->role == to) {
+        return HF_OK;
+    }
+    if (to == HF_ROLE_DRAINING) {
+        return hf_fail(d, HF_EINVAL, "role", "role draining is set by deployments only");
+    }
+    if (cur->role == HF_ROLE_DRAINING) {
+        return hf_fail(d, HF_ECONFLICT, "role",
+                       "fleet '%s' is draining in a deployment; use the deployment's actions",
+                       cur->name);
+    }
+    if (cur->role == HF_ROLE_ACTIVE) {
+        return hf_fail(d, HF_ECONFLICT, "role",
+                       "fleet '%s' is the active fleet; make another fleet active instead",
+                       cur->name);
+    }
+    return HF_OK;
+}
+
+int store_fleet_update(hf_store *st, const char *actor, hf_fleet *f, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t id = 0;
+    int64_t service_id = 0;
+    hf_fleet cur;
+    rc = fleet_load(st, f->service, f->name, &cur, &id, d);
+    if (rc == HF_OK) {
+        rc = check_role_change(&cur, f->role, d);
+    }
+    if (rc == HF_OK && f->role == HF_ROLE_ACTIVE && cur.role != HF_ROLE_ACTIVE) {
+        rc = store__service_id(st, f->service, &service_id, d);
+        if (rc == HF_OK) {
+            rc = demote_active(st, service_id, now, d);
+        }
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_FLEET_UPDATE);
+        sqlite3_bind_int64(s, 1, id);
+        bind_text(s, 2, f->version);
+        bind_text(s, 3, f->session_format);
+        bind_text(s, 4, hf_fleet_role_name(f->role));
+        sqlite3_bind_int64(s, 5, now);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[160];
+        snprintf(object, sizeof(object), "services/%s/fleets/%s", f->service, f->name);
+        rc = store__event(st, actor, "fleet.update", object, d,
+                          "updated fleet %s of %s: role %s -> %s, version %s", f->name,
+                          f->service, hf_fleet_role_name(cur.role), hf_fleet_role_name(f->role),
+                          f->version);
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        f->created_at = cur.created_at;
+        f->updated_at = now;
+    }
+    return rc;
+}
+
+int store_fleet_delete(hf_store *st, const char *actor, const char *service, const char *name,
+                       hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t id = 0;
+    hf_fleet cur;
+    rc = fleet_load(st, service, name, &cur, &id, d);
+    if (rc == HF_OK && (cur.role == HF_ROLE_ACTIVE || cur.role == HF_ROLE_DRAINING)) {
+        rc = hf_fail(d, HF_ECONFLICT, "", "fleet '%s' is %s; only a standby or retired fleet "
+                     "can be deleted", name, hf_fleet_role_name(cur.role));
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_FLEET_DELETE);
+        sqlite3_bind_int64(s, 1, id);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[160];
+        snprintf(object, sizeof(object), "services/%s/fleets/%s", service, name);
+        rc = store__event(st, actor, "fleet.delete", object, d,
+                          "deleted %s fleet %s of %s with its endpoints",
+                          hf_fleet_role_name(cur.role), name, service);
+    }
+    return store__end(st, rc, d);
+}
+
+/* ======================================================================================== */
+/* endpoints                                                                                */
+/* ======================================================================================== */
+
+static void read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem)
+{
+    (void)st;
+    hf_endpoint *e = elem;
+    store__col_text(s, 0, e->service, sizeof(e->service));
+    store__col_text(s, 1, e->fleet, sizeof(e->fleet));
+    store__col_text(s, 2, e->address, sizeof(e->address));
+    e->port = (uint32_t)sqlite3_column_int(s, 3);
+    store__col_text(s, 4, e->zone, sizeof(e->zone));
+    e->weight = (uint32_t)sqlite3_column_int(s, 5);
+    hf_admin_state_parse((const char *)sqlite3_column_text(s, 6), &e->admin_state);
+    hf_health_parse((const char *)sqlite3_column_text(s, 7), &e->health);
+    e->created_at = sqlite3_column_int64(s, 8);
+    e->updated_at = sqlite3_column_int64(s, 9);
+}
+
+static void endpoint_object(char *buf, size_t len, const char *service, const char *fleet,
+                            const char *address, uint32_t port)
+{
+    hf_endpoint tmp = {.port = port};
+    snprintf(tmp.address, sizeof(tmp.address), "%s", address);
+    char id[HF_ENDPOINT_ID_MAX];
+    hf_endpoint_id(&tmp, id, sizeof(id));
+    snprintf(buf, len, "services/%s/fleets/%s/endpoints/%s", service, fleet, id);
+}
+
+/* Reads an endpoint with the lock held (the fleet must exist); *id receives its row id. */
+static int endpoint_load(hf_store *st, const char *service, const char *fleet,
+                         const char *address, uint32_t port, hf_endpoint *e, int64_t *id,
+                         hf_detail *d)
+{
+    hf_fleet f;
+    int64_t fleet_id;
+    int rc = fleet_load(st, service, fleet, &f, &fleet_id, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_GET);
+    bind_text(s, 1, service);
+    bind_text(s, 2, fleet);
+    bind_text(s, 3, address);
+    sqlite3_bind_int(s, 4, (int)port);
+    rc = step_row(st, s);
+    if (rc == HF_OK) {
+        memset(e, 0, sizeof(*e));
+        read_endpoint(st, s, e);
+        *id = sqlite3_column_int64(s, 10);
+    } else if (rc == HF_ENOTFOUND) {
+        hf_fail(d, rc, "", "endpoint %s port %u is not in fleet '%s' of service '%s'", address,
+                port, fleet, service);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int store_endpoint_create(hf_store *st, const char *actor, hf_endpoint *e, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t service_id = 0;
+    int64_t fleet_id = 0;
+    hf_fleet f;
+    rc = fleet_load(st, e->service, e->fleet, &f, &fleet_id, d);
+    if (rc == HF_OK) {
+        rc = store__service_id(st, e->service, &service_id, d);
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *o = store__stmt(st, ST_ENDPOINT_OWNER);
+        sqlite3_bind_int64(o, 1, service_id);
+        bind_text(o, 2, e->address);
+        sqlite3_bind_int(o, 3, (int)e->port);
+        if (sqlite3_step(o) == SQLITE_ROW) {
+            rc = hf_fail(d, HF_ECONFLICT, "address",
+                         "endpoint %s port %u already belongs to fleet '%s' of service '%s'",
+                         e->address, e->port, (const char *)sqlite3_column_text(o, 0),
+                         e->service);
+        }
+        sqlite3_reset(o);
+    }
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_INSERT);
+        sqlite3_bind_int64(s, 1, fleet_id);
+        sqlite3_bind_int64(s, 2, service_id);
+        bind_text(s, 3, e->address);
+        sqlite3_bind_int(s, 4, (int)e->port);
+        bind_text(s, 5, e->zone);
+        sqlite3_bind_int(s, 6, (int)e->weight);
+        bind_text(s, 7, hf_admin_state_name(e->admin_state));
+        bind_text(s, 8, hf_health_name(HF_HEALTH_UNKNOWN));
+        sqlite3_bind_int64(s, 9, now);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[256];
+        endpoint_object(object, sizeof(object), e->service, e->fleet, e->address, e->port);
+        rc = store__event(st, actor, "endpoint.create", object, d,
+                          "added endpoint %s:%u (zone %s, weight %u) to fleet %s of %s",
+                          e->address, e->port, e->zone, e->weight, e->fleet, e->service);
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        e->health = HF_HEALTH_UNKNOWN;
+        e->created_at = e->updated_at = now;
+    }
+    return rc;
+}
+
+int store_endpoint_get(hf_store *st, const char *service, const char *fleet, const char *address,
+                       uint32_t port, hf_endpoint *out, hf_detail *d)
+{
+    hf_endpoint e;
+    int64_t id;
+    pthread_mutex_lock(&st->lock);
+    int rc = endpoint_load(st, service, fleet, address, port, &e, &id, d);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HF_OK) {
+        *out = e;
+    }
+    return rc;
+}
+
+int store_endpoint_list(hf_store *st, const char *service, const char *fleet, hf_endpoint **out,
+                        size_t *n, hf_detail *d)
+{
+    pthread_mutex_lock(&st->lock);
+    hf_fleet f;
+    int64_t fleet_id;
+    int rc = fleet_load(st, service, fleet, &f, &fleet_id, d);
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_LIST);
+        bind_text(s, 1, service);
+        bind_text(s, 2, fleet);
+        rc = store__collect(st, s, sizeof(**out), read_endpoint, (void **)out, n);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int store_endpoint_update(hf_store *st, const char *actor, hf_endpoint *e, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t now = hf_now_ms();
+    int64_t id = 0;
+    hf_endpoint cur;
+    rc = endpoint_load(st, e->service, e->fleet, e->address, e->port, &cur, &id, d);
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_UPDATE);
+        sqlite3_bind_int64(s, 1, id);
+        bind_text(s, 2, e->zone);
+        sqlite3_bind_int(s, 3, (int)e->weight);
+        bind_text(s, 4, hf_admin_state_name(e->admin_state));
+        sqlite3_bind_int64(s, 5, now);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[256];
+        endpoint_object(object, sizeof(object), e->service, e->fleet, e->address, e->port);
+        rc = store__event(st, actor, "endpoint.update", object, d,
+                          "endpoint %s:%u: admin state %s -> %s, weight %u, zone %s", e->address,
+                          e->port, hf_admin_state_name(cur.admin_state),
+                          hf_admin_state_name(e->admin_state), e->weight, e->zone);
+    }
+    rc = store__end(st, rc, d);
+    if (rc == HF_OK) {
+        e->health = cur.health;
+        e->created_at = cur.created_at;
+        e->updated_at = now;
+    }
+    return rc;
+}
+
+int store_endpoint_delete(hf_store *st, const char *actor, const char *service, const char *fleet,
+                          const char *address, uint32_t port, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    int64_t id = 0;
+    hf_endpoint cur;
+    rc = endpoint_load(st, service, fleet, address, port, &cur, &id, d);
+    if (rc == HF_OK) {
+        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_DELETE);
+        sqlite3_bind_int64(s, 1, id);
+        rc = store__exec(st, s, d);
+    }
+    if (rc == HF_OK) {
+        char object[256];
+        endpoint_object(object, sizeof(object), service, fleet, address, port);
+        rc = store__event(st, actor, "endpoint.delete", object, d,
+                          "removed endpoint %s:%u from fleet %s of %s", address, port, fleet,
+                          service);
+    }
+    return store__end(st, rc, d);
+}
