@@ -131,9 +131,12 @@ static int token_command(int argc, char **argv)
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},        {"http", required_argument, NULL, 'h'},
-        {"xds", required_argument, NULL, 'x'},       {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'H'},            {"version", no_argument, NULL, 'V'},
+        {"db", required_argument, NULL, 'd'},
+        {"http", required_argument, NULL, 'h'},
+        {"xds", required_argument, NULL, 'x'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'H'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -232,8 +235,11 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "token") == 0) {
         return token_command(argc - 1, argv + 1);
     }
-    struct options o = {.db = "./holdfast.db", .http_addr = "127.0.0.1", .http_port = 8080,
-                        .xds_addr = "127.0.0.1", .xds_port = 18000};
+    struct options o = {.db = "./holdfast.db",
+                        .http_addr = "127.0.0.1",
+                        .http_port = 8080,
+                        .xds_addr = "127.0.0.1",
+                        .xds_port = 18000};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

@@ -8,7 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 PKGS=(build-essential cmake pkg-config git ca-certificates curl
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
       libmicrohttpd-dev libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev libssl-dev
-      python3-grpcio python3-protobuf nodejs npm)
+      python3-grpcio python3-protobuf python3-yaml clang-format)
 
 want_apt=1
 [ "${1:-}" = "--no-apt" ] && want_apt=0
@@ -17,6 +17,9 @@ missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js and npm: any install will do (Debian's, or nodesource's which bundles npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$want_apt" = 0 ]; then
         echo "setup: missing Debian packages: ${missing[*]}" >&2

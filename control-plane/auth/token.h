@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#define HF_TOKEN_LEN 67     /* "hf_" + 64 hex digits */
+#define HF_TOKEN_LEN 67      /* "hf_" + 64 hex digits */
 #define HF_TOKEN_HASH_LEN 65 /* 64 hex digits + NUL */
 
 /* Writes the SHA-256 of token as lowercase hex (HF_TOKEN_HASH_LEN bytes with NUL). */

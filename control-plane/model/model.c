@@ -19,22 +19,22 @@ static int parse_name(const char *s, const char *const *names, int n, int *out)
     return HF_EINVAL;
 }
 
-#define ENUM_NAMES(fn_name, fn_parse, type, ...)                                                  \
-    static const char *const fn_name##_names[] = {__VA_ARGS__};                                   \
-    const char *fn_name(type v)                                                                   \
-    {                                                                                             \
-        size_t n = sizeof(fn_name##_names) / sizeof(fn_name##_names[0]);                          \
-        return (size_t)v < n ? fn_name##_names[v] : "?";                                          \
-    }                                                                                             \
-    int fn_parse(const char *s, type *out)                                                        \
-    {                                                                                             \
-        int v;                                                                                    \
-        int n = (int)(sizeof(fn_name##_names) / sizeof(fn_name##_names[0]));                      \
-        if (parse_name(s, fn_name##_names, n, &v) != HF_OK) {                                     \
-            return HF_EINVAL;                                                                     \
-        }                                                                                         \
-        *out = (type)v;                                                                           \
-        return HF_OK;                                                                             \
+#define ENUM_NAMES(fn_name, fn_parse, type, ...)                                                   \
+    static const char *const fn_name##_names[] = {__VA_ARGS__};                                    \
+    const char *fn_name(type v)                                                                    \
+    {                                                                                              \
+        size_t n = sizeof(fn_name##_names) / sizeof(fn_name##_names[0]);                           \
+        return (size_t)v < n ? fn_name##_names[v] : "?";                                           \
+    }                                                                                              \
+    int fn_parse(const char *s, type *out)                                                         \
+    {                                                                                              \
+        int v;                                                                                     \
+        int n = (int)(sizeof(fn_name##_names) / sizeof(fn_name##_names[0]));                       \
+        if (parse_name(s, fn_name##_names, n, &v) != HF_OK) {                                      \
+            return HF_EINVAL;                                                                      \
+        }                                                                                          \
+        *out = (type)v;                                                                            \
+        return HF_OK;                                                                              \
     }
 
 ENUM_NAMES(hf_affinity_mode_name, hf_affinity_mode_parse, enum hf_affinity_mode, "none", "cookie",
@@ -228,13 +228,12 @@ static int validate_health_check(const hf_health_check *h, hf_detail *d)
                        "path must start with '/' and hold no spaces, quotes or ';'");
     }
     if (h->interval_ms < HF_INTERVAL_MIN_MS || h->interval_ms > HF_INTERVAL_MAX_MS) {
-        return hf_fail(d, HF_EINVAL, "health_check.interval_ms",
-                       "interval_ms must be %d-%d", HF_INTERVAL_MIN_MS, HF_INTERVAL_MAX_MS);
+        return hf_fail(d, HF_EINVAL, "health_check.interval_ms", "interval_ms must be %d-%d",
+                       HF_INTERVAL_MIN_MS, HF_INTERVAL_MAX_MS);
     }
     if (h->timeout_ms < 1 || h->timeout_ms >= h->interval_ms) {
         return hf_fail(d, HF_EINVAL, "health_check.timeout_ms",
-                       "timeout_ms must be at least 1 and below interval_ms (%u)",
-                       h->interval_ms);
+                       "timeout_ms must be at least 1 and below interval_ms (%u)", h->interval_ms);
     }
     if (h->unhealthy_threshold < HF_THRESHOLD_MIN || h->unhealthy_threshold > HF_THRESHOLD_MAX) {
         return hf_fail(d, HF_EINVAL, "health_check.unhealthy_threshold",
@@ -259,9 +258,8 @@ static int validate_connection(const hf_connection *c, hf_detail *d)
     };
     for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
         if (items[i].v > HF_DURATION_MAX_S) {
-            return hf_fail(d, HF_EINVAL, items[i].field,
-                           "%s must be 0 (unset) to %d seconds", items[i].field + 11,
-                           HF_DURATION_MAX_S);
+            return hf_fail(d, HF_EINVAL, items[i].field, "%s must be 0 (unset) to %d seconds",
+                           items[i].field + 11, HF_DURATION_MAX_S);
         }
     }
     return HF_OK;

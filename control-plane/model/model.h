@@ -12,12 +12,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HF_NAME_MAX 64        /* names: [a-z0-9][a-z0-9-]{0,62} plus NUL */
-#define HF_DOMAIN_MAX 254     /* a DNS name (or *.name) plus NUL */
+#define HF_NAME_MAX 64    /* names: [a-z0-9][a-z0-9-]{0,62} plus NUL */
+#define HF_DOMAIN_MAX 254 /* a DNS name (or *.name) plus NUL */
 #define HF_MAX_DOMAINS 16
 #define HF_PATH_MAX 256
 #define HF_COOKIE_MAX 64
-#define HF_SHORT_MAX 128      /* version, session_format, zone */
+#define HF_SHORT_MAX 128 /* version, session_format, zone */
 #define HF_MAX_FORMATS 16
 #define HF_ADDR_MAX 46        /* INET6_ADDRSTRLEN */
 #define HF_ENDPOINT_ID_MAX 56 /* "[v6]:port" */

@@ -222,16 +222,18 @@ static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
     snprintf(req->actor, sizeof(req->actor), "token:%lld%s%s", (long long)t.id,
              t.name[0] ? ":" : "", t.name);
     if ((int)t.role + 1 < (int)r->access) {
-        rest__error_status(resp, 403, "forbidden", "", "this action needs the %s role; the token "
-                           "has %s", access_names[r->access], hf_role_name(t.role));
+        rest__error_status(resp, 403, "forbidden", "",
+                           "this action needs the %s role; the token "
+                           "has %s",
+                           access_names[r->access], hf_role_name(t.role));
         return false;
     }
     return true;
 }
 
 /* Finds the route for method and path; sets *path_matched when a route has the path only. */
-static const struct route *route_find(const char *method, char **segs, size_t nsegs,
-                                      rest_req *req, bool *path_matched)
+static const struct route *route_find(const char *method, char **segs, size_t nsegs, rest_req *req,
+                                      bool *path_matched)
 {
     *path_matched = false;
     for (size_t i = 0; i < N_ROUTES; i++) {
@@ -312,9 +314,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, rest_resp *res
         body = resp->text;
         resp->text = NULL;
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        body ? strlen(body) : 0, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (char *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (body != NULL) {
         MHD_add_response_header(r, "Content-Type", type);
     }
@@ -334,20 +336,18 @@ static void record(const char *method, const char *route, int status, uint64_t s
     char labels[384];
     snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"", method, route,
              status);
-    hf_counter_add("holdfast_http_requests_total", "REST requests by route and status.", labels,
-                   1);
+    hf_counter_add("holdfast_http_requests_total", "REST requests by route and status.", labels, 1);
     snprintf(labels, sizeof(labels), "route=\"%s\"", route);
     double secs = (double)(hf_mono_ns() - start_ns) / 1e9;
     hf_histogram_observe("holdfast_http_request_seconds", "REST request latency.", labels, secs);
     bool mutation = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-    hf_log(mutation ? HF_LOG_INFO : HF_LOG_DEBUG, "rest", "%s %s -> %d (%s, %.1f ms)", method,
-           url, status, actor, secs * 1000);
+    hf_log(mutation ? HF_LOG_INFO : HF_LOG_DEBUG, "rest", "%s %s -> %d (%s, %.1f ms)", method, url,
+           status, actor, secs * 1000);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct rest_server *srv = cls;
@@ -451,16 +451,15 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 512u,
+        MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         free(srv);
         return hf_fail(d, HF_EIO, "http", "cannot listen on %s port %u (in use?)", cfg->address,
                        cfg->port);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
     *out = srv;
     return HF_OK;

@@ -29,15 +29,15 @@ static bool need_body(rest_req *req, rest_resp *resp)
 }
 
 /* Renders a list as {"items": [...]}; render(i) is called for each element. */
-#define LIST_RESPONSE(resp, items, n, render_fn)                                                  \
-    do {                                                                                          \
-        json_t *arr_ = json_array();                                                              \
-        for (size_t i_ = 0; i_ < (n); i_++) {                                                     \
-            json_array_append_new(arr_, render_fn(&(items)[i_]));                                 \
-        }                                                                                         \
-        json_t *obj_ = json_object();                                                             \
-        json_object_set_new(obj_, "items", arr_);                                                 \
-        rest__json(resp, 200, obj_);                                                              \
+#define LIST_RESPONSE(resp, items, n, render_fn)                                                   \
+    do {                                                                                           \
+        json_t *arr_ = json_array();                                                               \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                      \
+            json_array_append_new(arr_, render_fn(&(items)[i_]));                                  \
+        }                                                                                          \
+        json_t *obj_ = json_object();                                                              \
+        json_object_set_new(obj_, "items", arr_);                                                  \
+        rest__json(resp, 200, obj_);                                                               \
     } while (0)
 
 /* ======================================================================================== */
@@ -306,8 +306,8 @@ static bool endpoint_param(rest_req *req, rest_resp *resp, hf_endpoint *e)
     snprintf(e->fleet, sizeof(e->fleet), "%s", req->params[1]);
     if (hf_endpoint_id_parse(req->params[2], e->address, sizeof(e->address), &e->port) != HF_OK ||
         hf_endpoint_validate(e, NULL) != HF_OK) {
-        rest__error_status(resp, 404, "not_found", "",
-                           "'%s' is not an endpoint id (address:port)", req->params[2]);
+        rest__error_status(resp, 404, "not_found", "", "'%s' is not an endpoint id (address:port)",
+                           req->params[2]);
         return false;
     }
     return true;
@@ -406,8 +406,8 @@ void rest__h_endpoints_delete(rest_req *req, rest_resp *resp)
     if (!endpoint_param(req, resp, &e)) {
         return;
     }
-    int rc = store_endpoint_delete(req->store, req->actor, e.service, e.fleet, e.address, e.port,
-                                   &d);
+    int rc =
+        store_endpoint_delete(req->store, req->actor, e.service, e.fleet, e.address, e.port, &d);
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -500,8 +500,8 @@ void rest__h_tokens_delete(rest_req *req, rest_resp *resp)
 /* ======================================================================================== */
 
 /* Parses an optional non-negative integer query argument. */
-static bool query_int(rest_req *req, rest_resp *resp, const char *key, long long def,
-                      long long max, long long *out)
+static bool query_int(rest_req *req, rest_resp *resp, const char *key, long long def, long long max,
+                      long long *out)
 {
     const char *v = rest__query(req, key);
     if (v == NULL) {

@@ -62,32 +62,32 @@ int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d);
 int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d);
 
 /* ---- handlers (rest_handlers.c) ---- */
-#define REST_HANDLERS(X)                                                                          \
-    X(groups_list)                                                                                \
-    X(groups_create)                                                                              \
-    X(groups_get)                                                                                 \
-    X(groups_delete)                                                                              \
-    X(services_list)                                                                              \
-    X(services_create)                                                                            \
-    X(services_get)                                                                               \
-    X(services_patch)                                                                             \
-    X(services_delete)                                                                            \
-    X(fleets_list)                                                                                \
-    X(fleets_create)                                                                              \
-    X(fleets_get)                                                                                 \
-    X(fleets_patch)                                                                               \
-    X(fleets_delete)                                                                              \
-    X(endpoints_list)                                                                             \
-    X(endpoints_create)                                                                           \
-    X(endpoints_get)                                                                              \
-    X(endpoints_patch)                                                                            \
-    X(endpoints_delete)                                                                           \
-    X(tokens_list)                                                                                \
-    X(tokens_create)                                                                              \
-    X(tokens_delete)                                                                              \
-    X(events_list)                                                                                \
-    X(healthz)                                                                                    \
-    X(readyz)                                                                                     \
+#define REST_HANDLERS(X)                                                                           \
+    X(groups_list)                                                                                 \
+    X(groups_create)                                                                               \
+    X(groups_get)                                                                                  \
+    X(groups_delete)                                                                               \
+    X(services_list)                                                                               \
+    X(services_create)                                                                             \
+    X(services_get)                                                                                \
+    X(services_patch)                                                                              \
+    X(services_delete)                                                                             \
+    X(fleets_list)                                                                                 \
+    X(fleets_create)                                                                               \
+    X(fleets_get)                                                                                  \
+    X(fleets_patch)                                                                                \
+    X(fleets_delete)                                                                               \
+    X(endpoints_list)                                                                              \
+    X(endpoints_create)                                                                            \
+    X(endpoints_get)                                                                               \
+    X(endpoints_patch)                                                                             \
+    X(endpoints_delete)                                                                            \
+    X(tokens_list)                                                                                 \
+    X(tokens_create)                                                                               \
+    X(tokens_delete)                                                                               \
+    X(events_list)                                                                                 \
+    X(healthz)                                                                                     \
+    X(readyz)                                                                                      \
     X(metrics)
 
 #define REST_DECLARE_HANDLER(name) void rest__h_##name(rest_req *req, rest_resp *resp);

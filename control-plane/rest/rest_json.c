@@ -19,13 +19,13 @@ enum ftype { F_STR, F_U32, F_BOOL, F_ENUM, F_OBJ, F_STRLIST };
 struct field {
     const char *name;
     enum ftype type;
-    size_t off;                /* offset of the value in the struct */
-    size_t size;               /* F_STR, F_STRLIST: bytes per string */
-    bool immutable;            /* set at creation only */
-    const char *const *names;  /* F_ENUM: names indexed by value, NULL-terminated */
-    const struct field *sub;   /* F_OBJ: the nested table, {NULL}-terminated */
-    size_t max;                /* F_STRLIST: capacity */
-    size_t count_off;          /* F_STRLIST: offset of the uint32_t count */
+    size_t off;               /* offset of the value in the struct */
+    size_t size;              /* F_STR, F_STRLIST: bytes per string */
+    bool immutable;           /* set at creation only */
+    const char *const *names; /* F_ENUM: names indexed by value, NULL-terminated */
+    const struct field *sub;  /* F_OBJ: the nested table, {NULL}-terminated */
+    size_t max;               /* F_STRLIST: capacity */
+    size_t count_off;         /* F_STRLIST: offset of the uint32_t count */
 };
 
 /* Enum values are stored as int-sized enums. */
@@ -108,7 +108,7 @@ static const struct field endpoint_fields[] = {
 
 /* Members the server writes; a request that sends them is refused as read-only. */
 static const char *const server_fields[] = {"created_at", "updated_at", "id", "health",
-                                            "service", "fleet", NULL};
+                                            "service",    "fleet",      NULL};
 
 /* ---- rendering ---- */
 
@@ -221,16 +221,14 @@ json_t *rest__event_json(const hf_event *e)
 static int apply(const struct field *fields, json_t *obj, void *base, bool creating,
                  const char *prefix, hf_detail *d);
 
-static int apply_string(const struct field *f, json_t *v, char *dst, const char *path,
-                        hf_detail *d)
+static int apply_string(const struct field *f, json_t *v, char *dst, const char *path, hf_detail *d)
 {
     if (!json_is_string(v)) {
         return hf_fail(d, HF_EINVAL, path, "%s must be a string", path);
     }
     size_t len = json_string_length(v);
     if (len >= f->size || memchr(json_string_value(v), '\0', len) != NULL) {
-        return hf_fail(d, HF_EINVAL, path, "%s must be at most %zu characters", path,
-                       f->size - 1);
+        return hf_fail(d, HF_EINVAL, path, "%s must be at most %zu characters", path, f->size - 1);
     }
     memcpy(dst, json_string_value(v), len + 1);
     return HF_OK;
@@ -246,8 +244,7 @@ static int apply_u32(json_t *v, uint32_t *dst, const char *path, hf_detail *d)
     return HF_OK;
 }
 
-static int apply_enum(const struct field *f, json_t *v, int *dst, const char *path,
-                      hf_detail *d)
+static int apply_enum(const struct field *f, json_t *v, int *dst, const char *path, hf_detail *d)
 {
     if (json_is_string(v)) {
         for (int i = 0; f->names[i]; i++) {
@@ -287,8 +284,8 @@ static int apply_strlist(const struct field *f, json_t *v, char *base, const cha
     return HF_OK;
 }
 
-static int apply_one(const struct field *f, json_t *v, char *base, bool creating,
-                     const char *path, hf_detail *d)
+static int apply_one(const struct field *f, json_t *v, char *base, bool creating, const char *path,
+                     hf_detail *d)
 {
     switch (f->type) {
     case F_STR:

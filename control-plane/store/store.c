@@ -464,8 +464,8 @@ int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d
     if (rc == HF_OK) {
         char object[64];
         snprintf(object, sizeof(object), "tokens/%lld", (long long)id);
-        rc = store__event(st, actor, "token.delete", object, d, "deleted token %lld",
-                          (long long)id);
+        rc =
+            store__event(st, actor, "token.delete", object, d, "deleted token %lld", (long long)id);
     }
     return store__end(st, rc, d);
 }

@@ -10,95 +10,97 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
-#define SERVICE_COLS                                                                              \
-    "s.name, g.name, s.affinity_mode, s.cookie_name, s.ttl_s, s.cookie_path, s.strict, "          \
-    "s.hc_protocol, s.hc_path, s.hc_interval_ms, s.hc_timeout_ms, s.hc_unhealthy_threshold, "    \
-    "s.hc_healthy_threshold, s.max_connection_age_s, s.drain_timeout_s, "                        \
+#define SERVICE_COLS                                                                               \
+    "s.name, g.name, s.affinity_mode, s.cookie_name, s.ttl_s, s.cookie_path, s.strict, "           \
+    "s.hc_protocol, s.hc_path, s.hc_interval_ms, s.hc_timeout_ms, s.hc_unhealthy_threshold, "      \
+    "s.hc_healthy_threshold, s.max_connection_age_s, s.drain_timeout_s, "                          \
     "s.max_stream_duration_s, s.created_at, s.updated_at, s.id "
-#define FLEET_COLS "s.name, f.name, f.version, f.session_format, f.role, f.created_at, f.updated_at "
-#define ENDPOINT_COLS                                                                             \
-    "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "              \
+#define FLEET_COLS                                                                                 \
+    "s.name, f.name, f.version, f.session_format, f.role, f.created_at, f.updated_at "
+#define ENDPOINT_COLS                                                                              \
+    "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at "
 
 /* Every statement the store runs, prepared once at open. X(id, sql) */
-#define STORE_STATEMENTS(X)                                                                       \
-    X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                \
-    X(ST_COMMIT, "COMMIT")                                                                        \
-    X(ST_ROLLBACK, "ROLLBACK")                                                                    \
-    X(ST_PING, "SELECT count(*) FROM proxy_groups")                                               \
-    X(ST_EVENT_INSERT,                                                                            \
-      "INSERT INTO events(at, actor, action, object, summary) VALUES(?1, ?2, ?3, ?4, ?5)")        \
-    X(ST_EVENT_LIST, "SELECT id, at, actor, action, object, summary FROM events WHERE id > ?1 "  \
-                     "ORDER BY id LIMIT ?2")                                                      \
-    X(ST_GROUP_INSERT, "INSERT INTO proxy_groups(name, listener_port, created_at, updated_at) "   \
-                       "VALUES(?1, ?2, ?3, ?3)")                                                  \
-    X(ST_GROUP_GET, "SELECT name, listener_port, created_at, updated_at, id FROM proxy_groups "   \
-                    "WHERE name = ?1")                                                            \
-    X(ST_GROUP_LIST, "SELECT name, listener_port, created_at, updated_at, id FROM proxy_groups "  \
-                     "ORDER BY name")                                                             \
-    X(ST_GROUP_SERVICES, "SELECT count(*) FROM services WHERE group_id = ?1")                     \
-    X(ST_GROUP_DELETE, "DELETE FROM proxy_groups WHERE id = ?1")                                  \
-    X(ST_SERVICE_INSERT,                                                                          \
-      "INSERT INTO services(name, group_id, affinity_mode, cookie_name, ttl_s, cookie_path, "     \
-      "strict, hc_protocol, hc_path, hc_interval_ms, hc_timeout_ms, hc_unhealthy_threshold, "     \
-      "hc_healthy_threshold, max_connection_age_s, drain_timeout_s, max_stream_duration_s, "      \
-      "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "   \
-      "?14, ?15, ?16, ?17, ?17)")                                                                 \
-    X(ST_SERVICE_UPDATE,                                                                          \
-      "UPDATE services SET group_id = ?2, affinity_mode = ?3, cookie_name = ?4, ttl_s = ?5, "     \
-      "cookie_path = ?6, strict = ?7, hc_protocol = ?8, hc_path = ?9, hc_interval_ms = ?10, "     \
-      "hc_timeout_ms = ?11, hc_unhealthy_threshold = ?12, hc_healthy_threshold = ?13, "           \
-      "max_connection_age_s = ?14, drain_timeout_s = ?15, max_stream_duration_s = ?16, "          \
-      "updated_at = ?17 WHERE name = ?1")                                                         \
-    X(ST_SERVICE_GET, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "            \
-                      "g.id = s.group_id WHERE s.name = ?1")                                      \
-    X(ST_SERVICE_LIST, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "           \
-                       "g.id = s.group_id WHERE ?1 IS NULL OR g.name = ?1 ORDER BY s.name")       \
-    X(ST_SERVICE_ID, "SELECT id FROM services WHERE name = ?1")                                   \
-    X(ST_SERVICE_FLEETS, "SELECT count(*) FROM fleets WHERE service_id = ?1")                     \
-    X(ST_SERVICE_DELETE, "DELETE FROM services WHERE id = ?1")                                    \
-    X(ST_DOMAINS_DELETE, "DELETE FROM service_domains WHERE service_id = ?1")                     \
-    X(ST_DOMAIN_INSERT, "INSERT INTO service_domains(service_id, group_id, position, domain) "    \
-                        "VALUES(?1, ?2, ?3, ?4)")                                                 \
-    X(ST_DOMAIN_OWNER, "SELECT s.name FROM service_domains d JOIN services s ON "                 \
-                       "s.id = d.service_id WHERE d.group_id = ?1 AND d.domain = ?2")             \
-    X(ST_DOMAIN_LIST, "SELECT domain FROM service_domains WHERE service_id = ?1 ORDER BY "        \
-                      "position")                                                                 \
-    X(ST_FORMATS_DELETE, "DELETE FROM service_formats WHERE service_id = ?1")                     \
-    X(ST_FORMAT_INSERT, "INSERT INTO service_formats(service_id, position, format) "              \
-                        "VALUES(?1, ?2, ?3)")                                                     \
-    X(ST_FORMAT_LIST, "SELECT format FROM service_formats WHERE service_id = ?1 ORDER BY "        \
-                      "position")                                                                 \
-    X(ST_FLEET_INSERT, "INSERT INTO fleets(service_id, name, version, session_format, role, "     \
-                       "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)")              \
-    X(ST_FLEET_GET, "SELECT " FLEET_COLS ", f.id FROM fleets f JOIN services s ON "               \
-                    "s.id = f.service_id WHERE s.name = ?1 AND f.name = ?2")                      \
-    X(ST_FLEET_LIST, "SELECT " FLEET_COLS ", f.id FROM fleets f JOIN services s ON "              \
-                     "s.id = f.service_id WHERE s.name = ?1 ORDER BY f.name")                     \
-    X(ST_FLEET_ACTIVE, "SELECT name FROM fleets WHERE service_id = ?1 AND role = 'active'")       \
-    X(ST_FLEET_DEMOTE, "UPDATE fleets SET role = 'standby', updated_at = ?2 WHERE service_id = ?1 " \
-                       "AND role = 'active'")                                                     \
-    X(ST_FLEET_UPDATE, "UPDATE fleets SET version = ?2, session_format = ?3, role = ?4, "         \
-                       "updated_at = ?5 WHERE id = ?1")                                           \
-    X(ST_FLEET_DELETE, "DELETE FROM fleets WHERE id = ?1")                                        \
-    X(ST_ENDPOINT_INSERT,                                                                         \
-      "INSERT INTO endpoints(fleet_id, service_id, address, port, zone, weight, admin_state, "    \
-      "health, created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)")           \
-    X(ST_ENDPOINT_OWNER, "SELECT f.name FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "     \
-                         "WHERE e.service_id = ?1 AND e.address = ?2 AND e.port = ?3")            \
-    X(ST_ENDPOINT_GET, "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "        \
-                       "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "          \
-                       "s.name = ?1 AND f.name = ?2 AND e.address = ?3 AND e.port = ?4")          \
-    X(ST_ENDPOINT_LIST, "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "       \
-                        "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "         \
-                        "s.name = ?1 AND f.name = ?2 ORDER BY e.address, e.port")                 \
-    X(ST_ENDPOINT_UPDATE, "UPDATE endpoints SET zone = ?2, weight = ?3, admin_state = ?4, "       \
-                          "updated_at = ?5 WHERE id = ?1")                                        \
-    X(ST_ENDPOINT_DELETE, "DELETE FROM endpoints WHERE id = ?1")                                  \
-    X(ST_TOKEN_INSERT, "INSERT INTO tokens(name, hash, role, created_at) VALUES(?1, ?2, ?3, ?4)") \
-    X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")          \
-    X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                              \
-    X(ST_TOKEN_LIST, "SELECT id, name, role, created_at FROM tokens ORDER BY id")                 \
+#define STORE_STATEMENTS(X)                                                                        \
+    X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
+    X(ST_COMMIT, "COMMIT")                                                                         \
+    X(ST_ROLLBACK, "ROLLBACK")                                                                     \
+    X(ST_PING, "SELECT count(*) FROM proxy_groups")                                                \
+    X(ST_EVENT_INSERT,                                                                             \
+      "INSERT INTO events(at, actor, action, object, summary) VALUES(?1, ?2, ?3, ?4, ?5)")         \
+    X(ST_EVENT_LIST, "SELECT id, at, actor, action, object, summary FROM events WHERE id > ?1 "    \
+                     "ORDER BY id LIMIT ?2")                                                       \
+    X(ST_GROUP_INSERT, "INSERT INTO proxy_groups(name, listener_port, created_at, updated_at) "    \
+                       "VALUES(?1, ?2, ?3, ?3)")                                                   \
+    X(ST_GROUP_GET, "SELECT name, listener_port, created_at, updated_at, id FROM proxy_groups "    \
+                    "WHERE name = ?1")                                                             \
+    X(ST_GROUP_LIST, "SELECT name, listener_port, created_at, updated_at, id FROM proxy_groups "   \
+                     "ORDER BY name")                                                              \
+    X(ST_GROUP_SERVICES, "SELECT count(*) FROM services WHERE group_id = ?1")                      \
+    X(ST_GROUP_DELETE, "DELETE FROM proxy_groups WHERE id = ?1")                                   \
+    X(ST_SERVICE_INSERT,                                                                           \
+      "INSERT INTO services(name, group_id, affinity_mode, cookie_name, ttl_s, cookie_path, "      \
+      "strict, hc_protocol, hc_path, hc_interval_ms, hc_timeout_ms, hc_unhealthy_threshold, "      \
+      "hc_healthy_threshold, max_connection_age_s, drain_timeout_s, max_stream_duration_s, "       \
+      "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "    \
+      "?14, ?15, ?16, ?17, ?17)")                                                                  \
+    X(ST_SERVICE_UPDATE,                                                                           \
+      "UPDATE services SET group_id = ?2, affinity_mode = ?3, cookie_name = ?4, ttl_s = ?5, "      \
+      "cookie_path = ?6, strict = ?7, hc_protocol = ?8, hc_path = ?9, hc_interval_ms = ?10, "      \
+      "hc_timeout_ms = ?11, hc_unhealthy_threshold = ?12, hc_healthy_threshold = ?13, "            \
+      "max_connection_age_s = ?14, drain_timeout_s = ?15, max_stream_duration_s = ?16, "           \
+      "updated_at = ?17 WHERE name = ?1")                                                          \
+    X(ST_SERVICE_GET, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "             \
+                      "g.id = s.group_id WHERE s.name = ?1")                                       \
+    X(ST_SERVICE_LIST, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "            \
+                       "g.id = s.group_id WHERE ?1 IS NULL OR g.name = ?1 ORDER BY s.name")        \
+    X(ST_SERVICE_ID, "SELECT id FROM services WHERE name = ?1")                                    \
+    X(ST_SERVICE_FLEETS, "SELECT count(*) FROM fleets WHERE service_id = ?1")                      \
+    X(ST_SERVICE_DELETE, "DELETE FROM services WHERE id = ?1")                                     \
+    X(ST_DOMAINS_DELETE, "DELETE FROM service_domains WHERE service_id = ?1")                      \
+    X(ST_DOMAIN_INSERT, "INSERT INTO service_domains(service_id, group_id, position, domain) "     \
+                        "VALUES(?1, ?2, ?3, ?4)")                                                  \
+    X(ST_DOMAIN_OWNER, "SELECT s.name FROM service_domains d JOIN services s ON "                  \
+                       "s.id = d.service_id WHERE d.group_id = ?1 AND d.domain = ?2")              \
+    X(ST_DOMAIN_LIST, "SELECT domain FROM service_domains WHERE service_id = ?1 ORDER BY "         \
+                      "position")                                                                  \
+    X(ST_FORMATS_DELETE, "DELETE FROM service_formats WHERE service_id = ?1")                      \
+    X(ST_FORMAT_INSERT, "INSERT INTO service_formats(service_id, position, format) "               \
+                        "VALUES(?1, ?2, ?3)")                                                      \
+    X(ST_FORMAT_LIST, "SELECT format FROM service_formats WHERE service_id = ?1 ORDER BY "         \
+                      "position")                                                                  \
+    X(ST_FLEET_INSERT, "INSERT INTO fleets(service_id, name, version, session_format, role, "      \
+                       "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)")               \
+    X(ST_FLEET_GET, "SELECT " FLEET_COLS ", f.id FROM fleets f JOIN services s ON "                \
+                    "s.id = f.service_id WHERE s.name = ?1 AND f.name = ?2")                       \
+    X(ST_FLEET_LIST, "SELECT " FLEET_COLS ", f.id FROM fleets f JOIN services s ON "               \
+                     "s.id = f.service_id WHERE s.name = ?1 ORDER BY f.name")                      \
+    X(ST_FLEET_ACTIVE, "SELECT name FROM fleets WHERE service_id = ?1 AND role = 'active'")        \
+    X(ST_FLEET_DEMOTE,                                                                             \
+      "UPDATE fleets SET role = 'standby', updated_at = ?2 WHERE service_id = ?1 "                 \
+      "AND role = 'active'")                                                                       \
+    X(ST_FLEET_UPDATE, "UPDATE fleets SET version = ?2, session_format = ?3, role = ?4, "          \
+                       "updated_at = ?5 WHERE id = ?1")                                            \
+    X(ST_FLEET_DELETE, "DELETE FROM fleets WHERE id = ?1")                                         \
+    X(ST_ENDPOINT_INSERT,                                                                          \
+      "INSERT INTO endpoints(fleet_id, service_id, address, port, zone, weight, admin_state, "     \
+      "health, created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)")            \
+    X(ST_ENDPOINT_OWNER, "SELECT f.name FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "      \
+                         "WHERE e.service_id = ?1 AND e.address = ?2 AND e.port = ?3")             \
+    X(ST_ENDPOINT_GET, "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "         \
+                       "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "           \
+                       "s.name = ?1 AND f.name = ?2 AND e.address = ?3 AND e.port = ?4")           \
+    X(ST_ENDPOINT_LIST, "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "        \
+                        "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "          \
+                        "s.name = ?1 AND f.name = ?2 ORDER BY e.address, e.port")                  \
+    X(ST_ENDPOINT_UPDATE, "UPDATE endpoints SET zone = ?2, weight = ?3, admin_state = ?4, "        \
+                          "updated_at = ?5 WHERE id = ?1")                                         \
+    X(ST_ENDPOINT_DELETE, "DELETE FROM endpoints WHERE id = ?1")                                   \
+    X(ST_TOKEN_INSERT, "INSERT INTO tokens(name, hash, role, created_at) VALUES(?1, ?2, ?3, ?4)")  \
+    X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")            \
+    X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \
+    X(ST_TOKEN_LIST, "SELECT id, name, role, created_at FROM tokens ORDER BY id")                  \
     X(ST_TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")
 
 #define STORE_STMT_ENUM(id, sql) id,

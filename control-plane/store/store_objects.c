@@ -41,8 +41,7 @@ static void read_group(hf_store *st, sqlite3_stmt *s, void *elem)
 }
 
 /* Reads a group by name with the lock held; *id receives its row id. */
-static int group_load(hf_store *st, const char *name, hf_proxy_group *g, int64_t *id,
-                      hf_detail *d)
+static int group_load(hf_store *st, const char *name, hf_proxy_group *g, int64_t *id, hf_detail *d)
 {
     sqlite3_stmt *s = store__stmt(st, ST_GROUP_GET);
     bind_text(s, 1, name);
@@ -412,8 +411,8 @@ static void read_fleet(hf_store *st, sqlite3_stmt *s, void *elem)
 }
 
 /* Reads a fleet with the lock held; *id receives its row id. */
-static int fleet_load(hf_store *st, const char *service, const char *name, hf_fleet *f,
-                      int64_t *id, hf_detail *d)
+static int fleet_load(hf_store *st, const char *service, const char *name, hf_fleet *f, int64_t *id,
+                      hf_detail *d)
 {
     int64_t service_id;
     int rc = store__service_id(st, service, &service_id, d);
@@ -574,9 +573,8 @@ int store_fleet_update(hf_store *st, const char *actor, hf_fleet *f, hf_detail *
         char object[160];
         snprintf(object, sizeof(object), "services/%s/fleets/%s", f->service, f->name);
         rc = store__event(st, actor, "fleet.update", object, d,
-                          "updated fleet %s of %s: role %s -> %s, version %s", f->name,
-                          f->service, hf_fleet_role_name(cur.role), hf_fleet_role_name(f->role),
-                          f->version);
+                          "updated fleet %s of %s: role %s -> %s, version %s", f->name, f->service,
+                          hf_fleet_role_name(cur.role), hf_fleet_role_name(f->role), f->version);
     }
     rc = store__end(st, rc, d);
     if (rc == HF_OK) {
@@ -597,8 +595,10 @@ int store_fleet_delete(hf_store *st, const char *actor, const char *service, con
     hf_fleet cur;
     rc = fleet_load(st, service, name, &cur, &id, d);
     if (rc == HF_OK && (cur.role == HF_ROLE_ACTIVE || cur.role == HF_ROLE_DRAINING)) {
-        rc = hf_fail(d, HF_ECONFLICT, "", "fleet '%s' is %s; only a standby or retired fleet "
-                     "can be deleted", name, hf_fleet_role_name(cur.role));
+        rc = hf_fail(d, HF_ECONFLICT, "",
+                     "fleet '%s' is %s; only a standby or retired fleet "
+                     "can be deleted",
+                     name, hf_fleet_role_name(cur.role));
     }
     if (rc == HF_OK) {
         sqlite3_stmt *s = store__stmt(st, ST_FLEET_DELETE);
@@ -646,9 +646,8 @@ static void endpoint_object(char *buf, size_t len, const char *service, const ch
 }
 
 /* Reads an endpoint with the lock held (the fleet must exist); *id receives its row id. */
-static int endpoint_load(hf_store *st, const char *service, const char *fleet,
-                         const char *address, uint32_t port, hf_endpoint *e, int64_t *id,
-                         hf_detail *d)
+static int endpoint_load(hf_store *st, const char *service, const char *fleet, const char *address,
+                         uint32_t port, hf_endpoint *e, int64_t *id, hf_detail *d)
 {
     hf_fleet f;
     int64_t fleet_id;
@@ -696,8 +695,7 @@ int store_endpoint_create(hf_store *st, const char *actor, hf_endpoint *e, hf_de
         if (sqlite3_step(o) == SQLITE_ROW) {
             rc = hf_fail(d, HF_ECONFLICT, "address",
                          "endpoint %s port %u already belongs to fleet '%s' of service '%s'",
-                         e->address, e->port, (const char *)sqlite3_column_text(o, 0),
-                         e->service);
+                         e->address, e->port, (const char *)sqlite3_column_text(o, 0), e->service);
         }
         sqlite3_reset(o);
     }
@@ -718,8 +716,8 @@ int store_endpoint_create(hf_store *st, const char *actor, hf_endpoint *e, hf_de
         char object[256];
         endpoint_object(object, sizeof(object), e->service, e->fleet, e->address, e->port);
         rc = store__event(st, actor, "endpoint.create", object, d,
-                          "added endpoint %s:%u (zone %s, weight %u) to fleet %s of %s",
-                          e->address, e->port, e->zone, e->weight, e->fleet, e->service);
+                          "added endpoint %s:%u (zone %s, weight %u) to fleet %s of %s", e->address,
+                          e->port, e->zone, e->weight, e->fleet, e->service);
     }
     rc = store__end(st, rc, d);
     if (rc == HF_OK) {

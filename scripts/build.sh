@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Configures and builds Holdfast into build/ (or build-asan/ with --sanitize).
+#   scripts/build.sh [--sanitize]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+dir=$top/build
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [ "${1:-}" = "--sanitize" ]; then
+    dir=$top/build-asan
+    flags=(-DCMAKE_BUILD_TYPE=Debug -DHOLDFAST_SANITIZE=ON)
+fi
+cmake -S "$top" -B "$dir" "${flags[@]}" >/dev/null
+cmake --build "$dir" -j "$(nproc)"

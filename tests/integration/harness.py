@@ -1,0 +1,154 @@
+"""Test harness: starts the real holdfast binary on 127.0.0.1 with free ports and a database in a
+temporary folder, and talks to its REST API with urllib. Every process started is stopped."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HOLDFAST = os.environ.get("HOLDFAST_BIN", "")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+
+class Holdfast:
+    """One holdfast process. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, workdir=None, db=None):
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hf-it-")
+            workdir = self._tmp.name
+        self.workdir = workdir
+        self.db = db or os.path.join(workdir, "holdfast.db")
+        self.proc = None
+        self.token = None
+        self.log_path = os.path.join(workdir, "holdfast.log")
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def start(self, extra=(), wait=True):
+        self.http_port = free_port()
+        self.xds_port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.http_port
+        args = [HOLDFAST, "--db", self.db, "--http", "127.0.0.1:%d" % self.http_port,
+                "--xds", "127.0.0.1:%d" % self.xds_port, "--log-level", "debug", *extra]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("holdfast exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                if self.request("GET", "/healthz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("holdfast did not become ready:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stops the process; returns its exit code."""
+        if self.proc is None:
+            return None
+        signalled = self.proc.poll() is None
+        if signalled:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("holdfast ignored %s for %ss:\n%s" % (sig, timeout, self.log()))
+        self._log.close()
+        rc = self.proc.returncode
+        self.proc = None
+        # A clean shutdown exits 0; under the sanitizers a leak or error makes it non-zero.
+        if signalled and sig == signal.SIGTERM and rc != 0:
+            raise AssertionError("holdfast exited %s after SIGTERM:\n%s" % (rc, self.log()[-4000:]))
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def cli(self, *args):
+        return subprocess.run([HOLDFAST, *args], capture_output=True, text=True, timeout=30)
+
+    def request(self, method, path, body=None, raw=None, token=None, headers=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        tok = token if token is not None else self.token
+        if tok:
+            req.add_header("Authorization", "Bearer " + tok)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return Response(r.status, r.headers, r.read())
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.headers, e.read())
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def state(self):
+        """Everything the API shows, for 'nothing changed' checks (events included)."""
+        out = {}
+        out["groups"] = self.get("/api/v1/proxy-groups").json["items"]
+        services = self.get("/api/v1/services").json["items"]
+        out["services"] = services
+        for s in services:
+            fleets = self.get("/api/v1/services/%s/fleets" % s["name"]).json["items"]
+            out["fleets/" + s["name"]] = fleets
+            for f in fleets:
+                path = "/api/v1/services/%s/fleets/%s/endpoints" % (s["name"], f["name"])
+                out["endpoints/%s/%s" % (s["name"], f["name"])] = self.get(path).json["items"]
+        out["events"] = self.get("/api/v1/events?limit=1000").json["items"]
+        return out
