@@ -31,6 +31,12 @@ mv "$out/closure.txt.tmp" "$out/closure.txt"
 
 mapfile -t files < "$out/closure.txt"
 protoc-c "${incs[@]}" --c_out="$out/gen" "${files[@]}"
+
+# Python modules of the same closure, for tests that decode what holdfast serves with the
+# official protos (Python's protobuf already ships google/protobuf/*).
+mkdir -p "$out/py"
+mapfile -t py_files < <(grep -v '^google/protobuf/' "$out/closure.txt")
+protoc "${incs[@]}" --python_out="$out/py" "${py_files[@]}"
 for f in "${files[@]}"; do
     printf '%s/gen/%s\n' "$out" "${f%.proto}.pb-c.c"
 done

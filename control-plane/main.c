@@ -12,6 +12,7 @@
 #include "rest.h"
 #include "store.h"
 #include "token.h"
+#include "xds.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -187,6 +188,7 @@ static int run(const struct options *o)
 {
     hf_store *st = NULL;
     rest_server *rest = NULL;
+    xds_server *xds = NULL;
     hf_detail d = {0};
     int status = 1;
 
@@ -204,7 +206,19 @@ static int run(const struct options *o)
         goto out;
     }
     hf_info("main", "database %s open (schema version %d)", o->db, store_schema_version(st));
-    rest_config rc = {.address = o->http_addr, .port = o->http_port, .store = st};
+    char xds_addr[96];
+    bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
+    snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
+             xds_v6 ? "]" : "", o->xds_port);
+    xds_config xc = {.address = xds_addr, .store = st, .threads = 2};
+    int xds_port = 0;
+    if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
+        hf_error("main", "xDS: %s", d.message);
+        goto out;
+    }
+    hf_info("main", "xDS (ADS) listening on %s%s%s:%d", xds_v6 ? "[" : "", o->xds_addr,
+            xds_v6 ? "]" : "", xds_port);
+    rest_config rc = {.address = o->http_addr, .port = o->http_port, .store = st, .xds = xds};
     if (rest_start(&rc, &rest, &d) != HF_OK) {
         hf_error("main", "REST API: %s", d.message);
         goto out;
@@ -222,6 +236,7 @@ static int run(const struct options *o)
     status = 0;
 out:
     rest_stop(rest);
+    xds_stop(xds);
     store_close(st);
     hf_metrics_free_all();
     if (status == 0) {

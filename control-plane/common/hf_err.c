@@ -36,6 +36,10 @@ const char *hf_err_name(int code)
         return "io";
     case HF_EUNKNOWN:
         return "unknown_field";
+    case HF_EBUSY:
+        return "busy";
+    case HF_ECLOSED:
+        return "closed";
     default:
         return "unknown";
     }

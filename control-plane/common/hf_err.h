@@ -17,6 +17,8 @@ enum hf_err {
     HF_ESCHEMA = -5,   /* the database was written by a newer Holdfast */
     HF_EIO = -6,       /* a file or socket operation failed */
     HF_EUNKNOWN = -7,  /* an input member is not part of the object; detail names it */
+    HF_EBUSY = -8,     /* try again later (e.g. a send is already in flight) */
+    HF_ECLOSED = -9,   /* the stream or connection is gone */
 };
 
 /* What went wrong, for the caller to show. Either field may be empty. */

@@ -24,6 +24,7 @@
 struct rest_server {
     struct MHD_Daemon *daemon;
     hf_store *store;
+    xds_server *xds;
     bool loopback;
     uint16_t port;
 };
@@ -66,6 +67,7 @@ static const struct route routes[] = {
     {"POST", API "/tokens", rest__h_tokens_create, ADMIN},
     {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN},
     {"GET", API "/events", rest__h_events_list, VIEWER},
+    {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
     {"GET", "/healthz", rest__h_healthz, OPEN},
     {"GET", "/readyz", rest__h_readyz, OPEN},
     {"GET", "/metrics", rest__h_metrics, OPEN},
@@ -371,7 +373,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    rest_req req = {.method = method, .path = url, .store = srv->store, .conn = conn};
+    rest_req req = {
+        .method = method, .path = url, .store = srv->store, .xds = srv->xds, .conn = conn};
     rest_resp resp = {.status = 500};
     const char *route = dispatch(srv, conn, url, method, rs, &req, &resp);
     enum MHD_Result ret = send_response(conn, &resp);
@@ -446,6 +449,7 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
     }
     struct rest_server *srv = xcalloc(1, sizeof(*srv));
     srv->store = cfg->store;
+    srv->xds = cfg->xds;
     srv->loopback = loopback;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);

@@ -7,6 +7,7 @@
 
 #include "hf_err.h"
 #include "store.h"
+#include "xds.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@ typedef struct rest_config {
     const char *address; /* an IPv4 or IPv6 literal to bind */
     uint16_t port;       /* 0 picks a free port (see rest_port) */
     hf_store *store;     /* borrowed; outlives the server */
+    xds_server *xds;     /* borrowed; NULL when xDS is not served */
 } rest_config;
 
 /* Starts serving on its own threads. Binding a non-loopback address requires that at least one

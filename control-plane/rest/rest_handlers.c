@@ -6,6 +6,7 @@
 #include "rest_internal.h"
 
 #include "metrics.h"
+#include "timeutil.h"
 #include "token.h"
 #include "xalloc.h"
 
@@ -542,6 +543,65 @@ void rest__h_events_list(rest_req *req, rest_resp *resp)
     json_object_set_new(o, "next_since", json_integer(n ? items[n - 1].id : since));
     free(items);
     rest__json(resp, 200, o);
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0) {
+        return json_null();
+    }
+    char buf[32];
+    hf_time_format(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *version_or_null(const char *v)
+{
+    return v[0] ? json_string(v) : json_null();
+}
+
+static json_t *proxy_json(const xds_proxy_info *p)
+{
+    json_t *types = json_object();
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        const xds_type_status *ts = &p->types[t];
+        json_t *nack = json_null();
+        if (ts->nack_at != 0) {
+            nack = json_pack("{s:s, s:s, s:o}", "version", ts->nack_version, "error",
+                             ts->nack_error, "at", time_or_null(ts->nack_at));
+        }
+        json_object_set_new(types, xds_type_name((enum xds_type)t),
+                            json_pack("{s:b, s:o, s:o, s:o, s:o, s:o}", "subscribed",
+                                      ts->subscribed, "sent_version", version_or_null(ts->sent),
+                                      "sent_at", time_or_null(ts->sent_at), "acked_version",
+                                      version_or_null(ts->acked), "acked_at",
+                                      time_or_null(ts->acked_at), "last_nack", nack));
+    }
+    json_t *o =
+        json_pack("{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o}", "id", p->node_id,
+                  "stream_id", (json_int_t)p->stream_id, "proxy_group", p->group,
+                  "proxy_group_known", p->group_known, "user_agent", p->user_agent, "kind",
+                  xds_node_kind_name(p->kind), "peer", p->peer, "mode", p->delta ? "delta" : "sotw",
+                  "connected_since", time_or_null(p->connected_since), "types", types);
+    return o;
+}
+
+void rest__h_proxies_list(rest_req *req, rest_resp *resp)
+{
+    json_t *arr = json_array();
+    if (req->xds != NULL) {
+        xds_proxy_info *items;
+        size_t n;
+        xds_proxies(req->xds, &items, &n);
+        const char *group = rest__query(req, "proxy_group");
+        for (size_t i = 0; i < n; i++) {
+            if (group == NULL || strcmp(group, items[i].group) == 0) {
+                json_array_append_new(arr, proxy_json(&items[i]));
+            }
+        }
+        free(items);
+    }
+    rest__json(resp, 200, json_pack("{s:o}", "items", arr));
 }
 
 void rest__h_healthz(rest_req *req, rest_resp *resp)

@@ -9,6 +9,7 @@
 #include "hf_err.h"
 #include "model.h"
 #include "store.h"
+#include "xds.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -24,7 +25,8 @@ typedef struct rest_req {
     enum hf_role role;                   /* the caller's role */
     char actor[HF_SHORT_MAX];            /* who acts, for audit events */
     hf_store *store;
-    void *conn; /* opaque, for rest__query */
+    xds_server *xds; /* NULL when xDS is not served */
+    void *conn;      /* opaque, for rest__query */
 } rest_req;
 
 typedef struct rest_resp {
@@ -86,6 +88,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(tokens_create)                                                                               \
     X(tokens_delete)                                                                               \
     X(events_list)                                                                                 \
+    X(proxies_list)                                                                                \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
     X(metrics)

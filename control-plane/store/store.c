@@ -10,6 +10,7 @@
 #include "xalloc.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,15 +283,15 @@ int store__begin(hf_store *st, hf_detail *d)
     return rc;
 }
 
-int store__end(hf_store *st, int rc, hf_detail *d)
+static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
 {
     uint64_t generation = 0;
     if (rc == HF_OK) {
         rc = store__exec(st, store__stmt(st, ST_COMMIT), d);
-        if (rc == HF_OK) {
-            generation = ++st->generation;
-        } else {
+        if (rc != HF_OK) {
             rc = HF_EDB;
+        } else if (announce) {
+            generation = ++st->generation;
         }
     }
     if (rc != HF_OK) {
@@ -306,6 +307,16 @@ int store__end(hf_store *st, int rc, hf_detail *d)
         st->change_fn(st->change_arg, generation);
     }
     return rc;
+}
+
+int store__end(hf_store *st, int rc, hf_detail *d)
+{
+    return end_tx(st, rc, true, d);
+}
+
+int store__end_quiet(hf_store *st, int rc, hf_detail *d)
+{
+    return end_tx(st, rc, false, d);
 }
 
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,
@@ -349,6 +360,17 @@ int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d)
 }
 
 /* ---- events ---- */
+
+int store_event_append(hf_store *st, const char *actor, const char *action, const char *object,
+                       const char *summary, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    rc = store__event(st, actor, action, object, d, "%s", summary);
+    return store__end_quiet(st, rc, d);
+}
 
 static void read_event(hf_store *st, sqlite3_stmt *s, void *elem)
 {

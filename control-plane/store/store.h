@@ -91,6 +91,10 @@ int store_token_list(hf_store *st, hf_token **out, size_t *n);
 int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d);
 
 /* ---- audit log ---- */
+/* Appends an event that records something other than a configuration change (a proxy
+ * connected, a NACK): one transaction, and it does not announce a new generation. */
+int store_event_append(hf_store *st, const char *actor, const char *action, const char *object,
+                       const char *summary, hf_detail *d);
 /* Events with id > since, oldest first, at most limit of them. */
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n);
 

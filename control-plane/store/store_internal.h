@@ -127,6 +127,8 @@ int store__begin(hf_store *st, hf_detail *d);
 /* Commits when rc == HF_OK, else rolls back; unlocks; runs the change hook after a commit.
  * Returns rc, or HF_EDB when the commit itself failed. */
 int store__end(hf_store *st, int rc, hf_detail *d);
+/* As store__end, for transactions that change no configuration: no new generation, no hook. */
+int store__end_quiet(hf_store *st, int rc, hf_detail *d);
 /* Appends an audit event inside the current transaction. */
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,
                  hf_detail *d, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

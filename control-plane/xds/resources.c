@@ -1,0 +1,678 @@
+/*
+ * Model -> Envoy resources (DESIGN §3). Messages are built in an arena with protobuf-c, packed
+ * into google.protobuf.Any once, and hashed for their version. Everything is emitted in a
+ * deterministic order so that the same store state gives the same bytes and versions on every
+ * run (a reconnecting proxy with the current version is not pushed again).
+ */
+#include "resources.h"
+
+#include "arena.h"
+#include "buf.h"
+#include "wire.h"
+#include "xalloc.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/http/stateful_session/v3/stateful_session.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/http/stateful_session/cookie/v3/cookie.pb-c.h"
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- short names for the generated types ---- */
+typedef Google__Protobuf__Any Any;
+typedef Google__Protobuf__Duration Duration;
+typedef Google__Protobuf__UInt32Value UInt32Value;
+typedef Envoy__Config__Core__V3__Address Address;
+typedef Envoy__Config__Core__V3__SocketAddress SocketAddress;
+typedef Envoy__Config__Core__V3__ConfigSource ConfigSource;
+typedef Envoy__Config__Core__V3__AggregatedConfigSource AggregatedConfigSource;
+typedef Envoy__Config__Core__V3__SelfConfigSource SelfConfigSource;
+typedef Envoy__Config__Core__V3__TypedExtensionConfig TypedExtensionConfig;
+typedef Envoy__Config__Core__V3__HttpProtocolOptions HttpProtocolOptions;
+typedef Envoy__Config__Core__V3__Locality Locality;
+typedef Envoy__Config__Core__V3__Metadata Metadata;
+typedef Envoy__Config__Core__V3__Metadata__FilterMetadataEntry FilterMetadataEntry;
+typedef Envoy__Config__Core__V3__HealthStatusSet HealthStatusSet;
+typedef Envoy__Config__Listener__V3__Listener Listener;
+typedef Envoy__Config__Listener__V3__ApiListener ApiListener;
+typedef Envoy__Config__Listener__V3__FilterChain FilterChain;
+typedef Envoy__Config__Listener__V3__Filter Filter;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager Hcm;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds Rds;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter HttpFilter;
+typedef Envoy__Extensions__Filters__Http__Router__V3__Router Router;
+typedef Envoy__Extensions__Filters__Http__StatefulSession__V3__StatefulSession StatefulSession;
+typedef Envoy__Extensions__Filters__Http__StatefulSession__V3__StatefulSessionPerRoute
+    StatefulSessionPerRoute;
+typedef Envoy__Extensions__Http__StatefulSession__Cookie__V3__CookieBasedSessionState
+    CookieBasedSessionState;
+typedef Envoy__Type__Http__V3__Cookie HttpCookie;
+typedef Envoy__Config__Route__V3__RouteConfiguration RouteConfiguration;
+typedef Envoy__Config__Route__V3__VirtualHost VirtualHost;
+typedef Envoy__Config__Route__V3__VirtualHost__TypedPerFilterConfigEntry PerFilterEntry;
+typedef Envoy__Config__Route__V3__Route Route;
+typedef Envoy__Config__Route__V3__RouteMatch RouteMatch;
+typedef Envoy__Config__Route__V3__RouteAction RouteAction;
+typedef Envoy__Config__Route__V3__RouteAction__HashPolicy HashPolicy;
+typedef Envoy__Config__Route__V3__RouteAction__HashPolicy__Cookie HashCookie;
+typedef Envoy__Config__Cluster__V3__Cluster Cluster;
+typedef Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig EdsClusterConfig;
+typedef Envoy__Config__Cluster__V3__Cluster__CommonLbConfig CommonLbConfig;
+typedef Envoy__Type__V3__Percent Percent;
+typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment ClusterLoadAssignment;
+typedef Envoy__Config__Endpoint__V3__LocalityLbEndpoints LocalityLbEndpoints;
+typedef Envoy__Config__Endpoint__V3__LbEndpoint LbEndpoint;
+typedef Envoy__Config__Endpoint__V3__Endpoint Endpoint;
+typedef Google__Protobuf__Struct Struct;
+typedef Google__Protobuf__Struct__FieldsEntry StructEntry;
+typedef Google__Protobuf__Value Value;
+typedef Envoy__Service__Discovery__V3__Resource DeltaResource;
+
+#define TYPE_PREFIX "type.googleapis.com/"
+#define HCM_URL                                                                                    \
+    TYPE_PREFIX "envoy.extensions.filters.network.http_connection_manager.v3."                     \
+                "HttpConnectionManager"
+#define ROUTER_URL TYPE_PREFIX "envoy.extensions.filters.http.router.v3.Router"
+#define SESSION_URL TYPE_PREFIX "envoy.extensions.filters.http.stateful_session.v3.StatefulSession"
+#define SESSION_ROUTE_URL                                                                          \
+    TYPE_PREFIX "envoy.extensions.filters.http.stateful_session.v3.StatefulSessionPerRoute"
+#define COOKIE_STATE_URL                                                                           \
+    TYPE_PREFIX "envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState"
+#define SESSION_FILTER "envoy.filters.http.stateful_session"
+#define ROUTER_FILTER "envoy.filters.http.router"
+#define HCM_FILTER "envoy.filters.network.http_connection_manager"
+#define COOKIE_STATE "envoy.http.stateful_session.cookie"
+
+/* Allocates a message in the arena, initialised from its protobuf-c INIT value. */
+#define NEW(T, INIT) ((T *)new_msg(a, &(T)INIT, sizeof(T)))
+
+static void *new_msg(hf_arena *a, const void *init, size_t n)
+{
+    void *p = hf_arena_alloc(a, n);
+    memcpy(p, init, n);
+    return p;
+}
+
+/* ---- small builders ---- */
+
+static Any *pack_any(hf_arena *a, const char *type_url, const ProtobufCMessage *m)
+{
+    Any *any = NEW(Any, GOOGLE__PROTOBUF__ANY__INIT);
+    any->type_url = (char *)type_url;
+    any->value.len = protobuf_c_message_get_packed_size(m);
+    any->value.data = hf_arena_alloc(a, any->value.len);
+    protobuf_c_message_pack(m, any->value.data);
+    return any;
+}
+
+static Duration *seconds(hf_arena *a, int64_t s)
+{
+    Duration *d = NEW(Duration, GOOGLE__PROTOBUF__DURATION__INIT);
+    d->seconds = s;
+    return d;
+}
+
+static UInt32Value *u32(hf_arena *a, uint32_t v)
+{
+    UInt32Value *w = NEW(UInt32Value, GOOGLE__PROTOBUF__UINT32_VALUE__INIT);
+    w->value = v;
+    return w;
+}
+
+static ConfigSource *ads_source(hf_arena *a)
+{
+    ConfigSource *cs = NEW(ConfigSource, ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT);
+    cs->resource_api_version = ENVOY__CONFIG__CORE__V3__API_VERSION__V3;
+    cs->config_source_specifier_case =
+        ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS;
+    cs->ads = NEW(AggregatedConfigSource, ENVOY__CONFIG__CORE__V3__AGGREGATED_CONFIG_SOURCE__INIT);
+    return cs;
+}
+
+static Address *socket_address(hf_arena *a, const char *ip, uint32_t port)
+{
+    SocketAddress *sa = NEW(SocketAddress, ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__INIT);
+    sa->address = hf_arena_strdup(a, ip);
+    sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+    sa->port_value = port;
+    Address *addr = NEW(Address, ENVOY__CONFIG__CORE__V3__ADDRESS__INIT);
+    addr->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+    addr->socket_address = sa;
+    return addr;
+}
+
+static HttpFilter *http_filter(hf_arena *a, const char *name, Any *config)
+{
+    HttpFilter *f =
+        NEW(HttpFilter,
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__INIT);
+    f->name = (char *)name;
+    f->config_type_case =
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+    f->typed_config = config;
+    return f;
+}
+
+static HttpFilter *router_filter(hf_arena *a)
+{
+    Router *r = NEW(Router, ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT);
+    return http_filter(a, ROUTER_FILTER, pack_any(a, ROUTER_URL, &r->base));
+}
+
+/* ---- the resource list ---- */
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp(((const xds_resource *)x)->name, ((const xds_resource *)y)->name);
+}
+
+/* Encodes m as a resource of type t named name, appended to l. */
+static void emit(hf_arena *a, xds_resource_list *l, enum xds_type t, const char *name,
+                 const ProtobufCMessage *m)
+{
+    Any *any = pack_any(a, xds_type_url(t), m);
+    size_t len = protobuf_c_message_get_packed_size(&any->base);
+    xds_resource r = {.name = xstrdup(name), .any = hf_rbuf_new(len)};
+    protobuf_c_message_pack(&any->base, r.any->data);
+    r.hash = hf_hash_update(HF_HASH_INIT, r.any->data, len);
+    hf_hash_hex(r.hash, r.version);
+
+    DeltaResource dr = ENVOY__SERVICE__DISCOVERY__V3__RESOURCE__INIT;
+    dr.name = r.name;
+    dr.version = r.version;
+    dr.resource = any;
+    r.delta = hf_rbuf_new(protobuf_c_message_get_packed_size(&dr.base));
+    protobuf_c_message_pack(&dr.base, r.delta->data);
+
+    l->items = xrealloc(l->items, (l->n + 1) * sizeof(*l->items));
+    l->items[l->n++] = r;
+}
+
+void xds_resource_list_clear(xds_resource_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].name);
+        hf_rbuf_unref(l->items[i].any);
+        hf_rbuf_unref(l->items[i].delta);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+const xds_resource *xds_resource_find(const xds_resource_list *l, const char *name)
+{
+    xds_resource key = {.name = (char *)name};
+    return l->n ? bsearch(&key, l->items, l->n, sizeof(*l->items), by_name) : NULL;
+}
+
+/* ======================================================================================== */
+/* EDS                                                                                      */
+/* ======================================================================================== */
+
+/* How an endpoint appears in EDS: 0 = left out, else an Envoy HealthStatus. */
+static int endpoint_status(const hf_endpoint *e, const hf_fleet *f)
+{
+    if (f == NULL || e->admin_state == HF_ADMIN_DISABLED || e->health == HF_HEALTH_UNHEALTHY) {
+        return 0; /* disabled, or evicted by health checks (DESIGN §6) */
+    }
+    if (f->role == HF_ROLE_ACTIVE) {
+        return e->admin_state == HF_ADMIN_DRAINING
+                   ? ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING
+                   : ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+    }
+    if (f->role == HF_ROLE_DRAINING) {
+        return ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING;
+    }
+    return 0; /* standby and retired fleets are not in EDS */
+}
+
+static const hf_fleet *fleet_of(const xds_service_input *in, const char *name)
+{
+    for (size_t i = 0; i < in->n_fleets; i++) {
+        if (strcmp(in->fleets[i].name, name) == 0) {
+            return &in->fleets[i];
+        }
+    }
+    return NULL;
+}
+
+/* Endpoints in EDS order: zone, fleet, address, port. */
+static int endpoint_order(const void *x, const void *y)
+{
+    const hf_endpoint *a = *(const hf_endpoint *const *)x;
+    const hf_endpoint *b = *(const hf_endpoint *const *)y;
+    int c = strcmp(a->zone, b->zone);
+    if (c == 0) {
+        c = strcmp(a->fleet, b->fleet);
+    }
+    if (c == 0) {
+        c = strcmp(a->address, b->address);
+    }
+    return c != 0 ? c : (int)a->port - (int)b->port;
+}
+
+static Value *string_value(hf_arena *a, const char *s)
+{
+    Value *v = NEW(Value, GOOGLE__PROTOBUF__VALUE__INIT);
+    v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    v->string_value = hf_arena_strdup(a, s);
+    return v;
+}
+
+/* metadata {filter_metadata {"holdfast": {fleet, version}}} */
+static Metadata *endpoint_metadata(hf_arena *a, const hf_fleet *f)
+{
+    Struct *st = NEW(Struct, GOOGLE__PROTOBUF__STRUCT__INIT);
+    st->n_fields = 2;
+    st->fields = HF_ANEW_N(a, StructEntry *, 2);
+    const char *keys[2] = {"fleet", "version"};
+    const char *vals[2] = {f->name, f->version};
+    for (int i = 0; i < 2; i++) {
+        StructEntry *e = NEW(StructEntry, GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT);
+        e->key = (char *)keys[i];
+        e->value = string_value(a, vals[i]);
+        st->fields[i] = e;
+    }
+    FilterMetadataEntry *fm =
+        NEW(FilterMetadataEntry, ENVOY__CONFIG__CORE__V3__METADATA__FILTER_METADATA_ENTRY__INIT);
+    fm->key = "holdfast";
+    fm->value = st;
+    Metadata *md = NEW(Metadata, ENVOY__CONFIG__CORE__V3__METADATA__INIT);
+    md->n_filter_metadata = 1;
+    md->filter_metadata = HF_ANEW_N(a, FilterMetadataEntry *, 1);
+    md->filter_metadata[0] = fm;
+    return md;
+}
+
+static LbEndpoint *lb_endpoint(hf_arena *a, const hf_endpoint *e, const hf_fleet *f, int status)
+{
+    Endpoint *ep = NEW(Endpoint, ENVOY__CONFIG__ENDPOINT__V3__ENDPOINT__INIT);
+    ep->address = socket_address(a, e->address, e->port);
+    LbEndpoint *lb = NEW(LbEndpoint, ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__INIT);
+    lb->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+    lb->endpoint = ep;
+    lb->health_status = (Envoy__Config__Core__V3__HealthStatus)status;
+    lb->metadata = endpoint_metadata(a, f);
+    lb->load_balancing_weight = u32(a, e->weight);
+    return lb;
+}
+
+/* Returns whether any endpoint is DRAINING (the cluster then disables panic mode). */
+static bool build_eds(hf_arena *a, xds_resource_list *l, const xds_service_input *in)
+{
+    const hf_endpoint **eps = HF_ANEW_N(a, const hf_endpoint *, in->n_endpoints + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < in->n_endpoints; i++) {
+        if (endpoint_status(&in->endpoints[i], fleet_of(in, in->endpoints[i].fleet)) != 0) {
+            eps[n++] = &in->endpoints[i];
+        }
+    }
+    qsort(eps, n, sizeof(*eps), endpoint_order);
+
+    ClusterLoadAssignment *cla =
+        NEW(ClusterLoadAssignment, ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT);
+    cla->cluster_name = (char *)in->svc->name;
+    cla->endpoints = HF_ANEW_N(a, LocalityLbEndpoints *, n + 1);
+    bool draining = false;
+    LocalityLbEndpoints *cur = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const hf_endpoint *e = eps[i];
+        const hf_fleet *f = fleet_of(in, e->fleet);
+        if (cur == NULL || strcmp(cur->locality->zone, e->zone) != 0 ||
+            strcmp(cur->locality->sub_zone, e->fleet) != 0) {
+            /* One locality per (zone, fleet): sub_zone = fleet, so load reports split by fleet. */
+            cur =
+                NEW(LocalityLbEndpoints, ENVOY__CONFIG__ENDPOINT__V3__LOCALITY_LB_ENDPOINTS__INIT);
+            cur->locality = NEW(Locality, ENVOY__CONFIG__CORE__V3__LOCALITY__INIT);
+            cur->locality->zone = hf_arena_strdup(a, e->zone);
+            cur->locality->sub_zone = hf_arena_strdup(a, e->fleet);
+            cur->lb_endpoints = HF_ANEW_N(a, LbEndpoint *, n);
+            cur->load_balancing_weight = u32(a, 0);
+            cla->endpoints[cla->n_endpoints++] = cur;
+        }
+        int status = endpoint_status(e, f);
+        draining |= status == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING;
+        cur->lb_endpoints[cur->n_lb_endpoints++] = lb_endpoint(a, e, f, status);
+        /* gRPC clients skip localities without a weight: weigh each by its endpoints. */
+        cur->load_balancing_weight->value += e->weight;
+    }
+    emit(a, l, XDS_EDS, in->svc->name, &cla->base);
+    return draining;
+}
+
+/* ======================================================================================== */
+/* CDS                                                                                      */
+/* ======================================================================================== */
+
+static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input *in,
+                      enum xds_node_kind kind, bool draining)
+{
+    Cluster *c = NEW(Cluster, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT);
+    c->name = (char *)in->svc->name;
+    c->cluster_discovery_type_case =
+        ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+    c->type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+    c->eds_cluster_config =
+        NEW(EdsClusterConfig, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT);
+    c->eds_cluster_config->eds_config = ads_source(a);
+    c->eds_cluster_config->service_name = (char *)in->svc->name;
+    c->connect_timeout = seconds(a, 5);
+    c->lb_policy = in->svc->affinity.mode == HF_AFFINITY_HASH_COOKIE
+                       ? ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH
+                       : ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN;
+    /* A session cookie may keep reaching a DRAINING host; UNHEALTHY stays out (failover). */
+    static Envoy__Config__Core__V3__HealthStatus override[] = {
+        ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNKNOWN,
+        ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY,
+        ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DEGRADED,
+        ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING,
+    };
+    CommonLbConfig *lb =
+        NEW(CommonLbConfig, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__COMMON_LB_CONFIG__INIT);
+    lb->override_host_status =
+        NEW(HealthStatusSet, ENVOY__CONFIG__CORE__V3__HEALTH_STATUS_SET__INIT);
+    lb->override_host_status->n_statuses = 4;
+    lb->override_host_status->statuses = override;
+    if (draining) {
+        /* Panic mode would spread new sessions over DRAINING hosts once half the cluster
+         * drains; a threshold of 0 turns it off while anything drains. */
+        lb->healthy_panic_threshold = NEW(Percent, ENVOY__TYPE__V3__PERCENT__INIT);
+        lb->healthy_panic_threshold->value = 0;
+    }
+    c->common_lb_config = lb;
+    /* Hosts leave EDS when evicted: remove them even if active health checking says healthy. */
+    c->ignore_health_on_host_removal = 1;
+    if (kind == XDS_NODE_GRPC) {
+        c->lrs_server = NEW(ConfigSource, ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT);
+        c->lrs_server->config_source_specifier_case =
+            ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_SELF;
+        c->lrs_server->self =
+            NEW(SelfConfigSource, ENVOY__CONFIG__CORE__V3__SELF_CONFIG_SOURCE__INIT);
+    }
+    emit(a, l, XDS_CDS, in->svc->name, &c->base);
+}
+
+/* ======================================================================================== */
+/* RDS                                                                                      */
+/* ======================================================================================== */
+
+static HttpCookie *http_cookie(hf_arena *a, const hf_affinity *af)
+{
+    HttpCookie *ck = NEW(HttpCookie, ENVOY__TYPE__HTTP__V3__COOKIE__INIT);
+    ck->name = (char *)af->cookie_name;
+    ck->ttl = seconds(a, af->ttl_s);
+    ck->path = (char *)af->path;
+    return ck;
+}
+
+/* typed_per_filter_config enabling cookie-based stateful sessions for one virtual host. */
+static PerFilterEntry *session_per_route(hf_arena *a, const hf_affinity *af)
+{
+    CookieBasedSessionState *cs = NEW(
+        CookieBasedSessionState,
+        ENVOY__EXTENSIONS__HTTP__STATEFUL_SESSION__COOKIE__V3__COOKIE_BASED_SESSION_STATE__INIT);
+    cs->cookie = http_cookie(a, af);
+    TypedExtensionConfig *state =
+        NEW(TypedExtensionConfig, ENVOY__CONFIG__CORE__V3__TYPED_EXTENSION_CONFIG__INIT);
+    state->name = COOKIE_STATE;
+    state->typed_config = pack_any(a, COOKIE_STATE_URL, &cs->base);
+    StatefulSession *ss =
+        NEW(StatefulSession,
+            ENVOY__EXTENSIONS__FILTERS__HTTP__STATEFUL_SESSION__V3__STATEFUL_SESSION__INIT);
+    ss->session_state = state;
+    ss->strict = af->strict;
+    StatefulSessionPerRoute *pr = NEW(
+        StatefulSessionPerRoute,
+        ENVOY__EXTENSIONS__FILTERS__HTTP__STATEFUL_SESSION__V3__STATEFUL_SESSION_PER_ROUTE__INIT);
+    pr->override_case =
+        ENVOY__EXTENSIONS__FILTERS__HTTP__STATEFUL_SESSION__V3__STATEFUL_SESSION_PER_ROUTE__OVERRIDE_STATEFUL_SESSION;
+    pr->stateful_session = ss;
+    PerFilterEntry *e =
+        NEW(PerFilterEntry,
+            ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TYPED_PER_FILTER_CONFIG_ENTRY__INIT);
+    e->key = SESSION_FILTER;
+    e->value = pack_any(a, SESSION_ROUTE_URL, &pr->base);
+    return e;
+}
+
+/* A route "/" (or "" for gRPC) to the service's cluster. */
+static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
+{
+    RouteAction *ra = NEW(RouteAction, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__INIT);
+    ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
+    ra->cluster = (char *)svc->name;
+    if (svc->affinity.mode == HF_AFFINITY_HASH_COOKIE) {
+        HashCookie *hc =
+            NEW(HashCookie, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__COOKIE__INIT);
+        hc->name = (char *)svc->affinity.cookie_name;
+        hc->ttl = seconds(a, svc->affinity.ttl_s);
+        hc->path = (char *)svc->affinity.path;
+        HashPolicy *hp = NEW(HashPolicy, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__INIT);
+        hp->policy_specifier_case =
+            ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_COOKIE;
+        hp->cookie = hc;
+        ra->n_hash_policy = 1;
+        ra->hash_policy = HF_ANEW_N(a, HashPolicy *, 1);
+        ra->hash_policy[0] = hp;
+    }
+    if (svc->connection.max_stream_duration_s > 0) {
+        ra->max_stream_duration =
+            NEW(Envoy__Config__Route__V3__RouteAction__MaxStreamDuration,
+                ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__MAX_STREAM_DURATION__INIT);
+        ra->max_stream_duration->max_stream_duration =
+            seconds(a, svc->connection.max_stream_duration_s);
+    }
+    RouteMatch *m = NEW(RouteMatch, ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__INIT);
+    m->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
+    m->prefix = (char *)prefix;
+    Route *r = NEW(Route, ENVOY__CONFIG__ROUTE__V3__ROUTE__INIT);
+    r->match = m;
+    r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
+    r->route = ra;
+    return r;
+}
+
+static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
+{
+    VirtualHost *vh = NEW(VirtualHost, ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT);
+    vh->name = (char *)svc->name;
+    if (svc->n_domains == 0) {
+        vh->n_domains = 1;
+        vh->domains = HF_ANEW_N(a, char *, 1);
+        vh->domains[0] = (char *)svc->name;
+    } else {
+        vh->n_domains = svc->n_domains;
+        vh->domains = HF_ANEW_N(a, char *, svc->n_domains);
+        for (uint32_t i = 0; i < svc->n_domains; i++) {
+            vh->domains[i] = (char *)svc->domains[i];
+        }
+    }
+    vh->n_routes = 1;
+    vh->routes = HF_ANEW_N(a, Route *, 1);
+    vh->routes[0] = route_to(a, svc, "/");
+    if (svc->affinity.mode == HF_AFFINITY_COOKIE) {
+        vh->n_typed_per_filter_config = 1;
+        vh->typed_per_filter_config = HF_ANEW_N(a, PerFilterEntry *, 1);
+        vh->typed_per_filter_config[0] = session_per_route(a, &svc->affinity);
+    }
+    return vh;
+}
+
+static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
+                      const xds_service_input *svcs, size_t n)
+{
+    RouteConfiguration *rc =
+        NEW(RouteConfiguration, ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT);
+    rc->name = (char *)g->name;
+    rc->n_virtual_hosts = n;
+    rc->virtual_hosts = HF_ANEW_N(a, VirtualHost *, n + 1);
+    for (size_t i = 0; i < n; i++) {
+        rc->virtual_hosts[i] = virtual_host(a, svcs[i].svc);
+    }
+    emit(a, l, XDS_RDS, g->name, &rc->base);
+}
+
+/* ======================================================================================== */
+/* LDS                                                                                      */
+/* ======================================================================================== */
+
+/* HCM connection limits for a group: the strictest max age / stream duration of its services
+ * (0 = unset) and the longest drain timeout. */
+static void group_limits(const xds_service_input *svcs, size_t n, hf_connection *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        const hf_connection *c = &svcs[i].svc->connection;
+        if (c->max_connection_age_s &&
+            (!out->max_connection_age_s || c->max_connection_age_s < out->max_connection_age_s)) {
+            out->max_connection_age_s = c->max_connection_age_s;
+        }
+        if (c->max_stream_duration_s && (!out->max_stream_duration_s ||
+                                         c->max_stream_duration_s < out->max_stream_duration_s)) {
+            out->max_stream_duration_s = c->max_stream_duration_s;
+        }
+        if (c->drain_timeout_s > out->drain_timeout_s) {
+            out->drain_timeout_s = c->drain_timeout_s;
+        }
+    }
+}
+
+static Hcm *new_hcm(hf_arena *a, const char *stat_prefix, const hf_connection *lim)
+{
+    Hcm *h = NEW(
+        Hcm,
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT);
+    h->stat_prefix = hf_arena_strdup(a, stat_prefix);
+    h->codec_type =
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
+    if (lim->max_connection_age_s || lim->max_stream_duration_s) {
+        h->common_http_protocol_options =
+            NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+        if (lim->max_connection_age_s) {
+            h->common_http_protocol_options->max_connection_duration =
+                seconds(a, lim->max_connection_age_s);
+        }
+        if (lim->max_stream_duration_s) {
+            h->common_http_protocol_options->max_stream_duration =
+                seconds(a, lim->max_stream_duration_s);
+        }
+    }
+    if (lim->drain_timeout_s) {
+        h->drain_timeout = seconds(a, lim->drain_timeout_s);
+    }
+    return h;
+}
+
+static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
+                                 const xds_service_input *svcs, size_t n)
+{
+    hf_connection lim;
+    group_limits(svcs, n, &lim);
+    Hcm *h = new_hcm(a, g->name, &lim);
+    h->route_specifier_case =
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
+    h->rds = NEW(Rds, ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__RDS__INIT);
+    h->rds->config_source = ads_source(a);
+    h->rds->route_config_name = (char *)g->name;
+
+    bool cookie = false;
+    for (size_t i = 0; i < n; i++) {
+        cookie |= svcs[i].svc->affinity.mode == HF_AFFINITY_COOKIE;
+    }
+    h->http_filters = HF_ANEW_N(a, HttpFilter *, 2);
+    if (cookie) {
+        /* Disabled at the filter level (no session_state); each cookie-mode virtual host
+         * enables it with its own cookie through typed_per_filter_config. */
+        StatefulSession *ss =
+            NEW(StatefulSession,
+                ENVOY__EXTENSIONS__FILTERS__HTTP__STATEFUL_SESSION__V3__STATEFUL_SESSION__INIT);
+        h->http_filters[h->n_http_filters++] =
+            http_filter(a, SESSION_FILTER, pack_any(a, SESSION_URL, &ss->base));
+    }
+    h->http_filters[h->n_http_filters++] = router_filter(a);
+
+    Filter *f = NEW(Filter, ENVOY__CONFIG__LISTENER__V3__FILTER__INIT);
+    f->name = HCM_FILTER;
+    f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+    f->typed_config = pack_any(a, HCM_URL, &h->base);
+    FilterChain *fc = NEW(FilterChain, ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT);
+    fc->n_filters = 1;
+    fc->filters = HF_ANEW_N(a, Filter *, 1);
+    fc->filters[0] = f;
+    Listener *ls = NEW(Listener, ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT);
+    ls->name = (char *)g->name;
+    ls->address = socket_address(a, "0.0.0.0", g->listener_port);
+    ls->n_filter_chains = 1;
+    ls->filter_chains = HF_ANEW_N(a, FilterChain *, 1);
+    ls->filter_chains[0] = fc;
+    emit(a, l, XDS_LDS, g->name, &ls->base);
+}
+
+/* The API listener a gRPC client resolves for xds:///name: routes everything to svc. */
+static void build_api_listener(hf_arena *a, xds_resource_list *l, const char *name,
+                               const hf_service *svc)
+{
+    Hcm *h = new_hcm(a, name, &svc->connection);
+    VirtualHost *vh = NEW(VirtualHost, ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT);
+    vh->name = (char *)svc->name;
+    vh->n_domains = 1;
+    vh->domains = HF_ANEW_N(a, char *, 1);
+    vh->domains[0] = "*";
+    vh->n_routes = 1;
+    vh->routes = HF_ANEW_N(a, Route *, 1);
+    vh->routes[0] = route_to(a, svc, "");
+    RouteConfiguration *rc =
+        NEW(RouteConfiguration, ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT);
+    rc->name = (char *)svc->name;
+    rc->n_virtual_hosts = 1;
+    rc->virtual_hosts = HF_ANEW_N(a, VirtualHost *, 1);
+    rc->virtual_hosts[0] = vh;
+    h->route_specifier_case =
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG;
+    h->route_config = rc;
+    h->n_http_filters = 1;
+    h->http_filters = HF_ANEW_N(a, HttpFilter *, 1);
+    h->http_filters[0] = router_filter(a);
+
+    ApiListener *api = NEW(ApiListener, ENVOY__CONFIG__LISTENER__V3__API_LISTENER__INIT);
+    api->api_listener = pack_any(a, HCM_URL, &h->base);
+    Listener *ls = NEW(Listener, ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT);
+    ls->name = (char *)name;
+    ls->api_listener = api;
+    emit(a, l, XDS_LDS, name, &ls->base);
+}
+
+/* ======================================================================================== */
+
+void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, size_t n,
+                    enum xds_node_kind kind, xds_resource_list out[XDS_NTYPES])
+{
+    hf_arena arena = {0};
+    hf_arena *a = &arena;
+    for (size_t i = 0; i < n; i++) {
+        bool draining = build_eds(a, &out[XDS_EDS], &svcs[i]);
+        build_cds(a, &out[XDS_CDS], &svcs[i], kind, draining);
+        if (kind == XDS_NODE_GRPC) {
+            build_api_listener(a, &out[XDS_LDS], svcs[i].svc->name, svcs[i].svc);
+            for (uint32_t d = 0; d < svcs[i].svc->n_domains; d++) {
+                build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
+            }
+        }
+    }
+    if (kind == XDS_NODE_ENVOY && group != NULL) {
+        build_rds(a, &out[XDS_RDS], group, svcs, n);
+        build_envoy_listener(a, &out[XDS_LDS], group, svcs, n);
+    }
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
+    }
+    hf_arena_destroy(a);
+}

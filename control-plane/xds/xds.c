@@ -1,0 +1,251 @@
+/*
+ * The xDS server's lifecycle and its own thread. The store's change hook only records the newest
+ * generation and wakes the thread; the thread rebuilds the snapshot, pushes it to every stream,
+ * and writes queued audit events, so neither REST requests nor gRPC threads wait on it.
+ */
+#include "xds_internal.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "timeutil.h"
+#include "xalloc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MESSAGE (4 * 1024 * 1024)
+#define MAX_QUEUED_EVENTS 10000
+
+struct xds_event {
+    struct xds_event *next;
+    char action[32];
+    char object[160];
+    char summary[512];
+};
+
+/* ---- shared with ads.c ---- */
+
+xds_snapshot *xds__snapshot(struct xds_server *srv)
+{
+    pthread_mutex_lock(&srv->snap_lock);
+    xds_snapshot *s = xds_snapshot_ref(srv->snap);
+    pthread_mutex_unlock(&srv->snap_lock);
+    return s;
+}
+
+void xds__event(struct xds_server *srv, const char *action, const char *object, const char *fmt,
+                ...)
+{
+    struct xds_event *e = xcalloc(1, sizeof(*e));
+    snprintf(e->action, sizeof(e->action), "%s", action);
+    snprintf(e->object, sizeof(e->object), "proxies/%s", object);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->summary, sizeof(e->summary), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&srv->lock);
+    if (srv->n_events >= MAX_QUEUED_EVENTS) {
+        /* Bounded: under a connection storm the audit log keeps the first events. */
+        pthread_mutex_unlock(&srv->lock);
+        hf_counter_add("holdfast_xds_events_dropped_total", "Audit events dropped (queue full).",
+                       "", 1);
+        free(e);
+        return;
+    }
+    srv->n_events++;
+    if (srv->events_tail != NULL) {
+        srv->events_tail->next = e;
+    } else {
+        srv->events = e;
+    }
+    srv->events_tail = e;
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+void xds__update_gauges(struct xds_server *srv)
+{
+    hf_gauge_set("holdfast_xds_connected_streams", "Connected ADS streams by kind of node.",
+                 "kind=\"envoy\"", atomic_load(&srv->connected[XDS_NODE_ENVOY]));
+    hf_gauge_set("holdfast_xds_connected_streams", "Connected ADS streams by kind of node.",
+                 "kind=\"grpc\"", atomic_load(&srv->connected[XDS_NODE_GRPC]));
+}
+
+/* ---- the xDS thread ---- */
+
+static void on_store_change(void *arg, uint64_t generation)
+{
+    struct xds_server *srv = arg;
+    pthread_mutex_lock(&srv->lock);
+    if (generation > srv->wanted_gen) {
+        srv->wanted_gen = generation;
+    }
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* Builds a snapshot for generation and pushes it to every stream. */
+static void rebuild(struct xds_server *srv, uint64_t generation)
+{
+    uint64_t t0 = hf_mono_ns();
+    xds_snapshot *snap;
+    hf_detail d = {0};
+    if (xds_snapshot_build(srv->store, generation, &snap, &d) != HF_OK) {
+        hf_error("xds", "snapshot %llu: %s", (unsigned long long)generation, d.message);
+        return;
+    }
+    pthread_mutex_lock(&srv->snap_lock);
+    xds_snapshot *old = srv->snap;
+    srv->snap = snap;
+    pthread_mutex_unlock(&srv->snap_lock);
+    xds_snapshot_unref(old);
+
+    size_t n = 0;
+    pthread_mutex_lock(&srv->reg_lock);
+    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        xds__pump(s);
+        pthread_mutex_unlock(&s->lock);
+        n++;
+    }
+    pthread_mutex_unlock(&srv->reg_lock);
+    double secs = (double)(hf_mono_ns() - t0) / 1e9;
+    hf_histogram_observe("holdfast_xds_snapshot_seconds",
+                         "Time to build a snapshot and start pushing it to every stream.", "",
+                         secs);
+    hf_gauge_set("holdfast_xds_snapshot_resources", "Resources in the current snapshot.", "",
+                 (double)snap->n_resources);
+    hf_debug("xds", "generation %llu pushed to %zu streams in %.2f ms",
+             (unsigned long long)generation, n, secs * 1000);
+}
+
+static void write_events(struct xds_server *srv, struct xds_event *e)
+{
+    while (e != NULL) {
+        struct xds_event *next = e->next;
+        hf_detail d = {0};
+        if (store_event_append(srv->store, "xds", e->action, e->object, e->summary, &d) != HF_OK) {
+            hf_error("xds", "cannot record event %s: %s", e->action, d.message);
+        }
+        free(e);
+        e = next;
+    }
+}
+
+static void *xds_main(void *arg)
+{
+    struct xds_server *srv = arg;
+    uint64_t built = srv->snap->generation;
+    pthread_mutex_lock(&srv->lock);
+    for (;;) {
+        while (!srv->stopping && srv->wanted_gen <= built && srv->events == NULL) {
+            pthread_cond_wait(&srv->cond, &srv->lock);
+        }
+        uint64_t want = srv->wanted_gen;
+        struct xds_event *events = srv->events;
+        srv->events = srv->events_tail = NULL;
+        srv->n_events = 0;
+        bool stopping = srv->stopping;
+        pthread_mutex_unlock(&srv->lock);
+        if (want > built && !stopping) {
+            rebuild(srv, want);
+            built = want;
+        }
+        write_events(srv, events);
+        pthread_mutex_lock(&srv->lock);
+        if (stopping && srv->events == NULL) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+/* ---- start / stop ---- */
+
+int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
+{
+    struct xds_server *srv = xcalloc(1, sizeof(*srv));
+    srv->store = cfg->store;
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    pthread_mutex_init(&srv->snap_lock, NULL);
+    pthread_mutex_init(&srv->reg_lock, NULL);
+    uint64_t generation = store_generation(cfg->store);
+    int rc = xds_snapshot_build(cfg->store, generation, &srv->snap, d);
+    if (rc != HF_OK) {
+        goto fail;
+    }
+    srv->wanted_gen = generation;
+    store_set_change_hook(cfg->store, on_store_change, srv);
+    xds__update_gauges(srv);
+
+    srv->methods[0] = (hf_grpc_method){
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        &xds__sotw_handler, srv};
+    srv->methods[1] = (hf_grpc_method){
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+        &xds__delta_handler, srv};
+    hf_grpc_config gc = {.address = cfg->address,
+                         .threads = cfg->threads > 0 ? cfg->threads : 2,
+                         .max_message = MAX_MESSAGE,
+                         .methods = srv->methods,
+                         .n_methods = 2};
+    rc = hf_grpc_start(&gc, &srv->grpc, port, d);
+    if (rc != HF_OK) {
+        store_set_change_hook(cfg->store, NULL, NULL);
+        goto fail;
+    }
+    pthread_create(&srv->thread, NULL, xds_main, srv);
+    *out = srv;
+    return HF_OK;
+fail:
+    xds_snapshot_unref(srv->snap);
+    free(srv);
+    return rc;
+}
+
+void xds_stop(xds_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    store_set_change_hook(srv->store, NULL, NULL);
+    hf_grpc_stop(srv->grpc); /* ends every stream: their closed callbacks queue events */
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = true;
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    pthread_join(srv->thread, NULL);
+    xds_snapshot_unref(srv->snap);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->cond);
+    pthread_mutex_destroy(&srv->snap_lock);
+    pthread_mutex_destroy(&srv->reg_lock);
+    free(srv);
+}
+
+int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
+{
+    xds_proxy_info *items = NULL;
+    size_t count = 0;
+    pthread_mutex_lock(&srv->reg_lock);
+    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->have_node) {
+            items = xrealloc(items, (count + 1) * sizeof(*items));
+            items[count] = s->info;
+            for (int t = 0; t < XDS_NTYPES; t++) {
+                items[count].types[t] = s->types[t].st;
+            }
+            count++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&srv->reg_lock);
+    *out = items;
+    *n = count;
+    return HF_OK;
+}

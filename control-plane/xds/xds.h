@@ -1,0 +1,62 @@
+/*
+ * The xDS server (DESIGN §3): ADS, state-of-the-world and delta, on the gRPC transport. It
+ * watches the store (through its change hook), builds snapshots on its own thread, and pushes
+ * them to every connected proxy. The gRPC threads never touch SQLite: what must be recorded
+ * (connections, NACKs) is queued and written by the xDS thread.
+ */
+#ifndef HF_XDS_H
+#define HF_XDS_H
+
+#include "hash.h"
+#include "hf_err.h"
+#include "store.h"
+#include "xds_types.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct xds_server xds_server;
+
+typedef struct xds_config {
+    const char *address; /* "127.0.0.1:18000" */
+    hf_store *store;     /* borrowed; outlives the server */
+    int threads;         /* gRPC completion-queue threads */
+} xds_config;
+
+/* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change
+ * hook. */
+int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d);
+/* Ends every stream and stops; pending audit events are written first. */
+void xds_stop(xds_server *srv);
+
+/* What one stream has of one type. Versions are "" when nothing was sent / ACKed. */
+typedef struct xds_type_status {
+    bool subscribed;
+    char sent[HF_VERSION_LEN];
+    int64_t sent_at; /* ms since the epoch, 0 if never */
+    char acked[HF_VERSION_LEN];
+    int64_t acked_at;
+    char nack_version[HF_VERSION_LEN]; /* the last version the proxy rejected */
+    char nack_error[512];
+    int64_t nack_at;
+} xds_type_status;
+
+/* One connected stream (a proxy, or a gRPC client). */
+typedef struct xds_proxy_info {
+    uint64_t stream_id;
+    char node_id[128];
+    char group[64]; /* node.cluster */
+    bool group_known;
+    char user_agent[128];
+    enum xds_node_kind kind;
+    char peer[64];
+    bool delta;
+    int64_t connected_since;
+    xds_type_status types[XDS_NTYPES];
+} xds_proxy_info;
+
+/* A copy of what every connected stream has; the caller frees *out. Thread-safe. */
+int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n);
+
+#endif

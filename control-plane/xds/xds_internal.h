@@ -1,0 +1,91 @@
+/*
+ * Internals shared by xds.c (lifecycle, the builder thread, the stream registry, the event
+ * queue) and ads.c (the ADS protocol on one stream).
+ */
+#ifndef HF_XDS_INTERNAL_H
+#define HF_XDS_INTERNAL_H
+
+#include "grpc_transport.h"
+#include "snapshot.h"
+#include "xds.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* A sorted map name -> version (delta xDS bookkeeping). */
+typedef struct xds_kv {
+    char *name;
+    char version[HF_VERSION_LEN];
+} xds_kv;
+
+typedef struct xds_kvset {
+    xds_kv *items;
+    size_t n;
+} xds_kvset;
+
+/* One type on one stream. */
+typedef struct xds_type_state {
+    bool active;                  /* the client subscribed to this type */
+    xds_names sub;                /* what it subscribed to */
+    char nonce[24];               /* of the last response sent */
+    bool awaiting;                /* that response is not ACKed or NACKed yet */
+    uint64_t sent_ns;             /* monotonic time it was sent */
+    char initial[HF_VERSION_LEN]; /* SotW: the version the client had when it subscribed */
+    xds_type_status st;           /* visible state (sent/acked/nack) */
+    /* delta only */
+    xds_kvset known;    /* what the client holds */
+    xds_kvset pending;  /* what the last response changes ("" = removed) */
+    xds_kvset rejected; /* versions the client NACKed: not re-sent */
+} xds_type_state;
+
+typedef struct xds_stream {
+    struct xds_stream *prev, *next; /* registry, under srv->reg_lock */
+    struct xds_server *srv;
+    hf_stream *transport;
+    pthread_mutex_t lock; /* everything below */
+    bool closed;
+    bool delta;
+    bool send_busy;
+    bool have_node;
+    uint64_t nonce_counter;
+    xds_proxy_info info;
+    xds_type_state types[XDS_NTYPES];
+} xds_stream;
+
+struct xds_server {
+    hf_store *store;
+    hf_grpc_server *grpc;
+    hf_grpc_method methods[2];
+
+    pthread_t thread;
+    pthread_mutex_t lock; /* wanted_gen, stopping, events */
+    pthread_cond_t cond;
+    bool stopping;
+    uint64_t wanted_gen;
+    struct xds_event *events, *events_tail;
+    size_t n_events;
+
+    pthread_mutex_t snap_lock;
+    xds_snapshot *snap;
+
+    pthread_mutex_t reg_lock;
+    xds_stream *streams;
+    atomic_ullong next_stream_id;
+    atomic_int connected[2]; /* by node kind */
+};
+
+/* The current snapshot, with a reference for the caller. */
+xds_snapshot *xds__snapshot(struct xds_server *srv);
+/* Queues an audit event for the xDS thread to write. Never blocks on disk. */
+void xds__event(struct xds_server *srv, const char *action, const char *object, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+/* Sends whatever the stream is owed; called with s->lock held. */
+void xds__pump(xds_stream *s);
+/* Updates the connected-streams gauge. */
+void xds__update_gauges(struct xds_server *srv);
+
+/* The transport handlers for SotW and delta ADS (ads.c). */
+extern const hf_stream_handler xds__sotw_handler;
+extern const hf_stream_handler xds__delta_handler;
+
+#endif
