@@ -360,11 +360,29 @@ static hf_rbuf *next_nonce(xds_stream *s, xds_type_state *ts)
     return r;
 }
 
-/* Envoy: LDS and RDS wait while clusters or endpoints are in flight (make before break). */
-static bool held_back(const xds_stream *s, enum xds_type t)
+/* Envoy: LDS and RDS wait while clusters or endpoints are in flight, and until Envoy has asked
+ * for the endpoints of every cluster it was sent (make before break: a route never points at a
+ * cluster still warming). */
+static bool held_back(const xds_stream *s, const xds_view *v, enum xds_type t)
 {
-    return s->info.kind == XDS_NODE_ENVOY && (t == XDS_LDS || t == XDS_RDS) &&
-           (s->types[XDS_CDS].awaiting || s->types[XDS_EDS].awaiting);
+    if (s->info.kind != XDS_NODE_ENVOY || (t != XDS_LDS && t != XDS_RDS)) {
+        return false;
+    }
+    const xds_type_state *cds = &s->types[XDS_CDS];
+    const xds_type_state *eds = &s->types[XDS_EDS];
+    if (cds->awaiting || eds->awaiting) {
+        return true;
+    }
+    if (!cds->active || eds->sub.wildcard) {
+        return false;
+    }
+    const xds_resource_list *clusters = &v->res[XDS_CDS];
+    for (size_t i = 0; i < clusters->n; i++) {
+        if (!eds->active || !names_has(&eds->sub, clusters->items[i].name)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Tries to send type t; returns true when a response went out. */
@@ -528,7 +546,7 @@ void xds__pump(xds_stream *s)
     xds_snapshot *snap = xds__snapshot(s->srv);
     xds_view *v = xds_snapshot_view(snap, s->info.group, s->info.kind);
     for (int t = 0; t < XDS_NTYPES; t++) {
-        if (!s->types[t].active || held_back(s, (enum xds_type)t)) {
+        if (!s->types[t].active || held_back(s, v, (enum xds_type)t)) {
             continue;
         }
         bool sent = s->delta ? pump_delta_type(s, v, (enum xds_type)t, snap->generation)

@@ -44,8 +44,12 @@ def node(node_id, cluster, user_agent="envoy"):
 class AdsClient:
     """One ADS stream. send() queues a request; recv() waits for the next response."""
 
-    def __init__(self, address, delta=False, raw=False):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address, delta=False, raw=False, read=True, options=()):
+        if not read:
+            # A fixed, small HTTP/2 window: the transport cannot buffer much on our behalf.
+            options = list(options) + [("grpc.http2.bdp_probe", 0),
+                                       ("grpc.http2.lookahead_bytes", 8192)]
+        self.channel = grpc.insecure_channel(address, options=list(options))
         self._out = queue.Queue()
         self._in = queue.Queue()
         self.delta = delta
@@ -58,8 +62,10 @@ class AdsClient:
             response_deserializer=resp_cls.FromString)
         self._call = call(iter(self._out.get, _END))
         self.error = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self._thread = None
+        if read:  # a client created with read=False never reads: it models a stuck proxy
+            self._thread = threading.Thread(target=self._read, daemon=True)
+            self._thread.start()
 
     def _read(self):
         try:
@@ -99,6 +105,36 @@ class AdsClient:
 
     def ack(self, resp, names=()):
         self.request(resp.type_url, names, version=resp.version_info, nonce=resp.nonce)
+
+    def follow(self, until, timeout=10.0):
+        """Behaves like Envoy: ACKs every response and subscribes to the endpoints of every
+        cluster, until until(latest responses by type) is true. Returns those responses."""
+        import time
+        latest = {}
+        eds_names = []
+        deadline = time.monotonic() + timeout
+        while not until(latest):
+            r = self.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if r is None:
+                raise AssertionError("stream ended: %s" % self.error)
+            latest[r.type_url] = r
+            if r.type_url == CDS:
+                self.ack(r)
+                names = sorted(c.name for c in unpack(r, cluster_pb2.Cluster))
+                if names != eds_names:
+                    eds_names = names
+                    last = latest.get(EDS)
+                    self.request(EDS, names, version=last.version_info if last else "",
+                                 nonce=last.nonce if last else "")
+            elif r.type_url == EDS:
+                self.ack(r, eds_names)
+            elif r.type_url == LDS:
+                self.ack(r)
+                self.request(RDS, ["edge"], nonce="" if RDS not in latest else latest[RDS].nonce,
+                             version="" if RDS not in latest else latest[RDS].version_info)
+            else:
+                self.ack(r, [n for n in ["edge"]])
+        return latest
 
     def close(self):
         self._out.put(_END)

@@ -54,10 +54,12 @@ class Holdfast:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def start(self, extra=(), wait=True):
-        self.http_port = free_port()
-        self.xds_port = free_port()
+    def start(self, extra=(), wait=True, keep_ports=False):
+        if not keep_ports or not getattr(self, "http_port", None):
+            self.http_port = free_port()
+            self.xds_port = free_port()
         self.base = "http://127.0.0.1:%d" % self.http_port
+        self.xds = "127.0.0.1:%d" % self.xds_port
         args = [HOLDFAST, "--db", self.db, "--http", "127.0.0.1:%d" % self.http_port,
                 "--xds", "127.0.0.1:%d" % self.xds_port, "--log-level", "debug", *extra]
         self._log = open(self.log_path, "ab")
