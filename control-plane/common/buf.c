@@ -32,7 +32,9 @@ void hf_buf_destroy(hf_buf *b)
 void hf_buf_append(hf_buf *b, const void *data, size_t len)
 {
     reserve(b, len);
-    memcpy(b->data + b->len, data, len);
+    if (len > 0) {
+        memcpy(b->data + b->len, data, len);
+    }
     b->len += len;
     b->data[b->len] = '\0';
 }

@@ -315,7 +315,9 @@ static bool build_eds(hf_arena *a, xds_resource_list *l, const xds_service_input
             eps[n++] = &in->endpoints[i];
         }
     }
-    qsort(eps, n, sizeof(*eps), endpoint_order);
+    if (n > 1) {
+        qsort(eps, n, sizeof(*eps), endpoint_order);
+    }
 
     ClusterLoadAssignment *cla =
         NEW(ClusterLoadAssignment, ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT);
@@ -672,7 +674,9 @@ void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, 
         build_envoy_listener(a, &out[XDS_LDS], group, svcs, n);
     }
     for (int t = 0; t < XDS_NTYPES; t++) {
-        qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
+        if (out[t].n > 1) {
+            qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
+        }
     }
     hf_arena_destroy(a);
 }
