@@ -28,6 +28,7 @@ struct options {
     uint16_t http_port;
     char xds_addr[64];
     uint16_t xds_port;
+    int xds_threads;
 };
 
 static void usage(FILE *out)
@@ -42,6 +43,7 @@ static void usage(FILE *out)
             "  --db PATH          SQLite database file (default ./holdfast.db)\n"
             "  --http ADDR:PORT   REST API and web UI address (default 127.0.0.1:8080)\n"
             "  --xds ADDR:PORT    xDS (ADS, HDS, LRS) gRPC address (default 127.0.0.1:18000)\n"
+            "  --xds-threads N    gRPC completion-queue threads (default 1; more on big machines)\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -159,6 +161,13 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             break;
+        case 't':
+            o->xds_threads = atoi(optarg);
+            if (o->xds_threads < 1 || o->xds_threads > 64) {
+                fprintf(stderr, "holdfast: --xds-threads must be 1-64\n");
+                return 2;
+            }
+            break;
         case 'l':
             if (hf_log_parse_level(optarg, &level) != 0) {
                 fprintf(stderr, "holdfast: --log-level must be error, warn, info or debug\n");
@@ -210,7 +219,7 @@ static int run(const struct options *o)
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
              xds_v6 ? "]" : "", o->xds_port);
-    xds_config xc = {.address = xds_addr, .store = st, .threads = 2};
+    xds_config xc = {.address = xds_addr, .store = st, .threads = o->xds_threads};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum tag_kind { TAG_NEW_CALL, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_STATUS, TAG_SHUTDOWN };
+enum tag_kind { TAG_NEW_CALL, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_STATUS, TAG_WAKE, TAG_SHUTDOWN };
 
 struct tag {
     enum tag_kind kind;
@@ -47,13 +47,14 @@ struct slot {
 };
 
 struct hf_stream {
-    struct tag recv_tag, send_tag, close_tag, status_tag;
+    struct tag recv_tag, send_tag, close_tag, status_tag, wake_tag;
     grpc_call *call;
     const hf_grpc_method *method;
     void *user;
     pthread_mutex_t lock;
     int ops;          /* batches outstanding */
     bool send_busy;   /* a SEND_MESSAGE is in flight */
+    bool wake_busy;   /* a wake-up is posted */
     bool ended;       /* RECV_CLOSE_ON_SERVER completed */
     bool finished;    /* we ended it (status sent or cancelled) */
     bool told_closed; /* the handler's closed callback has run */
@@ -151,6 +152,7 @@ static void start_stream(struct slot *sl)
     s->send_tag = (struct tag){TAG_SEND, s};
     s->close_tag = (struct tag){TAG_CLOSE, s};
     s->status_tag = (struct tag){TAG_STATUS, s};
+    s->wake_tag = (struct tag){TAG_WAKE, s};
     char *peer = grpc_call_get_peer(s->call);
     s->user = s->method->handler->open(s->method->ctx, s, peer ? peer : "?");
     gpr_free(peer);
@@ -266,6 +268,32 @@ static void on_close(hf_stream *s)
     maybe_free(s);
 }
 
+static void on_wake(hf_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->ops--;
+    s->wake_busy = false;
+    bool gone = s->told_closed;
+    pthread_mutex_unlock(&s->lock);
+    if (!gone) {
+        s->method->handler->wake(s->user);
+    }
+    maybe_free(s);
+}
+
+void hf_stream_wake(hf_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->wake_busy && !s->ended && !s->told_closed) {
+        /* An empty batch completes at once on the call's own queue. */
+        if (grpc_call_start_batch(s->call, NULL, 0, &s->wake_tag, NULL) == GRPC_CALL_OK) {
+            s->ops++;
+            s->wake_busy = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void on_status(hf_stream *s)
 {
     pthread_mutex_lock(&s->lock);
@@ -363,6 +391,9 @@ static void *worker_main(void *arg)
         case TAG_STATUS:
             on_status(t->owner);
             break;
+        case TAG_WAKE:
+            on_wake(t->owner);
+            break;
         case TAG_SHUTDOWN: {
             struct hf_grpc_server *srv = t->owner;
             pthread_mutex_lock(&srv->shutdown_lock);
@@ -378,6 +409,24 @@ static void *worker_main(void *arg)
 
 /* ---- start / stop ---- */
 
+/*
+ * Debian's abseil is built with mutex deadlock detection on: every lock gRPC takes then updates
+ * a process-wide lock-order graph, which cost about a fifth of holdfast's CPU when pushing to
+ * thousands of streams (measured with perf; see docs/performance.md). It is a debugging aid,
+ * off in release builds of abseil; turn it off. This is
+ * absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore), bound by its mangled
+ * name since C cannot name a C++ function; weak, so an abseil without it is simply left alone.
+ */
+extern void hf_absl_set_deadlock_mode(int mode) __asm__(
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE") __attribute__((weak));
+
+static void tune_abseil(void)
+{
+    if (hf_absl_set_deadlock_mode != NULL) {
+        hf_absl_set_deadlock_mode(0); /* OnDeadlockCycle::kIgnore */
+    }
+}
+
 static grpc_server *create_server(const hf_grpc_config *cfg)
 {
     grpc_arg args[] = {
@@ -392,6 +441,8 @@ static grpc_server *create_server(const hf_grpc_config *cfg)
         /* Our own pings find dead peers behind silent networks. */
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
+        /* xDS messages are small: bandwidth-delay probing only adds a PING per exchange. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
     };
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     return grpc_server_create(&chargs, NULL);
@@ -399,6 +450,7 @@ static grpc_server *create_server(const hf_grpc_config *cfg)
 
 int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf_detail *d)
 {
+    tune_abseil();
     grpc_init();
     struct hf_grpc_server *srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;

@@ -40,8 +40,10 @@ typedef struct hf_stream_handler {
     /* The send started by hf_stream_send completed (read by the peer, or failed). */
     void (*sent)(void *user);
     /* The stream is over. The last callback for user; once it returns, s is invalid and no
-     * thread may pass it to hf_stream_send or hf_stream_finish any more. */
+     * thread may pass it to hf_stream_send, hf_stream_wake or hf_stream_finish any more. */
     void (*closed)(void *user);
+    /* Requested by hf_stream_wake: runs on the stream's own thread. */
+    void (*wake)(void *user);
 } hf_stream_handler;
 
 typedef struct hf_grpc_method {
@@ -67,6 +69,10 @@ void hf_grpc_stop(hf_grpc_server *srv);
  * takes its own references). Returns HF_OK, HF_EBUSY while a previous send is in flight (wait
  * for sent), or HF_ECLOSED. Thread-safe. */
 int hf_stream_send(hf_stream *s, hf_rbuf *const *parts, size_t n);
+/* Asks for the handler's wake callback to run on the stream's own queue thread (soon; wake-ups
+ * requested before it runs are merged). Lets another thread hand work to the stream's thread
+ * instead of contending with it. Thread-safe. */
+void hf_stream_wake(hf_stream *s);
 /* Ends the stream with a status and message for the client. Thread-safe; later calls are
  * ignored. */
 void hf_stream_finish(hf_stream *s, enum hf_grpc_status status, const char *message);

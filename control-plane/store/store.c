@@ -361,6 +361,19 @@ int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d)
 
 /* ---- events ---- */
 
+int store_events_append(hf_store *st, const hf_event *events, size_t n, hf_detail *d)
+{
+    int rc = store__begin(st, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    for (size_t i = 0; rc == HF_OK && i < n; i++) {
+        rc = store__event(st, events[i].actor, events[i].action, events[i].object, d, "%s",
+                          events[i].summary);
+    }
+    return store__end_quiet(st, rc, d);
+}
+
 int store_event_append(hf_store *st, const char *actor, const char *action, const char *object,
                        const char *summary, hf_detail *d)
 {

@@ -95,6 +95,8 @@ int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d
  * connected, a NACK): one transaction, and it does not announce a new generation. */
 int store_event_append(hf_store *st, const char *actor, const char *action, const char *object,
                        const char *summary, hf_detail *d);
+/* The same for n events (their actor, action, object and summary) in one transaction. */
+int store_events_append(hf_store *st, const hf_event *events, size_t n, hf_detail *d);
 /* Events with id > since, oldest first, at most limit of them. */
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n);
 

@@ -127,7 +127,6 @@ static void *open_stream(struct xds_server *srv, hf_stream *t, const char *peer,
     s->transport = t;
     s->delta = delta;
     s->info.stream_id = atomic_fetch_add(&srv->next_stream_id, 1) + 1;
-    s->info.delta = delta;
     s->info.connected_since = hf_now_ms();
     snprintf(s->info.peer, sizeof(s->info.peer), "%s", peer);
     pthread_mutex_lock(&srv->reg_lock);
@@ -176,6 +175,7 @@ static void on_closed(void *user)
                    xds_node_kind_name(s->info.kind), s->info.node_id, s->info.group);
     }
     for (int t = 0; t < XDS_NTYPES; t++) {
+        free(s->types[t].nack_error);
         names_clear(&s->types[t].sub);
         kv_clear(&s->types[t].known);
         kv_clear(&s->types[t].pending);
@@ -185,13 +185,20 @@ static void on_closed(void *user)
     free(s);
 }
 
-static void on_sent(void *user)
+static void on_sent_or_wake(void *user, bool sent)
 {
     xds_stream *s = user;
     pthread_mutex_lock(&s->lock);
-    s->send_busy = false;
+    if (sent) {
+        s->send_busy = false;
+    }
     xds__pump(s);
     pthread_mutex_unlock(&s->lock);
+}
+
+static void on_sent(void *user)
+{
+    on_sent_or_wake(user, true);
 }
 
 /* Ends the stream for a protocol error; called with s->lock held. */
@@ -218,7 +225,7 @@ static bool take_node(xds_stream *s, const Node *node)
         fail(s, HF_GRPC_INVALID_ARGUMENT, "the first request must carry node.id");
         return false;
     }
-    xds_proxy_info *in = &s->info;
+    xds_stream_info *in = &s->info;
     snprintf(in->node_id, sizeof(in->node_id), "%s", node->id);
     snprintf(in->group, sizeof(in->group), "%s", node->cluster ? node->cluster : "");
     const char *ua = node->user_agent_name ? node->user_agent_name : "";
@@ -271,18 +278,19 @@ static void take_reply(xds_stream *s, enum xds_type t, const char *error)
     labels_for(t, labels, sizeof(labels));
     ts->awaiting = false;
     if (error != NULL) {
-        memcpy(ts->st.nack_version, ts->st.sent, HF_VERSION_LEN);
-        snprintf(ts->st.nack_error, sizeof(ts->st.nack_error), "%s", error);
-        ts->st.nack_at = hf_now_ms();
+        memcpy(ts->nack_version, ts->sent, HF_VERSION_LEN);
+        free(ts->nack_error);
+        ts->nack_error = xstrndup(error, 500);
+        ts->nack_at = hf_now_ms();
         hf_counter_add("holdfast_xds_nacks_total", "Responses rejected by proxies.", labels, 1);
-        hf_warn("xds", "%s NACKed %s version %s: %s", s->info.node_id, xds_type_name(t),
-                ts->st.sent, error);
+        hf_warn("xds", "%s NACKed %s version %s: %s", s->info.node_id, xds_type_name(t), ts->sent,
+                error);
         xds__event(s->srv, "proxy.nack", s->info.node_id, "%s rejected %s version %s: %.300s",
-                   s->info.node_id, xds_type_name(t), ts->st.sent, error);
+                   s->info.node_id, xds_type_name(t), ts->sent, error);
         return;
     }
-    memcpy(ts->st.acked, ts->st.sent, HF_VERSION_LEN);
-    ts->st.acked_at = hf_now_ms();
+    memcpy(ts->acked, ts->sent, HF_VERSION_LEN);
+    ts->acked_at = hf_now_ms();
     hf_counter_add("holdfast_xds_acks_total", "Responses accepted by proxies.", labels, 1);
     hf_histogram_observe("holdfast_xds_push_to_ack_seconds",
                          "Time from sending a response to its ACK.", labels,
@@ -318,7 +326,6 @@ static void on_sotw_request(xds_stream *s, DiscoveryRequest *rq)
         /* A (re)subscription. A client that already holds the current version is not
          * pushed again: remember what it says it has. */
         ts->active = true;
-        ts->st.subscribed = true;
         snprintf(ts->initial, sizeof(ts->initial), "%s", rq->version_info ? rq->version_info : "");
     }
     names_clear(&ts->sub);
@@ -343,7 +350,7 @@ static bool send_parts(xds_stream *s, enum xds_type t, hf_rbuf *const *parts, si
     xds_type_state *ts = &s->types[t];
     ts->awaiting = true;
     ts->sent_ns = hf_mono_ns();
-    ts->st.sent_at = hf_now_ms();
+    ts->sent_at = hf_now_ms();
     char labels[32];
     labels_for(t, labels, sizeof(labels));
     hf_counter_add("holdfast_xds_pushes_total", "Responses sent to proxies.", labels, 1);
@@ -391,11 +398,11 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
     xds_type_state *ts = &s->types[t];
     char version[HF_VERSION_LEN];
     hf_rbuf *body = xds_view_sotw_body(v, t, &ts->sub, version);
-    bool owed = strcmp(version, ts->st.sent) != 0 && strcmp(version, ts->st.nack_version) != 0;
-    if (owed && ts->st.sent[0] == '\0' && strcmp(version, ts->initial) == 0) {
+    bool owed = strcmp(version, ts->sent) != 0 && strcmp(version, ts->nack_version) != 0;
+    if (owed && ts->sent[0] == '\0' && strcmp(version, ts->initial) == 0) {
         /* Reconnected holding the current version: nothing to send. */
-        memcpy(ts->st.sent, version, HF_VERSION_LEN);
-        memcpy(ts->st.acked, version, HF_VERSION_LEN);
+        memcpy(ts->sent, version, HF_VERSION_LEN);
+        memcpy(ts->acked, version, HF_VERSION_LEN);
         owed = false;
     }
     bool sent = false;
@@ -403,7 +410,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         hf_rbuf *parts[2] = {body, next_nonce(s, ts)};
         sent = send_parts(s, t, parts, 2);
         if (sent) {
-            memcpy(ts->st.sent, version, HF_VERSION_LEN);
+            memcpy(ts->sent, version, HF_VERSION_LEN);
         }
         hf_rbuf_unref(parts[1]);
     }
@@ -425,7 +432,6 @@ static void on_delta_request(xds_stream *s, DeltaDiscoveryRequest *rq)
     const char *nonce = rq->response_nonce ? rq->response_nonce : "";
     if (!ts->active) {
         ts->active = true;
-        ts->st.subscribed = true;
         /* The first request: no names means the legacy wildcard (LDS, CDS). */
         ts->sub.wildcard = rq->n_resource_names_subscribe == 0;
         for (size_t i = 0; i < rq->n_initial_resource_versions; i++) {
@@ -524,7 +530,7 @@ static bool pump_delta_type(xds_stream *s, xds_view *v, enum xds_type t, uint64_
         hf_rbuf *parts[2] = {body, next_nonce(s, ts)};
         sent = send_parts(s, t, parts, 2);
         if (sent) {
-            snprintf(ts->st.sent, sizeof(ts->st.sent), "%016llx",
+            snprintf(ts->sent, sizeof(ts->sent), "%016llx",
                      (unsigned long long)hf_hash_update(HF_HASH_INIT, body->data, body->len));
         } else {
             kv_clear(&ts->pending);
@@ -595,5 +601,13 @@ static void on_delta_message(void *user, const uint8_t *data, size_t len)
     on_message(user, data, len, true);
 }
 
-const hf_stream_handler xds__sotw_handler = {open_sotw, on_sotw_message, on_sent, on_closed};
-const hf_stream_handler xds__delta_handler = {open_delta, on_delta_message, on_sent, on_closed};
+/* A new snapshot: pump on the stream's own thread (see xds.c rebuild). */
+static void on_wake(void *user)
+{
+    on_sent_or_wake(user, false);
+}
+
+const hf_stream_handler xds__sotw_handler = {open_sotw, on_sotw_message, on_sent, on_closed,
+                                             on_wake};
+const hf_stream_handler xds__delta_handler = {open_delta, on_delta_message, on_sent, on_closed,
+                                              on_wake};

@@ -105,33 +105,48 @@ static void rebuild(struct xds_server *srv, uint64_t generation)
     size_t n = 0;
     pthread_mutex_lock(&srv->reg_lock);
     for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
-        pthread_mutex_lock(&s->lock);
-        xds__pump(s);
-        pthread_mutex_unlock(&s->lock);
+        /* The stream's own gRPC thread builds and sends what it is owed: this thread does not
+         * contend with it inside gRPC. */
+        hf_stream_wake(s->transport);
         n++;
     }
     pthread_mutex_unlock(&srv->reg_lock);
     double secs = (double)(hf_mono_ns() - t0) / 1e9;
     hf_histogram_observe("holdfast_xds_snapshot_seconds",
-                         "Time to build a snapshot and start pushing it to every stream.", "",
-                         secs);
+                         "Time to build a snapshot and wake every stream to push it.", "", secs);
     hf_gauge_set("holdfast_xds_snapshot_resources", "Resources in the current snapshot.", "",
                  (double)snap->n_resources);
-    hf_debug("xds", "generation %llu pushed to %zu streams in %.2f ms",
+    hf_debug("xds", "generation %llu announced to %zu streams in %.2f ms",
              (unsigned long long)generation, n, secs * 1000);
 }
 
+/* Writes the queued events in one transaction (thousands of proxies may connect at once). */
 static void write_events(struct xds_server *srv, struct xds_event *e)
 {
+    size_t n = 0;
+    for (struct xds_event *p = e; p != NULL; p = p->next) {
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    hf_event *batch = xcalloc(n, sizeof(*batch));
+    size_t i = 0;
     while (e != NULL) {
         struct xds_event *next = e->next;
-        hf_detail d = {0};
-        if (store_event_append(srv->store, "xds", e->action, e->object, e->summary, &d) != HF_OK) {
-            hf_error("xds", "cannot record event %s: %s", e->action, d.message);
-        }
+        hf_event *b = &batch[i++];
+        snprintf(b->actor, sizeof(b->actor), "xds");
+        snprintf(b->action, sizeof(b->action), "%s", e->action);
+        snprintf(b->object, sizeof(b->object), "%s", e->object);
+        snprintf(b->summary, sizeof(b->summary), "%s", e->summary);
         free(e);
         e = next;
     }
+    hf_detail d = {0};
+    if (store_events_append(srv->store, batch, n, &d) != HF_OK) {
+        hf_error("xds", "cannot record %zu events: %s", n, d.message);
+    }
+    free(batch);
 }
 
 static void *xds_main(void *arg)
@@ -236,11 +251,30 @@ int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
         pthread_mutex_lock(&s->lock);
         if (s->have_node) {
             items = xrealloc(items, (count + 1) * sizeof(*items));
-            items[count] = s->info;
+            xds_proxy_info *p = &items[count++];
+            memset(p, 0, sizeof(*p));
+            p->stream_id = s->info.stream_id;
+            memcpy(p->node_id, s->info.node_id, sizeof(p->node_id));
+            memcpy(p->group, s->info.group, sizeof(p->group));
+            p->group_known = s->info.group_known;
+            memcpy(p->user_agent, s->info.user_agent, sizeof(p->user_agent));
+            p->kind = s->info.kind;
+            memcpy(p->peer, s->info.peer, sizeof(p->peer));
+            p->delta = s->delta;
+            p->connected_since = s->info.connected_since;
             for (int t = 0; t < XDS_NTYPES; t++) {
-                items[count].types[t] = s->types[t].st;
+                const xds_type_state *ts = &s->types[t];
+                xds_type_status *o = &p->types[t];
+                o->subscribed = ts->active;
+                memcpy(o->sent, ts->sent, HF_VERSION_LEN);
+                memcpy(o->acked, ts->acked, HF_VERSION_LEN);
+                memcpy(o->nack_version, ts->nack_version, HF_VERSION_LEN);
+                snprintf(o->nack_error, sizeof(o->nack_error), "%s",
+                         ts->nack_error ? ts->nack_error : "");
+                o->sent_at = ts->sent_at;
+                o->acked_at = ts->acked_at;
+                o->nack_at = ts->nack_at;
             }
-            count++;
         }
         pthread_mutex_unlock(&s->lock);
     }

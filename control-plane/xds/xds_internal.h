@@ -31,12 +31,28 @@ typedef struct xds_type_state {
     bool awaiting;                /* that response is not ACKed or NACKed yet */
     uint64_t sent_ns;             /* monotonic time it was sent */
     char initial[HF_VERSION_LEN]; /* SotW: the version the client had when it subscribed */
-    xds_type_status st;           /* visible state (sent/acked/nack) */
+    char sent[HF_VERSION_LEN];    /* visible state, copied out by xds_proxies */
+    char acked[HF_VERSION_LEN];
+    char nack_version[HF_VERSION_LEN];
+    char *nack_error; /* heap, only once a NACK came */
+    int64_t sent_at, acked_at, nack_at;
     /* delta only */
     xds_kvset known;    /* what the client holds */
     xds_kvset pending;  /* what the last response changes ("" = removed) */
     xds_kvset rejected; /* versions the client NACKed: not re-sent */
 } xds_type_state;
+
+/* What a stream shows in GET /api/v1/proxies, apart from its types. */
+typedef struct xds_stream_info {
+    uint64_t stream_id;
+    char node_id[128];
+    char group[64];
+    bool group_known;
+    char user_agent[128];
+    enum xds_node_kind kind;
+    char peer[64];
+    int64_t connected_since;
+} xds_stream_info;
 
 typedef struct xds_stream {
     struct xds_stream *prev, *next; /* registry, under srv->reg_lock */
@@ -48,7 +64,7 @@ typedef struct xds_stream {
     bool send_busy;
     bool have_node;
     uint64_t nonce_counter;
-    xds_proxy_info info;
+    xds_stream_info info;
     xds_type_state types[XDS_NTYPES];
 } xds_stream;
 
