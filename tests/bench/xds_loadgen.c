@@ -6,7 +6,8 @@
  * and after.
  *
  *   xds_loadgen --xds 127.0.0.1:18000 --http 127.0.0.1:8080 --pid PID --nodes N
- *               [--service cart --group edge --fleet blue --port-base 20000]
+ *               [--service cart --group edge --fleet blue --port-base 20000] [--no-ack]
+ *               [--pause S]
  *
  * Prints one line of "key=value" figures. One thread drives every stream from one completion
  * queue; the simulated nodes share the machine with holdfast (say so when quoting figures).
@@ -66,7 +67,9 @@ struct node {
 static struct {
     const char *xds, *http, *service, *group, *fleet;
     int nodes, pid, port_base;
-} cfg = {"127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000};
+    bool no_ack; /* after the first response, never ACK: measures the push alone */
+    int pause_s; /* seconds to wait between connecting and the change (to attach a profiler) */
+} cfg = {"127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0};
 
 static grpc_completion_queue *cq;
 static struct node *nodes;
@@ -269,7 +272,9 @@ static void on_recv(struct node *n, bool ok)
         /* Checking every node's content would measure our own decoding: check one in ten. */
         n->has_port = (n->index % 10 != 0) || holds_port(r, new_port);
     }
-    send_request(n, r->version_info, r->nonce);
+    if (!cfg.no_ack || n->changed_at == 0) {
+        send_request(n, r->version_info, r->nonce);
+    }
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     post_recv(n);
 }
@@ -382,7 +387,9 @@ static void parse_args(int argc, char **argv)
     static const struct option opts[] = {
         {"xds", 1, NULL, 'x'},     {"http", 1, NULL, 'h'},  {"nodes", 1, NULL, 'n'},
         {"pid", 1, NULL, 'p'},     {"service", 1, NULL, 's'}, {"group", 1, NULL, 'g'},
-        {"fleet", 1, NULL, 'f'},   {"port-base", 1, NULL, 'b'}, {NULL, 0, NULL, 0}};
+        {"fleet", 1, NULL, 'f'},   {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
+        {"pause", 1, NULL, 'P'},
+        {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -394,6 +401,8 @@ static void parse_args(int argc, char **argv)
         case 'g': cfg.group = optarg; break;
         case 'f': cfg.fleet = optarg; break;
         case 'b': cfg.port_base = atoi(optarg); break;
+        case 'a': cfg.no_ack = true; break;
+        case 'P': cfg.pause_s = atoi(optarg); break;
         default: exit(2);
         }
     }
@@ -419,6 +428,10 @@ int main(int argc, char **argv)
     }
     t_connect = now_s() - t_connect;
     drive(all_changed, 0.5); /* settle: ACKs in flight */
+    if (cfg.pause_s > 0) {
+        fprintf(stderr, "connected; changing in %d s\n", cfg.pause_s);
+        drive(all_changed, cfg.pause_s);
+    }
     double cpu1 = cfg.pid ? proc_cpu_seconds(cfg.pid) : 0;
     long rss1 = cfg.pid ? proc_rss_kb(cfg.pid) : 0;
 
