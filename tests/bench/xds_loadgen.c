@@ -303,8 +303,8 @@ static void open_node(struct node *n)
     grpc_channel_credentials_release(creds);
     grpc_slice method = grpc_slice_from_static_string(
         "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources");
-    n->call = grpc_channel_create_call(n->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-                                       NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    n->call = grpc_channel_create_call(n->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     n->t_start = (struct tag){OP_START, n};
     n->t_recv = (struct tag){OP_RECV, n};
     n->t_send = (struct tag){OP_SEND, n};
@@ -385,25 +385,45 @@ static int cmp_double(const void *a, const void *b)
 static void parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"xds", 1, NULL, 'x'},     {"http", 1, NULL, 'h'},  {"nodes", 1, NULL, 'n'},
-        {"pid", 1, NULL, 'p'},     {"service", 1, NULL, 's'}, {"group", 1, NULL, 'g'},
-        {"fleet", 1, NULL, 'f'},   {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
-        {"pause", 1, NULL, 'P'},
-        {NULL, 0, NULL, 0}};
+        {"xds", 1, NULL, 'x'},   {"http", 1, NULL, 'h'},      {"nodes", 1, NULL, 'n'},
+        {"pid", 1, NULL, 'p'},   {"service", 1, NULL, 's'},   {"group", 1, NULL, 'g'},
+        {"fleet", 1, NULL, 'f'}, {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
+        {"pause", 1, NULL, 'P'}, {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'x': cfg.xds = optarg; break;
-        case 'h': cfg.http = optarg; break;
-        case 'n': cfg.nodes = atoi(optarg); break;
-        case 'p': cfg.pid = atoi(optarg); break;
-        case 's': cfg.service = optarg; break;
-        case 'g': cfg.group = optarg; break;
-        case 'f': cfg.fleet = optarg; break;
-        case 'b': cfg.port_base = atoi(optarg); break;
-        case 'a': cfg.no_ack = true; break;
-        case 'P': cfg.pause_s = atoi(optarg); break;
-        default: exit(2);
+        case 'x':
+            cfg.xds = optarg;
+            break;
+        case 'h':
+            cfg.http = optarg;
+            break;
+        case 'n':
+            cfg.nodes = atoi(optarg);
+            break;
+        case 'p':
+            cfg.pid = atoi(optarg);
+            break;
+        case 's':
+            cfg.service = optarg;
+            break;
+        case 'g':
+            cfg.group = optarg;
+            break;
+        case 'f':
+            cfg.fleet = optarg;
+            break;
+        case 'b':
+            cfg.port_base = atoi(optarg);
+            break;
+        case 'a':
+            cfg.no_ack = true;
+            break;
+        case 'P':
+            cfg.pause_s = atoi(optarg);
+            break;
+        default:
+            exit(2);
         }
     }
 }
@@ -438,7 +458,8 @@ int main(int argc, char **argv)
     new_port = cfg.port_base + (int)(time(NULL) % 10000);
     char path[256], body[256];
     snprintf(path, sizeof(path), "/api/v1/services/%s/fleets/%s/endpoints", cfg.service, cfg.fleet);
-    snprintf(body, sizeof(body), "{\"address\":\"127.0.0.1\",\"port\":%d,\"zone\":\"z1\"}", new_port);
+    snprintf(body, sizeof(body), "{\"address\":\"127.0.0.1\",\"port\":%d,\"zone\":\"z1\"}",
+             new_port);
     int status = http_post(path, body);
     double t0 = now_s();
     if (status != 201) {
