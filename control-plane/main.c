@@ -7,6 +7,7 @@
  * The daemon opens the store, starts the REST server and waits for SIGTERM or SIGINT, then
  * stops what it started in reverse order.
  */
+#include "deploy.h"
 #include "log.h"
 #include "metrics.h"
 #include "rest.h"
@@ -29,6 +30,7 @@ struct options {
     char xds_addr[64];
     uint16_t xds_port;
     int xds_threads;
+    uint32_t lrs_interval_ms;
 };
 
 static void usage(FILE *out)
@@ -44,6 +46,8 @@ static void usage(FILE *out)
             "  --http ADDR:PORT   REST API and web UI address (default 127.0.0.1:8080)\n"
             "  --xds ADDR:PORT    xDS (ADS, HDS, LRS) gRPC address (default 127.0.0.1:18000)\n"
             "  --xds-threads N    gRPC completion-queue threads (default 1; more on big machines)\n"
+            "  --lrs-interval MS  load reporting interval asked of proxies, and the affinity-tail\n"
+            "                     sampling period (default 2000)\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -138,6 +142,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"http", required_argument, NULL, 'h'},
         {"xds", required_argument, NULL, 'x'},
         {"log-level", required_argument, NULL, 'l'},
+        {"xds-threads", required_argument, NULL, 't'},
+        {"lrs-interval", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -168,6 +174,15 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             break;
+        case 'r': {
+            long v = strtol(optarg, NULL, 10);
+            if (v < 100 || v > 60000) {
+                fprintf(stderr, "holdfast: --lrs-interval must be 100-60000 ms\n");
+                return 2;
+            }
+            o->lrs_interval_ms = (uint32_t)v;
+            break;
+        }
         case 'l':
             if (hf_log_parse_level(optarg, &level) != 0) {
                 fprintf(stderr, "holdfast: --log-level must be error, warn, info or debug\n");
@@ -198,6 +213,7 @@ static int run(const struct options *o)
     hf_store *st = NULL;
     rest_server *rest = NULL;
     xds_server *xds = NULL;
+    deploy_engine *deploy = NULL;
     hf_detail d = {0};
     int status = 1;
 
@@ -219,7 +235,12 @@ static int run(const struct options *o)
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
              xds_v6 ? "]" : "", o->xds_port);
-    xds_config xc = {.address = xds_addr, .store = st, .threads = o->xds_threads};
+    deploy_start(st, o->lrs_interval_ms, &deploy, &d);
+    xds_config xc = {.address = xds_addr,
+                     .store = st,
+                     .threads = o->xds_threads,
+                     .lrs_interval_ms = o->lrs_interval_ms,
+                     .load_sink = {deploy_record_load, deploy}};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
@@ -246,6 +267,7 @@ static int run(const struct options *o)
 out:
     rest_stop(rest);
     xds_stop(xds);
+    deploy_stop(deploy);
     store_close(st);
     hf_metrics_free_all();
     if (status == 0) {
@@ -263,7 +285,9 @@ int main(int argc, char **argv)
                         .http_addr = "127.0.0.1",
                         .http_port = 8080,
                         .xds_addr = "127.0.0.1",
-                        .xds_port = 18000};
+                        .xds_port = 18000,
+                        .xds_threads = 1,
+                        .lrs_interval_ms = 2000};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

@@ -46,6 +46,27 @@ ENUM_NAMES(hf_admin_state_name, hf_admin_state_parse, enum hf_admin_state, "acti
            "disabled")
 ENUM_NAMES(hf_health_name, hf_health_parse, enum hf_health, "unknown", "healthy", "unhealthy")
 ENUM_NAMES(hf_role_name, hf_role_parse, enum hf_role, "viewer", "operator", "admin")
+ENUM_NAMES(hf_deploy_state_name, hf_deploy_state_parse, enum hf_deploy_state, "planned",
+           "ttl_lowered", "draining", "rolling_back", "completed", "rolled_back", "aborted")
+
+bool hf_deploy_state_running(enum hf_deploy_state s)
+{
+    return s == HF_DEP_PLANNED || s == HF_DEP_TTL_LOWERED || s == HF_DEP_DRAINING ||
+           s == HF_DEP_ROLLING_BACK;
+}
+
+const char *hf_deployment_draining_fleet(const hf_deployment *d)
+{
+    if (d->state == HF_DEP_DRAINING) {
+        return d->from_fleet;
+    }
+    return d->state == HF_DEP_ROLLING_BACK ? d->to_fleet : NULL;
+}
+
+uint32_t hf_service_ttl_in_force(const hf_service *s)
+{
+    return s->ttl_in_force_s ? s->ttl_in_force_s : s->affinity.ttl_s;
+}
 
 /* ---- defaults ---- */
 

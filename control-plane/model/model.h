@@ -76,9 +76,13 @@ typedef struct hf_service {
     /* session_format values the application declares mutually compatible */
     char compatible_session_formats[HF_MAX_FORMATS][HF_SHORT_MAX];
     uint32_t n_compatible_session_formats;
+    uint32_t ttl_in_force_s; /* set by a deployment (lowered TTL); 0 = the normal TTL */
     int64_t created_at;
     int64_t updated_at;
 } hf_service;
+
+/* The cookie TTL proxies are given now: lowered during a blue-green deployment. */
+uint32_t hf_service_ttl_in_force(const hf_service *s);
 
 enum hf_fleet_role { HF_ROLE_ACTIVE = 0, HF_ROLE_STANDBY, HF_ROLE_DRAINING, HF_ROLE_RETIRED };
 
@@ -107,6 +111,63 @@ typedef struct hf_endpoint {
     int64_t created_at;
     int64_t updated_at;
 } hf_endpoint;
+
+/* Blue-green deployment states (DESIGN §4). rolling_back drains the target fleet back after a
+ * rollback from draining; it ends in rolled_back. */
+enum hf_deploy_state {
+    HF_DEP_PLANNED = 0,
+    HF_DEP_TTL_LOWERED,
+    HF_DEP_DRAINING,
+    HF_DEP_ROLLING_BACK,
+    HF_DEP_COMPLETED,
+    HF_DEP_ROLLED_BACK,
+    HF_DEP_ABORTED,
+};
+
+#define HF_DEPLOY_ID_MAX 24
+#define HF_WARNINGS_MAX 1024
+
+typedef struct hf_deployment {
+    char id[HF_DEPLOY_ID_MAX]; /* "d-" + 16 hex digits */
+    char service[HF_NAME_MAX];
+    char from_fleet[HF_NAME_MAX];
+    char to_fleet[HF_NAME_MAX];
+    enum hf_deploy_state state;
+    uint32_t normal_ttl_s;
+    uint32_t lowered_ttl_s;
+    uint32_t lead_s;
+    double tail_threshold_pct;
+    double deadline_factor;
+    bool format_change;             /* session formats differ and are not declared compatible */
+    bool format_acknowledged;       /* cutover acknowledged the change */
+    char warnings[HF_WARNINGS_MAX]; /* newline-separated sentences */
+    /* absolute times, ms since the epoch; 0 = not yet */
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t ttl_lowered_at;
+    int64_t cutover_unlocks_at;
+    int64_t cutover_at;    /* also the start of a rollback's drain */
+    int64_t min_finish_at; /* the drain cannot finish before (format changes) */
+    int64_t deadline_at;
+    int64_t finished_at;
+    char finish_reason[32]; /* "threshold", "deadline", "manual", "aborted", "rollback" */
+    double final_tail_pct;  /* < 0 when unknown */
+} hf_deployment;
+
+typedef struct hf_tail_sample {
+    int64_t t; /* ms since the epoch */
+    double pct;
+    int64_t old_requests;
+    int64_t total_requests;
+} hf_tail_sample;
+
+const char *hf_deploy_state_name(enum hf_deploy_state s);
+int hf_deploy_state_parse(const char *s, enum hf_deploy_state *out);
+/* planned, ttl_lowered, draining and rolling_back are running states. */
+bool hf_deploy_state_running(enum hf_deploy_state s);
+/* The fleet whose share is the affinity tail: from_fleet while draining, to_fleet while rolling
+ * back; NULL otherwise. */
+const char *hf_deployment_draining_fleet(const hf_deployment *d);
 
 enum hf_role { HF_TOKEN_VIEWER = 0, HF_TOKEN_OPERATOR, HF_TOKEN_ADMIN };
 

@@ -626,3 +626,184 @@ void rest__h_metrics(rest_req *req, rest_resp *resp)
     resp->text = hf_metrics_render();
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
+
+/* ======================================================================================== */
+/* deployments                                                                              */
+/* ======================================================================================== */
+
+static bool json_number(json_t *v, double *out)
+{
+    if (json_is_integer(v) || json_is_real(v)) {
+        *out = json_number_value(v);
+        return true;
+    }
+    return false;
+}
+
+/* Reads the plan body; false (and a 422) on a wrong or unknown member. */
+static bool plan_input(json_t *body, deploy_plan_input *in, rest_resp *resp)
+{
+    *in = (deploy_plan_input){.lead_s = -1, .tail_threshold_pct = -1, .deadline_factor = -1};
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        double num = 0;
+        bool ok = true;
+        if (strcmp(key, "service") == 0 || strcmp(key, "to_fleet") == 0) {
+            char *dst = key[0] == 's' ? in->service : in->to_fleet;
+            ok = json_is_string(v) && hf_name_valid(json_string_value(v));
+            if (ok) {
+                snprintf(dst, HF_NAME_MAX, "%s", json_string_value(v));
+            }
+        } else if (strcmp(key, "lowered_ttl_s") == 0) {
+            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
+                 json_integer_value(v) <= HF_TTL_MAX_S;
+            in->lowered_ttl_s = ok ? (uint32_t)json_integer_value(v) : 0;
+        } else if (strcmp(key, "lead_s") == 0) {
+            ok = json_is_integer(v) && json_integer_value(v) >= 0;
+            in->lead_s = ok ? json_integer_value(v) : -1;
+        } else if (strcmp(key, "tail_threshold_pct") == 0) {
+            ok = json_number(v, &num) && num >= 0;
+            in->tail_threshold_pct = num;
+        } else if (strcmp(key, "deadline_factor") == 0) {
+            ok = json_number(v, &num) && num >= 0;
+            in->deadline_factor = num;
+        } else if (strcmp(key, "force") == 0) {
+            ok = json_is_boolean(v);
+            in->force = json_is_true(v);
+        } else {
+            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
+            return false;
+        }
+        if (!ok) {
+            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
+                               key);
+            return false;
+        }
+    }
+    const char *missing = !in->service[0] ? "service" : !in->to_fleet[0] ? "to_fleet" : NULL;
+    if (missing != NULL) {
+        rest__error_status(resp, 422, "invalid_field", missing, "%s is required", missing);
+        return false;
+    }
+    return true;
+}
+
+static void render_deployment(rest_req *req, rest_resp *resp, int status, const hf_deployment *dep)
+{
+    hf_tail_sample *s = NULL;
+    size_t n = 0;
+    store_tail_list(req->store, dep->id, &s, &n);
+    rest__json(resp, status, rest__deployment_json(dep, s ? s : (hf_tail_sample[1]){0}, n));
+    free(s);
+}
+
+void rest__h_deployments_create(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    deploy_plan_input in;
+    if (!plan_input(req->body, &in, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_deployment dep;
+    int rc = deploy_plan(req->store, req->actor, &in, &dep, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_deployment(req, resp, 201, &dep);
+}
+
+void rest__h_deployments_list(rest_req *req, rest_resp *resp)
+{
+    hf_deployment *items;
+    size_t n;
+    const char *running = rest__query(req, "running");
+    int rc = store_deployment_list(req->store, rest__query(req, "service"),
+                                   running != NULL && strcmp(running, "true") == 0, &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, rest__deployment_json(&items[i], NULL, 0));
+    }
+    free(items);
+    rest__json(resp, 200, json_pack("{s:o}", "items", arr));
+}
+
+void rest__h_deployments_get(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    hf_deployment dep;
+    int rc = store_deployment_get(req->store, req->params[0], &dep, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_deployment(req, resp, 200, &dep);
+}
+
+/* Reads an action's optional body: force, acknowledge_format_change, by_s. */
+static bool action_args(rest_req *req, deploy_action_args *a, rest_resp *resp)
+{
+    memset(a, 0, sizeof(*a));
+    if (req->body == NULL) {
+        return true;
+    }
+    if (!json_is_object(req->body)) {
+        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(req->body, key, v)
+    {
+        bool ok;
+        if (strcmp(key, "force") == 0 || strcmp(key, "acknowledge_format_change") == 0) {
+            ok = json_is_boolean(v);
+            *(key[0] == 'f' ? &a->force : &a->acknowledge_format_change) = json_is_true(v);
+        } else if (strcmp(key, "by_s") == 0) {
+            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
+                 json_integer_value(v) <= HF_TTL_MAX_S;
+            a->extend_by_s = ok ? (uint32_t)json_integer_value(v) : 0;
+        } else {
+            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
+            return false;
+        }
+        if (!ok) {
+            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
+                               key);
+            return false;
+        }
+    }
+    return true;
+}
+
+void rest__h_deployments_action(rest_req *req, rest_resp *resp)
+{
+    enum deploy_action action;
+    if (deploy_action_parse(req->params[1], &action) != 0) {
+        rest__error_status(resp, 404, "not_found", "",
+                           "no action '%s' (lower-ttl, cutover, finish, extend, rollback, abort)",
+                           req->params[1]);
+        return;
+    }
+    deploy_action_args args;
+    if (!action_args(req, &args, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_deployment dep;
+    int rc = deploy_act(req->store, req->actor, req->params[0], action, &args, &dep, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_deployment(req, resp, 200, &dep);
+}

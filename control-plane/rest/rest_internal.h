@@ -9,6 +9,7 @@
 #include "hf_err.h"
 #include "model.h"
 #include "store.h"
+#include "deploy.h"
 #include "xds.h"
 
 #include <jansson.h>
@@ -56,6 +57,8 @@ json_t *rest__fleet_json(const hf_fleet *f);
 json_t *rest__endpoint_json(const hf_endpoint *e);
 json_t *rest__token_json(const hf_token *t);
 json_t *rest__event_json(const hf_event *e);
+/* A deployment with its tail samples (NULL, 0 for none) and their fit. */
+json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s, size_t n);
 /* Applies the members of obj onto the struct. creating=false refuses changes to immutable
  * fields (name, address, port...). Unknown and server-owned members are refused. */
 int rest__group_apply(json_t *obj, hf_proxy_group *g, bool creating, hf_detail *d);
@@ -89,6 +92,10 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(tokens_delete)                                                                               \
     X(events_list)                                                                                 \
     X(proxies_list)                                                                                \
+    X(deployments_list)                                                                            \
+    X(deployments_create)                                                                          \
+    X(deployments_get)                                                                             \
+    X(deployments_action)                                                                          \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
     X(metrics)

@@ -8,6 +8,7 @@
 #include "timeutil.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -166,6 +167,8 @@ json_t *rest__group_json(const hf_proxy_group *g)
 json_t *rest__service_json(const hf_service *s)
 {
     json_t *o = render(service_fields, s);
+    /* The cookie TTL proxies get now (lowered while a blue-green deployment runs). */
+    json_object_set_new(o, "ttl_in_force_s", json_integer(hf_service_ttl_in_force(s)));
     set_time(o, "created_at", s->created_at);
     set_time(o, "updated_at", s->updated_at);
     return o;
@@ -376,4 +379,111 @@ int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d)
 int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d)
 {
     return apply(endpoint_fields, obj, e, creating, "", d);
+}
+
+/* ---- deployments ---- */
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0) {
+        return json_null();
+    }
+    char buf[32];
+    hf_time_format(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *warnings_json(const char *text)
+{
+    json_t *arr = json_array();
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        json_array_append_new(arr, json_stringn(p, len));
+        p += len + (nl ? 1 : 0);
+    }
+    return arr;
+}
+
+/* What an operator may do next, in the order a drain goes. */
+static json_t *next_actions(enum hf_deploy_state s)
+{
+    static const char *const by_state[][4] = {
+        [HF_DEP_PLANNED] = {"lower-ttl", "abort", NULL},
+        [HF_DEP_TTL_LOWERED] = {"cutover", "rollback", "abort", NULL},
+        [HF_DEP_DRAINING] = {"finish", "extend", "rollback", NULL},
+        [HF_DEP_ROLLING_BACK] = {"finish", "extend", NULL},
+        [HF_DEP_COMPLETED] = {NULL},
+        [HF_DEP_ROLLED_BACK] = {NULL},
+        [HF_DEP_ABORTED] = {NULL},
+    };
+    json_t *arr = json_array();
+    for (int i = 0; by_state[s][i] != NULL; i++) {
+        json_array_append_new(arr, json_string(by_state[s][i]));
+    }
+    return arr;
+}
+
+json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s, size_t n)
+{
+    const char *draining = hf_deployment_draining_fleet(dep);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(dep->id));
+    json_object_set_new(o, "service", json_string(dep->service));
+    json_object_set_new(o, "from_fleet", json_string(dep->from_fleet));
+    json_object_set_new(o, "to_fleet", json_string(dep->to_fleet));
+    json_object_set_new(o, "state", json_string(hf_deploy_state_name(dep->state)));
+    json_object_set_new(o, "draining_fleet", draining ? json_string(draining) : json_null());
+    json_object_set_new(o, "normal_ttl_s", json_integer(dep->normal_ttl_s));
+    json_object_set_new(o, "lowered_ttl_s", json_integer(dep->lowered_ttl_s));
+    json_object_set_new(o, "lead_s", json_integer(dep->lead_s));
+    json_object_set_new(o, "tail_threshold_pct", json_real(dep->tail_threshold_pct));
+    json_object_set_new(o, "deadline_factor", json_real(dep->deadline_factor));
+    json_object_set_new(o, "session_format_change", json_boolean(dep->format_change));
+    json_object_set_new(o, "format_change_acknowledged", json_boolean(dep->format_acknowledged));
+    json_object_set_new(o, "warnings", warnings_json(dep->warnings));
+    json_object_set_new(o, "created_at", time_or_null(dep->created_at));
+    json_object_set_new(o, "updated_at", time_or_null(dep->updated_at));
+    json_object_set_new(o, "ttl_lowered_at", time_or_null(dep->ttl_lowered_at));
+    json_object_set_new(o, "cutover_unlocks_at", time_or_null(dep->cutover_unlocks_at));
+    json_object_set_new(o, "cutover_at", time_or_null(dep->cutover_at));
+    json_object_set_new(o, "min_finish_at", time_or_null(dep->min_finish_at));
+    json_object_set_new(o, "deadline_at", time_or_null(dep->deadline_at));
+    json_object_set_new(o, "finished_at", time_or_null(dep->finished_at));
+    json_object_set_new(o, "finish_reason",
+                        dep->finish_reason[0] ? json_string(dep->finish_reason) : json_null());
+    json_object_set_new(o, "final_tail_pct",
+                        dep->final_tail_pct >= 0 ? json_real(dep->final_tail_pct) : json_null());
+    json_object_set_new(o, "next_actions", next_actions(dep->state));
+    if (s == NULL) {
+        return o;
+    }
+    json_t *tail = json_array();
+    double latest = -1;
+    for (size_t i = 0; i < n; i++) {
+        char ts[32];
+        hf_time_format(s[i].t, ts, sizeof(ts));
+        json_array_append_new(tail, json_pack("{s:s, s:f, s:I, s:I}", "t", ts, "pct", s[i].pct,
+                                              "old_requests", (json_int_t)s[i].old_requests,
+                                              "total_requests", (json_int_t)s[i].total_requests));
+        latest = s[i].pct;
+    }
+    json_object_set_new(o, "tail", tail);
+    json_object_set_new(o, "tail_pct", latest >= 0 ? json_real(latest) : json_null());
+    deploy_fit fit;
+    deploy_fit_tail(s, n, dep->cutover_at, dep->tail_threshold_pct, &fit);
+    json_t *eta = json_null();
+    json_t *fit_json = json_null();
+    if (fit.ok && dep->cutover_at != 0) {
+        fit_json = json_pack("{s:f, s:f, s:f, s:o}", "rate_per_s", fit.rate_per_s, "half_life_s",
+                             fit.half_life_s, "pct_at_origin", exp(fit.a), "origin",
+                             time_or_null(fit.origin_ms));
+        if (draining != NULL) {
+            eta = time_or_null(fit.eta_ms);
+        }
+    }
+    json_object_set_new(o, "fit", fit_json);
+    json_object_set_new(o, "eta", eta);
+    return o;
 }

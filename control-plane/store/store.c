@@ -77,6 +77,29 @@ static const struct {
         "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
         "  at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,"
         "  object TEXT NOT NULL, summary TEXT NOT NULL);"},
+    {2, "ALTER TABLE services ADD COLUMN ttl_in_force_s INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE deployments ("
+        "  id TEXT PRIMARY KEY,"
+        "  service_id INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+        "  from_fleet TEXT NOT NULL, to_fleet TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('planned','ttl_lowered','draining',"
+        "    'rolling_back','completed','rolled_back','aborted')),"
+        "  normal_ttl_s INTEGER NOT NULL, lowered_ttl_s INTEGER NOT NULL, lead_s INTEGER NOT NULL,"
+        "  tail_threshold_pct REAL NOT NULL, deadline_factor REAL NOT NULL,"
+        "  format_change INTEGER NOT NULL, format_acknowledged INTEGER NOT NULL,"
+        "  warnings TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+        "  ttl_lowered_at INTEGER NOT NULL, cutover_unlocks_at INTEGER NOT NULL,"
+        "  cutover_at INTEGER NOT NULL, min_finish_at INTEGER NOT NULL,"
+        "  deadline_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
+        "  finish_reason TEXT NOT NULL, final_tail_pct REAL NOT NULL);"
+        "CREATE UNIQUE INDEX deployments_one_running ON deployments(service_id)"
+        "  WHERE state IN ('planned','ttl_lowered','draining','rolling_back');"
+        "CREATE TABLE tail_samples ("
+        "  deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,"
+        "  t INTEGER NOT NULL, pct REAL NOT NULL,"
+        "  old_requests INTEGER NOT NULL, total_requests INTEGER NOT NULL,"
+        "  PRIMARY KEY (deployment_id, t));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

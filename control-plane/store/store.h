@@ -16,6 +16,7 @@
 #include "hf_err.h"
 #include "model.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,36 @@ int store_endpoint_list(hf_store *st, const char *service, const char *fleet, hf
 int store_endpoint_update(hf_store *st, const char *actor, hf_endpoint *e, hf_detail *d);
 int store_endpoint_delete(hf_store *st, const char *actor, const char *service, const char *fleet,
                           const char *address, uint32_t port, hf_detail *d);
+
+/* ---- blue-green deployments (rules in control-plane/deploy) ---- */
+/* Stores a new deployment (state planned). HF_ECONFLICT when the service already has a running
+ * one. */
+int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep, hf_detail *d);
+int store_deployment_get(hf_store *st, const char *id, hf_deployment *out, hf_detail *d);
+/* Deployments oldest first: of one service (or all when service is NULL), running ones only
+ * when running_only. */
+int store_deployment_list(hf_store *st, const char *service, bool running_only, hf_deployment **out,
+                          size_t *n);
+
+/* A transition, applied in one transaction with its side effects and audit event. */
+typedef struct store_deploy_change {
+    enum hf_deploy_state expect; /* the state the deployment must be in (else HF_ECONFLICT) */
+    const hf_deployment *next;   /* the row after the transition */
+    struct {
+        const char *fleet;
+        enum hf_fleet_role role;
+    } roles[2]; /* applied in order: put demotions first */
+    size_t n_roles;
+    int64_t ttl_in_force_s; /* the service's TTL in force afterwards: -1 unchanged, 0 normal */
+    const char *action;     /* audit action, e.g. "deployment.cutover" */
+    const char *summary;
+} store_deploy_change;
+int store_deployment_change(hf_store *st, const char *actor, const store_deploy_change *c,
+                            hf_detail *d);
+
+/* Affinity-tail samples (not configuration: no new generation). */
+int store_tail_add(hf_store *st, const char *id, const hf_tail_sample *s, hf_detail *d);
+int store_tail_list(hf_store *st, const char *id, hf_tail_sample **out, size_t *n);
 
 /* ---- API tokens (only hashes are stored) ---- */
 int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf_token *t,

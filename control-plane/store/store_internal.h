@@ -14,9 +14,16 @@
     "s.name, g.name, s.affinity_mode, s.cookie_name, s.ttl_s, s.cookie_path, s.strict, "           \
     "s.hc_protocol, s.hc_path, s.hc_interval_ms, s.hc_timeout_ms, s.hc_unhealthy_threshold, "      \
     "s.hc_healthy_threshold, s.max_connection_age_s, s.drain_timeout_s, "                          \
-    "s.max_stream_duration_s, s.created_at, s.updated_at, s.id "
+    "s.max_stream_duration_s, s.created_at, s.updated_at, s.id, s.ttl_in_force_s "
 #define FLEET_COLS                                                                                 \
     "s.name, f.name, f.version, f.session_format, f.role, f.created_at, f.updated_at "
+#define DEPLOY_COLS                                                                                \
+    "d.id, s.name, d.from_fleet, d.to_fleet, d.state, d.normal_ttl_s, d.lowered_ttl_s, d.lead_s, " \
+    "d.tail_threshold_pct, d.deadline_factor, d.format_change, d.format_acknowledged, "            \
+    "d.warnings, d.created_at, d.updated_at, d.ttl_lowered_at, d.cutover_unlocks_at, "             \
+    "d.cutover_at, d.min_finish_at, d.deadline_at, d.finished_at, d.finish_reason, "               \
+    "d.final_tail_pct "
+#define RUNNING_STATES "('planned','ttl_lowered','draining','rolling_back')"
 #define ENDPOINT_COLS                                                                              \
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at "
@@ -97,6 +104,35 @@
     X(ST_ENDPOINT_UPDATE, "UPDATE endpoints SET zone = ?2, weight = ?3, admin_state = ?4, "        \
                           "updated_at = ?5 WHERE id = ?1")                                         \
     X(ST_ENDPOINT_DELETE, "DELETE FROM endpoints WHERE id = ?1")                                   \
+    X(ST_DEPLOY_INSERT,                                                                            \
+      "INSERT INTO deployments(id, service_id, from_fleet, to_fleet, state, normal_ttl_s, "        \
+      "lowered_ttl_s, lead_s, tail_threshold_pct, deadline_factor, format_change, "                \
+      "format_acknowledged, warnings, created_at, updated_at, ttl_lowered_at, "                    \
+      "cutover_unlocks_at, "                                                                       \
+      "cutover_at, min_finish_at, deadline_at, finished_at, finish_reason, final_tail_pct) "       \
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "   \
+      "?19, ?20, ?21, ?22, ?23)")                                                                  \
+    X(ST_DEPLOY_UPDATE,                                                                            \
+      "UPDATE deployments SET state = ?5, lowered_ttl_s = ?7, lead_s = ?8, "                       \
+      "tail_threshold_pct = ?9, deadline_factor = ?10, format_acknowledged = ?12, "                \
+      "updated_at = ?15, ttl_lowered_at = ?16, cutover_unlocks_at = ?17, cutover_at = ?18, "       \
+      "min_finish_at = ?19, deadline_at = ?20, finished_at = ?21, finish_reason = ?22, "           \
+      "final_tail_pct = ?23 WHERE id = ?1")                                                        \
+    X(ST_DEPLOY_GET, "SELECT " DEPLOY_COLS "FROM deployments d JOIN services s ON "                \
+                     "s.id = d.service_id WHERE d.id = ?1")                                        \
+    X(ST_DEPLOY_LIST, "SELECT " DEPLOY_COLS "FROM deployments d JOIN services s ON "               \
+                      "s.id = d.service_id WHERE (?1 IS NULL OR s.name = ?1) AND (?2 = 0 OR "      \
+                      "d.state IN " RUNNING_STATES ") ORDER BY d.created_at, d.id")                \
+    X(ST_DEPLOY_RUNNING, "SELECT id, from_fleet, to_fleet FROM deployments WHERE service_id = ?1 " \
+                         "AND state IN " RUNNING_STATES)                                           \
+    X(ST_FLEET_SET_ROLE, "UPDATE fleets SET role = ?3, updated_at = ?4 WHERE service_id = ?1 AND " \
+                         "name = ?2")                                                              \
+    X(ST_SERVICE_SET_TTL,                                                                          \
+      "UPDATE services SET ttl_in_force_s = ?2, updated_at = ?3 WHERE id = ?1")                    \
+    X(ST_TAIL_INSERT, "INSERT OR REPLACE INTO tail_samples(deployment_id, t, pct, old_requests, "  \
+                      "total_requests) VALUES(?1, ?2, ?3, ?4, ?5)")                                \
+    X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests FROM tail_samples WHERE "         \
+                    "deployment_id = ?1 ORDER BY t")                                               \
     X(ST_TOKEN_INSERT, "INSERT INTO tokens(name, hash, role, created_at) VALUES(?1, ?2, ?3, ?4)")  \
     X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")            \
     X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \
@@ -140,6 +176,9 @@ void store__col_text(sqlite3_stmt *s, int col, char *buf, size_t len);
 typedef void (*store_row_fn)(hf_store *st, sqlite3_stmt *s, void *elem);
 int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read, void **out,
                    size_t *n);
+/* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
+ * or HF_ENOTFOUND. Lock held. */
+int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
 /* Looks up a service's row id, with a not-found detail naming it. */
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d);
 

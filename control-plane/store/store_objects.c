@@ -171,6 +171,7 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     v->connection.max_stream_duration_s = (uint32_t)sqlite3_column_int64(s, 15);
     v->created_at = sqlite3_column_int64(s, 16);
     v->updated_at = sqlite3_column_int64(s, 17);
+    v->ttl_in_force_s = (uint32_t)sqlite3_column_int64(s, 19);
 
     int64_t id = sqlite3_column_int64(s, 18);
     sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -456,6 +457,13 @@ int store_fleet_create(hf_store *st, const char *actor, hf_fleet *f, hf_detail *
     int64_t service_id = 0;
     enum hf_fleet_role role = f->role;
     rc = store__service_id(st, f->service, &service_id, d);
+    char dep[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
+    if (rc == HF_OK && role == HF_ROLE_ACTIVE &&
+        store__running_deployment(st, service_id, dep, from, to) == HF_OK) {
+        rc = hf_fail(d, HF_ECONFLICT, "role",
+                     "deployment %s drives the roles of %s's fleets; create this one as standby",
+                     dep, f->service);
+    }
     if (rc == HF_OK && count_query(st, ST_SERVICE_FLEETS, service_id) == 0) {
         role = HF_ROLE_ACTIVE;
     } else if (rc == HF_OK && role == HF_ROLE_ACTIVE) {
@@ -552,13 +560,20 @@ int store_fleet_update(hf_store *st, const char *actor, hf_fleet *f, hf_detail *
     hf_fleet cur;
     rc = fleet_load(st, f->service, f->name, &cur, &id, d);
     if (rc == HF_OK) {
+        rc = store__service_id(st, f->service, &service_id, d);
+    }
+    char dep[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
+    if (rc == HF_OK && cur.role != f->role &&
+        store__running_deployment(st, service_id, dep, from, to) == HF_OK) {
+        rc = hf_fail(d, HF_ECONFLICT, "role",
+                     "deployment %s drives the roles of %s's fleets; use its actions", dep,
+                     f->service);
+    }
+    if (rc == HF_OK) {
         rc = check_role_change(&cur, f->role, d);
     }
     if (rc == HF_OK && f->role == HF_ROLE_ACTIVE && cur.role != HF_ROLE_ACTIVE) {
-        rc = store__service_id(st, f->service, &service_id, d);
-        if (rc == HF_OK) {
-            rc = demote_active(st, service_id, now, d);
-        }
+        rc = demote_active(st, service_id, now, d);
     }
     if (rc == HF_OK) {
         sqlite3_stmt *s = store__stmt(st, ST_FLEET_UPDATE);
@@ -594,6 +609,13 @@ int store_fleet_delete(hf_store *st, const char *actor, const char *service, con
     int64_t id = 0;
     hf_fleet cur;
     rc = fleet_load(st, service, name, &cur, &id, d);
+    int64_t service_id = 0;
+    char dep[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
+    if (rc == HF_OK && store__service_id(st, service, &service_id, NULL) == HF_OK &&
+        store__running_deployment(st, service_id, dep, from, to) == HF_OK &&
+        (strcmp(from, name) == 0 || strcmp(to, name) == 0)) {
+        rc = hf_fail(d, HF_ECONFLICT, "", "fleet '%s' is part of running deployment %s", name, dep);
+    }
     if (rc == HF_OK && (cur.role == HF_ROLE_ACTIVE || cur.role == HF_ROLE_DRAINING)) {
         rc = hf_fail(d, HF_ECONFLICT, "",
                      "fleet '%s' is %s; only a standby or retired fleet "

@@ -406,22 +406,22 @@ static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input
 /* RDS                                                                                      */
 /* ======================================================================================== */
 
-static HttpCookie *http_cookie(hf_arena *a, const hf_affinity *af)
+static HttpCookie *http_cookie(hf_arena *a, const hf_affinity *af, uint32_t ttl_s)
 {
     HttpCookie *ck = NEW(HttpCookie, ENVOY__TYPE__HTTP__V3__COOKIE__INIT);
     ck->name = (char *)af->cookie_name;
-    ck->ttl = seconds(a, af->ttl_s);
+    ck->ttl = seconds(a, ttl_s);
     ck->path = (char *)af->path;
     return ck;
 }
 
 /* typed_per_filter_config enabling cookie-based stateful sessions for one virtual host. */
-static PerFilterEntry *session_per_route(hf_arena *a, const hf_affinity *af)
+static PerFilterEntry *session_per_route(hf_arena *a, const hf_affinity *af, uint32_t ttl_s)
 {
     CookieBasedSessionState *cs = NEW(
         CookieBasedSessionState,
         ENVOY__EXTENSIONS__HTTP__STATEFUL_SESSION__COOKIE__V3__COOKIE_BASED_SESSION_STATE__INIT);
-    cs->cookie = http_cookie(a, af);
+    cs->cookie = http_cookie(a, af, ttl_s);
     TypedExtensionConfig *state =
         NEW(TypedExtensionConfig, ENVOY__CONFIG__CORE__V3__TYPED_EXTENSION_CONFIG__INIT);
     state->name = COOKIE_STATE;
@@ -455,7 +455,7 @@ static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
         HashCookie *hc =
             NEW(HashCookie, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__COOKIE__INIT);
         hc->name = (char *)svc->affinity.cookie_name;
-        hc->ttl = seconds(a, svc->affinity.ttl_s);
+        hc->ttl = seconds(a, hf_service_ttl_in_force(svc));
         hc->path = (char *)svc->affinity.path;
         HashPolicy *hp = NEW(HashPolicy, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__INIT);
         hp->policy_specifier_case =
@@ -503,7 +503,8 @@ static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
     if (svc->affinity.mode == HF_AFFINITY_COOKIE) {
         vh->n_typed_per_filter_config = 1;
         vh->typed_per_filter_config = HF_ANEW_N(a, PerFilterEntry *, 1);
-        vh->typed_per_filter_config[0] = session_per_route(a, &svc->affinity);
+        vh->typed_per_filter_config[0] =
+            session_per_route(a, &svc->affinity, hf_service_ttl_in_force(svc));
     }
     return vh;
 }

@@ -184,6 +184,8 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
 {
     struct xds_server *srv = xcalloc(1, sizeof(*srv));
     srv->store = cfg->store;
+    srv->lrs_interval_ms = cfg->lrs_interval_ms ? cfg->lrs_interval_ms : 2000;
+    srv->load_sink = cfg->load_sink;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->cond, NULL);
     pthread_mutex_init(&srv->snap_lock, NULL);
@@ -203,11 +205,14 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     srv->methods[1] = (hf_grpc_method){
         "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
         &xds__delta_handler, srv};
+    srv->methods[2] =
+        (hf_grpc_method){"/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats",
+                         &xds__lrs_handler, srv};
     hf_grpc_config gc = {.address = cfg->address,
-                         .threads = cfg->threads > 0 ? cfg->threads : 2,
+                         .threads = cfg->threads > 0 ? cfg->threads : 1,
                          .max_message = MAX_MESSAGE,
                          .methods = srv->methods,
-                         .n_methods = 2};
+                         .n_methods = 3};
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);
     if (rc != HF_OK) {
         store_set_change_hook(cfg->store, NULL, NULL);

@@ -18,10 +18,19 @@
 
 typedef struct xds_server xds_server;
 
+/* Where load reports go: fn(arg, cluster, fleet (locality sub_zone), requests) for every
+ * locality of every report. Runs on gRPC threads: it must be quick and never block. */
+typedef struct xds_load_sink {
+    void (*fn)(void *arg, const char *cluster, const char *fleet, uint64_t requests);
+    void *arg;
+} xds_load_sink;
+
 typedef struct xds_config {
-    const char *address; /* "127.0.0.1:18000" */
-    hf_store *store;     /* borrowed; outlives the server */
-    int threads;         /* gRPC completion-queue threads */
+    const char *address;      /* "127.0.0.1:18000" */
+    hf_store *store;          /* borrowed; outlives the server */
+    int threads;              /* gRPC completion-queue threads */
+    uint32_t lrs_interval_ms; /* the load reporting interval asked of clients */
+    xds_load_sink load_sink;
 } xds_config;
 
 /* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change

@@ -71,7 +71,9 @@ typedef struct xds_stream {
 struct xds_server {
     hf_store *store;
     hf_grpc_server *grpc;
-    hf_grpc_method methods[2];
+    hf_grpc_method methods[3];
+    uint32_t lrs_interval_ms;
+    xds_load_sink load_sink;
 
     pthread_t thread;
     pthread_mutex_t lock; /* wanted_gen, stopping, events */
@@ -103,5 +105,7 @@ void xds__update_gauges(struct xds_server *srv);
 /* The transport handlers for SotW and delta ADS (ads.c). */
 extern const hf_stream_handler xds__sotw_handler;
 extern const hf_stream_handler xds__delta_handler;
+/* The LRS handler (lrs.c). */
+extern const hf_stream_handler xds__lrs_handler;
 
 #endif

@@ -404,6 +404,15 @@ class DurabilityTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         r = subprocess.run([harness.HOLDFAST, "--log-level", "loud"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
+        for bad in (["--xds-threads", "0"], ["--lrs-interval", "5"]):
+            r = subprocess.run([harness.HOLDFAST, *bad], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn(bad[0], r.stderr)
+        # Every documented flag is accepted.
+        with Holdfast() as hf2:
+            hf2.stop()
+            hf2.start(extra=["--xds-threads", "2", "--lrs-interval", "500"])
+            self.assertEqual(hf2.get("/healthz").status, 200)
 
 
 class OpenApiTest(unittest.TestCase):

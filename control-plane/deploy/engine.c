@@ -1,0 +1,205 @@
+/*
+ * The deployment engine: gathers load reports (deploy_record_load, called on gRPC threads) into
+ * per-(cluster, fleet) counters and, every interval on its own thread, turns them into
+ * affinity-tail samples of each draining deployment, then finishes drains whose tail stayed under
+ * the threshold for DEPLOY_FINISH_SAMPLES samples, or whose deadline passed. It holds no state a
+ * restart could lose: deployments and samples are in the store.
+ */
+#include "deploy.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "timeutil.h"
+#include "xalloc.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* In deploy.c. */
+int deploy__finish(hf_store *st, const char *actor, const hf_deployment *cur, const char *reason,
+                   double tail, hf_deployment *out, hf_detail *d);
+
+struct load {
+    char cluster[HF_NAME_MAX];
+    char fleet[HF_NAME_MAX];
+    uint64_t requests;
+};
+
+struct deploy_engine {
+    hf_store *store;
+    uint32_t interval_ms;
+    pthread_t thread;
+    pthread_mutex_t lock; /* loads, stopping */
+    pthread_cond_t cond;
+    bool stopping;
+    struct load *loads;
+    size_t n_loads;
+};
+
+void deploy_record_load(void *engine, const char *cluster, const char *fleet, uint64_t requests)
+{
+    struct deploy_engine *e = engine;
+    pthread_mutex_lock(&e->lock);
+    size_t i = 0;
+    while (i < e->n_loads &&
+           (strcmp(e->loads[i].cluster, cluster) != 0 || strcmp(e->loads[i].fleet, fleet) != 0)) {
+        i++;
+    }
+    if (i == e->n_loads && e->n_loads < 4096) {
+        e->loads = xrealloc(e->loads, (e->n_loads + 1) * sizeof(*e->loads));
+        struct load *l = &e->loads[e->n_loads++];
+        snprintf(l->cluster, sizeof(l->cluster), "%s", cluster);
+        snprintf(l->fleet, sizeof(l->fleet), "%s", fleet);
+        l->requests = 0;
+    }
+    if (i < e->n_loads) {
+        e->loads[i].requests += requests;
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Samples every tail since cutover; returns how many of the last ones are under thr. */
+static size_t under_threshold_run(const hf_tail_sample *s, size_t n, int64_t since, double thr)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].t < since) {
+            continue;
+        }
+        run = s[i].pct < thr ? run + 1 : 0;
+    }
+    return run;
+}
+
+static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
+                              const struct load *loads, size_t n_loads, int64_t now)
+{
+    const char *draining = hf_deployment_draining_fleet(dep);
+    uint64_t old = 0, total = 0;
+    for (size_t i = 0; i < n_loads; i++) {
+        if (strcmp(loads[i].cluster, dep->service) == 0) {
+            total += loads[i].requests;
+            old += strcmp(loads[i].fleet, draining) == 0 ? loads[i].requests : 0;
+        }
+    }
+    hf_detail d = {0};
+    if (total > 0) {
+        hf_tail_sample s = {.t = now,
+                            .pct = 100.0 * (double)old / (double)total,
+                            .old_requests = (int64_t)old,
+                            .total_requests = (int64_t)total};
+        if (store_tail_add(e->store, dep->id, &s, &d) != HF_OK) {
+            hf_error("deploy", "cannot store a tail sample of %s: %s", dep->id, d.message);
+        }
+        char labels[160];
+        snprintf(labels, sizeof(labels), "service=\"%s\",deployment=\"%s\"", dep->service, dep->id);
+        hf_gauge_set("holdfast_deployment_tail_pct",
+                     "Share of requests still reaching the draining fleet.", labels, s.pct);
+    }
+    hf_tail_sample *samples;
+    size_t n;
+    if (store_tail_list(e->store, dep->id, &samples, &n) != HF_OK) {
+        return;
+    }
+    size_t run = under_threshold_run(samples, n, dep->cutover_at, dep->tail_threshold_pct);
+    double last = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (samples[i].t >= dep->cutover_at) {
+            last = samples[i].pct;
+        }
+    }
+    free(samples);
+    const char *reason = NULL;
+    if (run >= DEPLOY_FINISH_SAMPLES && now >= dep->min_finish_at) {
+        reason = "threshold";
+    } else if (now >= dep->deadline_at) {
+        reason = "deadline";
+    }
+    if (reason != NULL) {
+        hf_deployment done;
+        if (deploy__finish(e->store, "deploy", dep, reason, last, &done, &d) == HF_OK) {
+            hf_info("deploy", "%s %s by %s (tail %.2f %%)", dep->id,
+                    hf_deploy_state_name(done.state), reason, last);
+        } else {
+            hf_warn("deploy", "cannot finish %s: %s", dep->id, d.message);
+        }
+    }
+}
+
+static void tick(struct deploy_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    struct load *loads = e->loads;
+    size_t n_loads = e->n_loads;
+    e->loads = NULL;
+    e->n_loads = 0;
+    pthread_mutex_unlock(&e->lock);
+
+    hf_deployment *deps;
+    size_t n;
+    if (store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
+        int64_t now = hf_now_ms();
+        for (size_t i = 0; i < n; i++) {
+            if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
+                sample_and_decide(e, &deps[i], loads, n_loads, now);
+            }
+        }
+        free(deps);
+    }
+    free(loads);
+}
+
+static void *engine_main(void *arg)
+{
+    struct deploy_engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    while (!e->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)e->interval_ms * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        while (!e->stopping && pthread_cond_timedwait(&e->cond, &e->lock, &until) == 0) {
+        }
+        if (e->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&e->lock);
+        tick(e);
+        pthread_mutex_lock(&e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+int deploy_start(hf_store *st, uint32_t interval_ms, deploy_engine **out, hf_detail *d)
+{
+    (void)d;
+    struct deploy_engine *e = xcalloc(1, sizeof(*e));
+    e->store = st;
+    e->interval_ms = interval_ms ? interval_ms : 2000;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    pthread_create(&e->thread, NULL, engine_main, e);
+    *out = e;
+    return HF_OK;
+}
+
+void deploy_stop(deploy_engine *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&e->lock);
+    e->stopping = true;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->thread, NULL);
+    free(e->loads);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->cond);
+    free(e);
+}
