@@ -513,8 +513,8 @@ void deploy_fit_tail(const hf_tail_sample *s, size_t n, int64_t origin_ms, doubl
     }
     double b = ((double)k * sxy - sx * sy) / den;
     double a = (sy - b * sx) / (double)k;
-    if (b >= 0) {
-        return; /* not decaying */
+    if (b > -1e-9) {
+        return; /* not decaying (a flat tail gives no ETA, whatever the rounding) */
     }
     out->ok = true;
     out->a = a;
