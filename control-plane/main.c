@@ -31,6 +31,7 @@ struct options {
     uint16_t xds_port;
     int xds_threads;
     uint32_t lrs_interval_ms;
+    int hds_replicas;
 };
 
 static void usage(FILE *out)
@@ -48,6 +49,8 @@ static void usage(FILE *out)
             "  --xds-threads N    gRPC completion-queue threads (default 1; more on big machines)\n"
             "  --lrs-interval MS  load reporting interval asked of proxies, and the affinity-tail\n"
             "                     sampling period (default 2000)\n"
+            "  --hds-replicas K   health checkers per endpoint (default 2); evicted when a\n"
+            "                     majority of them says unhealthy\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -144,6 +147,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"log-level", required_argument, NULL, 'l'},
         {"xds-threads", required_argument, NULL, 't'},
         {"lrs-interval", required_argument, NULL, 'r'},
+        {"hds-replicas", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -171,6 +175,13 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->xds_threads = atoi(optarg);
             if (o->xds_threads < 1 || o->xds_threads > 64) {
                 fprintf(stderr, "holdfast: --xds-threads must be 1-64\n");
+                return 2;
+            }
+            break;
+        case 'k':
+            o->hds_replicas = atoi(optarg);
+            if (o->hds_replicas < 1 || o->hds_replicas > 5) {
+                fprintf(stderr, "holdfast: --hds-replicas must be 1-5\n");
                 return 2;
             }
             break;
@@ -240,7 +251,8 @@ static int run(const struct options *o)
                      .store = st,
                      .threads = o->xds_threads,
                      .lrs_interval_ms = o->lrs_interval_ms,
-                     .load_sink = {deploy_record_load, deploy}};
+                     .load_sink = {deploy_record_load, deploy},
+                     .hds_replicas = o->hds_replicas};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
@@ -287,7 +299,8 @@ int main(int argc, char **argv)
                         .xds_addr = "127.0.0.1",
                         .xds_port = 18000,
                         .xds_threads = 1,
-                        .lrs_interval_ms = 2000};
+                        .lrs_interval_ms = 2000,
+                        .hds_replicas = 2};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

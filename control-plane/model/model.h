@@ -108,9 +108,29 @@ typedef struct hf_endpoint {
     uint32_t weight;
     enum hf_admin_state admin_state;
     enum hf_health health;
+    int64_t health_changed_at; /* when the quorum of health checkers last changed it; 0 never */
     int64_t created_at;
     int64_t updated_at;
 } hf_endpoint;
+
+/* One health checker's verdict on one endpoint. */
+typedef struct hf_verdict {
+    char service[HF_NAME_MAX];
+    char address[HF_ADDR_MAX];
+    uint32_t port;
+    char checker[128]; /* the checker's node id */
+    enum hf_health verdict;
+    int64_t at;
+} hf_verdict;
+
+/* A quorum decision: the endpoint's health becomes health. */
+typedef struct hf_health_change {
+    char service[HF_NAME_MAX];
+    char address[HF_ADDR_MAX];
+    uint32_t port;
+    enum hf_health health;
+    char reason[256];
+} hf_health_change;
 
 /* Blue-green deployment states (DESIGN §4). rolling_back drains the target fleet back after a
  * rollback from draining; it ends in rolled_back. */

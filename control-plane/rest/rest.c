@@ -68,6 +68,7 @@ static const struct route routes[] = {
     {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN},
     {"GET", API "/events", rest__h_events_list, VIEWER},
     {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
+    {"GET", API "/health", rest__h_health_list, VIEWER},
     {"GET", API "/deployments", rest__h_deployments_list, VIEWER},
     {"POST", API "/deployments", rest__h_deployments_create, OPERATOR},
     {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER},

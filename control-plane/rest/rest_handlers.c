@@ -807,3 +807,71 @@ void rest__h_deployments_action(rest_req *req, rest_resp *resp)
     }
     render_deployment(req, resp, 200, &dep);
 }
+
+/* ======================================================================================== */
+/* health                                                                                   */
+/* ======================================================================================== */
+
+void rest__h_health_list(rest_req *req, rest_resp *resp)
+{
+    hf_endpoint *eps;
+    size_t ne;
+    hf_verdict *vs;
+    size_t nv;
+    if (store_endpoint_list_all(req->store, &eps, &ne) != HF_OK) {
+        rest__error(resp, HF_EDB, NULL);
+        return;
+    }
+    if (store_verdict_list(req->store, &vs, &nv) != HF_OK) {
+        free(eps);
+        rest__error(resp, HF_EDB, NULL);
+        return;
+    }
+    const char *only = rest__query(req, "service");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < ne; i++) {
+        if (only != NULL && strcmp(only, eps[i].service) != 0) {
+            continue;
+        }
+        json_t *o = rest__endpoint_json(&eps[i]);
+        json_t *verdicts = json_array();
+        for (size_t j = 0; j < nv; j++) {
+            if (vs[j].port == eps[i].port && strcmp(vs[j].address, eps[i].address) == 0 &&
+                strcmp(vs[j].service, eps[i].service) == 0) {
+                json_array_append_new(verdicts,
+                                      json_pack("{s:s, s:s, s:o}", "checker", vs[j].checker,
+                                                "verdict", hf_health_name(vs[j].verdict), "at",
+                                                time_or_null(vs[j].at)));
+            }
+        }
+        json_object_set_new(o, "verdicts", verdicts);
+        json_t *assigned = json_array();
+        if (req->xds != NULL) {
+            char names[5][128];
+            int n =
+                xds_assignments(req->xds, eps[i].service, eps[i].address, eps[i].port, names, 5);
+            for (int k = 0; k < n; k++) {
+                json_array_append_new(assigned, json_string(names[k]));
+            }
+        }
+        json_object_set_new(o, "checkers", assigned);
+        json_array_append_new(arr, o);
+    }
+    free(eps);
+    free(vs);
+    json_t *checkers = json_array();
+    if (req->xds != NULL) {
+        xds_checker_info *cs;
+        size_t nc;
+        xds_checkers(req->xds, &cs, &nc);
+        for (size_t i = 0; i < nc; i++) {
+            json_array_append_new(checkers,
+                                  json_pack("{s:s, s:s, s:o, s:I}", "node_id", cs[i].node_id,
+                                            "zone", cs[i].zone, "connected_since",
+                                            time_or_null(cs[i].connected_since), "endpoints",
+                                            (json_int_t)cs[i].endpoints));
+        }
+        free(cs);
+    }
+    rest__json(resp, 200, json_pack("{s:o, s:o}", "endpoints", arr, "checkers", checkers));
+}

@@ -92,6 +92,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(tokens_delete)                                                                               \
     X(events_list)                                                                                 \
     X(proxies_list)                                                                                \
+    X(health_list)                                                                                 \
     X(deployments_list)                                                                            \
     X(deployments_create)                                                                          \
     X(deployments_get)                                                                             \

@@ -192,6 +192,11 @@ json_t *rest__endpoint_json(const hf_endpoint *e)
     json_object_set_new(o, "service", json_string(e->service));
     json_object_set_new(o, "fleet", json_string(e->fleet));
     json_object_set_new(o, "health", json_string(hf_health_name(e->health)));
+    if (e->health_changed_at != 0) {
+        set_time(o, "health_changed_at", e->health_changed_at);
+    } else {
+        json_object_set_new(o, "health_changed_at", json_null());
+    }
     set_time(o, "created_at", e->created_at);
     set_time(o, "updated_at", e->updated_at);
     return o;

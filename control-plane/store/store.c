@@ -100,6 +100,13 @@ static const struct {
         "  t INTEGER NOT NULL, pct REAL NOT NULL,"
         "  old_requests INTEGER NOT NULL, total_requests INTEGER NOT NULL,"
         "  PRIMARY KEY (deployment_id, t));"},
+    {3, "ALTER TABLE endpoints ADD COLUMN health_changed_at INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE health_verdicts ("
+        "  endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,"
+        "  checker TEXT NOT NULL,"
+        "  verdict TEXT NOT NULL CHECK (verdict IN ('healthy','unhealthy')),"
+        "  at INTEGER NOT NULL,"
+        "  PRIMARY KEY (endpoint_id, checker));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -81,6 +81,17 @@ int store_endpoint_update(hf_store *st, const char *actor, hf_endpoint *e, hf_de
 int store_endpoint_delete(hf_store *st, const char *actor, const char *service, const char *fleet,
                           const char *address, uint32_t port, hf_detail *d);
 
+/* ---- health (from health checkers, through HDS) ---- */
+/* Every endpoint of every service, with its health. */
+int store_endpoint_list_all(hf_store *st, hf_endpoint **out, size_t *n);
+/* Records checkers' verdicts (for endpoints that still exist) and applies quorum decisions to
+ * endpoints' health, with an audit event each (endpoint.evict / endpoint.restore), in one
+ * transaction. A new generation is announced only when some endpoint's health changed. */
+int store_health_apply(hf_store *st, const hf_verdict *v, size_t nv, const hf_health_change *c,
+                       size_t nc, hf_detail *d);
+/* Every stored verdict, by service, address, port, checker. */
+int store_verdict_list(hf_store *st, hf_verdict **out, size_t *n);
+
 /* ---- blue-green deployments (rules in control-plane/deploy) ---- */
 /* Stores a new deployment (state planned). HF_ECONFLICT when the service already has a running
  * one. */

@@ -26,7 +26,7 @@
 #define RUNNING_STATES "('planned','ttl_lowered','draining','rolling_back')"
 #define ENDPOINT_COLS                                                                              \
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
-    "e.created_at, e.updated_at "
+    "e.created_at, e.updated_at, e.health_changed_at "
 
 /* Every statement the store runs, prepared once at open. X(id, sql) */
 #define STORE_STATEMENTS(X)                                                                        \
@@ -133,6 +133,20 @@
                       "total_requests) VALUES(?1, ?2, ?3, ?4, ?5)")                                \
     X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests FROM tail_samples WHERE "         \
                     "deployment_id = ?1 ORDER BY t")                                               \
+    X(ST_ENDPOINT_KEY, "SELECT e.id, e.health FROM endpoints e JOIN services s ON "                \
+                       "s.id = e.service_id WHERE s.name = ?1 AND e.address = ?2 AND e.port = ?3") \
+    X(ST_ENDPOINT_SET_HEALTH, "UPDATE endpoints SET health = ?2, health_changed_at = ?3 WHERE "    \
+                              "id = ?1")                                                           \
+    X(ST_VERDICT_UPSERT, "INSERT INTO health_verdicts(endpoint_id, checker, verdict, at) "         \
+                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(endpoint_id, checker) DO UPDATE SET " \
+                         "verdict = excluded.verdict, at = excluded.at")                           \
+    X(ST_VERDICT_LIST, "SELECT s.name, e.address, e.port, v.checker, v.verdict, v.at FROM "        \
+                       "health_verdicts v JOIN endpoints e ON e.id = v.endpoint_id JOIN services " \
+                       "s ON s.id = e.service_id ORDER BY s.name, e.address, e.port, v.checker")   \
+    X(ST_ENDPOINT_ALL,                                                                             \
+      "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "                          \
+      "f.id = e.fleet_id JOIN services s ON s.id = e.service_id ORDER BY s.name, "                 \
+      "e.address, e.port")                                                                         \
     X(ST_TOKEN_INSERT, "INSERT INTO tokens(name, hash, role, created_at) VALUES(?1, ?2, ?3, ?4)")  \
     X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")            \
     X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \

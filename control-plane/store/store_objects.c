@@ -655,6 +655,7 @@ static void read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem)
     hf_health_parse((const char *)sqlite3_column_text(s, 7), &e->health);
     e->created_at = sqlite3_column_int64(s, 8);
     e->updated_at = sqlite3_column_int64(s, 9);
+    e->health_changed_at = sqlite3_column_int64(s, 10);
 }
 
 static void endpoint_object(char *buf, size_t len, const char *service, const char *fleet,
@@ -686,7 +687,7 @@ static int endpoint_load(hf_store *st, const char *service, const char *fleet, c
     if (rc == HF_OK) {
         memset(e, 0, sizeof(*e));
         read_endpoint(st, s, e);
-        *id = sqlite3_column_int64(s, 10);
+        *id = sqlite3_column_int64(s, 11);
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "endpoint %s port %u is not in fleet '%s' of service '%s'", address,
                 port, fleet, service);

@@ -155,10 +155,14 @@ static void *xds_main(void *arg)
     uint64_t built = srv->snap->generation;
     pthread_mutex_lock(&srv->lock);
     for (;;) {
-        while (!srv->stopping && srv->wanted_gen <= built && srv->events == NULL) {
+        while (!srv->stopping && srv->wanted_gen <= built && srv->events == NULL &&
+               !srv->hds_dirty && !srv->hds_pending) {
             pthread_cond_wait(&srv->cond, &srv->lock);
         }
         uint64_t want = srv->wanted_gen;
+        bool hds_dirty = srv->hds_dirty || want > built;
+        bool hds_pending = srv->hds_pending;
+        srv->hds_dirty = srv->hds_pending = false;
         struct xds_event *events = srv->events;
         srv->events = srv->events_tail = NULL;
         srv->n_events = 0;
@@ -167,6 +171,12 @@ static void *xds_main(void *arg)
         if (want > built && !stopping) {
             rebuild(srv, want);
             built = want;
+        }
+        if (hds_pending && !stopping) {
+            xds__hds_process(srv); /* first: an eviction is the most urgent change */
+        }
+        if (hds_dirty && !stopping) {
+            xds__hds_reassign(srv);
         }
         write_events(srv, events);
         pthread_mutex_lock(&srv->lock);
@@ -185,6 +195,8 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     struct xds_server *srv = xcalloc(1, sizeof(*srv));
     srv->store = cfg->store;
     srv->lrs_interval_ms = cfg->lrs_interval_ms ? cfg->lrs_interval_ms : 2000;
+    srv->hds_replicas = cfg->hds_replicas > 0 ? cfg->hds_replicas : 2;
+    pthread_mutex_init(&srv->hds_lock, NULL);
     srv->load_sink = cfg->load_sink;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->cond, NULL);
@@ -208,11 +220,14 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     srv->methods[2] =
         (hf_grpc_method){"/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats",
                          &xds__lrs_handler, srv};
+    srv->methods[3] =
+        (hf_grpc_method){"/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck",
+                         &xds__hds_handler, srv};
     hf_grpc_config gc = {.address = cfg->address,
                          .threads = cfg->threads > 0 ? cfg->threads : 1,
                          .max_message = MAX_MESSAGE,
                          .methods = srv->methods,
-                         .n_methods = 3};
+                         .n_methods = 4};
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);
     if (rc != HF_OK) {
         store_set_change_hook(cfg->store, NULL, NULL);
@@ -240,6 +255,8 @@ void xds_stop(xds_server *srv)
     pthread_mutex_unlock(&srv->lock);
     pthread_join(srv->thread, NULL);
     xds_snapshot_unref(srv->snap);
+    xds__hds_destroy(srv);
+    pthread_mutex_destroy(&srv->hds_lock);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->cond);
     pthread_mutex_destroy(&srv->snap_lock);

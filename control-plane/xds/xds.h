@@ -31,6 +31,7 @@ typedef struct xds_config {
     int threads;              /* gRPC completion-queue threads */
     uint32_t lrs_interval_ms; /* the load reporting interval asked of clients */
     xds_load_sink load_sink;
+    int hds_replicas; /* health checkers per endpoint (default 2) */
 } xds_config;
 
 /* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change
@@ -67,5 +68,19 @@ typedef struct xds_proxy_info {
 
 /* A copy of what every connected stream has; the caller frees *out. Thread-safe. */
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n);
+
+/* A connected health checker (HDS). */
+typedef struct xds_checker_info {
+    char node_id[128];
+    char zone[128];
+    int64_t connected_since;
+    size_t endpoints; /* assigned to it */
+} xds_checker_info;
+
+/* The connected health checkers; the caller frees *out. Thread-safe. */
+int xds_checkers(xds_server *srv, xds_checker_info **out, size_t *n);
+/* The checkers an endpoint is assigned to (node ids, at most max); returns how many. */
+int xds_assignments(xds_server *srv, const char *service, const char *address, uint32_t port,
+                    char assigned[][128], int max);
 
 #endif

@@ -68,10 +68,27 @@ typedef struct xds_stream {
     xds_type_state types[XDS_NTYPES];
 } xds_stream;
 
+#define HDS_MAX_K 5
+
+/* One endpoint being health checked, and the checkers it is assigned to. */
+typedef struct hds_target {
+    char service[HF_NAME_MAX];
+    char address[HF_ADDR_MAX];
+    uint32_t port;
+    char zone[HF_SHORT_MAX];
+    char fleet[HF_NAME_MAX];
+    enum hf_health health; /* as stored; updated by quorum decisions */
+    char assigned[HDS_MAX_K][128];
+    int n_assigned;
+    int64_t first_bad_at; /* monotonic ms of the first unhealthy verdict since healthy */
+} hds_target;
+
+typedef struct hds_checker hds_checker;
+
 struct xds_server {
     hf_store *store;
     hf_grpc_server *grpc;
-    hf_grpc_method methods[3];
+    hf_grpc_method methods[4];
     uint32_t lrs_interval_ms;
     xds_load_sink load_sink;
 
@@ -88,6 +105,19 @@ struct xds_server {
 
     pthread_mutex_t reg_lock;
     xds_stream *streams;
+
+    /* HDS (hds.c). hds_dirty and hds_pending are under lock; the rest under hds_lock. */
+    int hds_replicas;
+    bool hds_dirty;   /* assignments must be recomputed */
+    bool hds_pending; /* verdicts are queued */
+    pthread_mutex_t hds_lock;
+    hds_checker *checkers;
+    hf_verdict *vq; /* verdicts queued by gRPC threads */
+    size_t n_vq;
+    hds_target *targets;
+    size_t n_targets;
+    hf_verdict *verdicts; /* the latest verdict per (endpoint, checker) */
+    size_t n_verdicts;
     atomic_ullong next_stream_id;
     atomic_int connected[2]; /* by node kind */
 };
@@ -105,6 +135,16 @@ void xds__update_gauges(struct xds_server *srv);
 /* The transport handlers for SotW and delta ADS (ads.c). */
 extern const hf_stream_handler xds__sotw_handler;
 extern const hf_stream_handler xds__delta_handler;
+/* HDS (hds.c): the stream handler, and the xDS thread's work. */
+extern const hf_stream_handler xds__hds_handler;
+/* Recomputes assignments from the store and sends changed specifiers. xDS thread only. */
+void xds__hds_reassign(struct xds_server *srv);
+/* Applies queued verdicts: quorum decisions stored with their events. xDS thread only. */
+void xds__hds_process(struct xds_server *srv);
+/* Frees HDS state at stop. */
+void xds__hds_destroy(struct xds_server *srv);
+/* Wakes the xDS thread for HDS work (dirty: reassign; otherwise: verdicts queued). */
+void xds__hds_wake(struct xds_server *srv, bool dirty);
 /* The LRS handler (lrs.c). */
 extern const hf_stream_handler xds__lrs_handler;
 

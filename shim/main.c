@@ -1,0 +1,90 @@
+/*
+ * holdfast-shim: the data-plane health-check agent (DESIGN §6). It connects to holdfast over HDS,
+ * checks the endpoints it is assigned (one epoll loop on the main thread) and streams results
+ * back (the gRPC client on a second thread).
+ *
+ *   holdfast-shim --server 127.0.0.1:18000 --node-id shim-a [--zone z1] [--log-level info]
+ */
+#include "checker.h"
+#include "hds_client.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static void *grpc_main(void *arg)
+{
+    hds_client_run(arg, &stop);
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: holdfast-shim --server ADDR:PORT --node-id ID [--zone ZONE] "
+                 "[--log-level L]\n"
+                 "Health-checks the endpoints holdfast assigns it over HDS and reports them.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *server = NULL, *node_id = NULL, *zone = "";
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'}, {"node-id", required_argument, NULL, 'n'},
+        {"zone", required_argument, NULL, 'z'},   {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            server = optarg;
+            break;
+        case 'n':
+            node_id = optarg;
+            break;
+        case 'z':
+            zone = optarg;
+            break;
+        case 'l':
+            break; /* one level of logging: transitions and connections */
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (server == NULL || node_id == NULL || node_id[0] == '\0') {
+        usage(stderr);
+        return 2;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    hds_client *client = hds_client_new(server, node_id, zone, NULL);
+    sh_checker *checker = sh_checker_new(node_id, hds_client_report, client);
+    hds_client_set_checker(client, checker);
+    pthread_t t;
+    pthread_create(&t, NULL, grpc_main, client);
+    int rc = sh_checker_run(checker, &stop);
+    stop = 1;
+    pthread_join(t, NULL);
+    sh_checker_free(checker);
+    hds_client_free(client);
+    fprintf(stderr, "shim: stopped\n");
+    return rc == 0 ? 0 : 1;
+}
