@@ -531,7 +531,9 @@ void sh_checker_free(sh_checker *c)
 void sh_checker_apply(sh_checker *c, const sh_target_spec *t, size_t n, uint32_t report_ms)
 {
     sh_target_spec *copy = calloc(n + 1, sizeof(*copy));
-    memcpy(copy, t, n * sizeof(*t));
+    if (n > 0) {
+        memcpy(copy, t, n * sizeof(*t));
+    }
     pthread_mutex_lock(&c->lock);
     free(c->pending);
     c->pending = copy;

@@ -100,7 +100,9 @@ void hds_client_report(void *arg, const sh_result *r, size_t n, bool full)
         /* the full set replaces what is known (endpoints no longer assigned drop out) */
         free(c->known);
         c->known = calloc(n + 1, sizeof(*c->known));
-        memcpy(c->known, r, n * sizeof(*r));
+        if (n > 0) {
+            memcpy(c->known, r, n * sizeof(*r));
+        }
         c->n_known = n;
     }
     for (size_t i = 0; i < n; i++) {
@@ -348,7 +350,9 @@ static void flush(hds_client *c, struct stream *st, bool everything)
     if (everything) {
         n = c->n_known;
         r = calloc(n + 1, sizeof(*r));
-        memcpy(r, c->known, n * sizeof(*r));
+        if (n > 0) {
+            memcpy(r, c->known, n * sizeof(*r));
+        }
     } else {
         r = c->pending;
         n = c->n_pending;
@@ -370,7 +374,10 @@ static void start_stream(hds_client *c, struct stream *st)
                                         NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_metadata_array_init(&st->md_initial);
     grpc_metadata_array_init(&st->md_trailing);
-    grpc_op ops[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA}, {.op = GRPC_OP_RECV_INITIAL_METADATA}};
+    /* Wait for the channel to be ready rather than failing while it reconnects. */
+    grpc_op ops[2] = {
+        {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY},
+        {.op = GRPC_OP_RECV_INITIAL_METADATA}};
     ops[1].data.recv_initial_metadata.recv_initial_metadata = &st->md_initial;
     st->start_busy =
         grpc_call_start_batch(st->call, ops, 2, &st->tags[OP_START], NULL) == GRPC_CALL_OK;
@@ -458,8 +465,19 @@ void hds_client_run(hds_client *c, volatile sig_atomic_t *stop)
 {
     grpc_init();
     c->cq = grpc_completion_queue_create_for_next(NULL);
+    /* Reconnect quickly after the control plane restarts (gRPC's default backoff grows to two
+     * minutes), and notice a dead peer on an idle stream. */
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 2000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 10000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 5000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+    };
+    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(c->server, creds, NULL);
+    c->channel = grpc_channel_create(c->server, creds, &chargs);
     grpc_channel_credentials_release(creds);
     unsigned backoff_ms = 100;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();

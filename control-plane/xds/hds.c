@@ -259,6 +259,10 @@ const hf_stream_handler xds__hds_handler = {hds_open, hds_message, hds_sent, hds
 /* xDS thread: assignments and specifiers                                                   */
 /* ======================================================================================== */
 
+static void store_decisions(struct xds_server *srv, const hf_verdict *v, size_t nv,
+                            const hf_health_change *c, size_t nc);
+static size_t decide_unevaluated(struct xds_server *srv, hf_health_change **out);
+
 struct checker_ref {
     hds_checker *c;
     char node_id[128];
@@ -552,7 +556,11 @@ void xds__hds_reassign(struct xds_server *srv)
     free(srv->targets);
     srv->targets = t;
     srv->n_targets = nt;
+    hf_health_change *late = NULL;
+    size_t nlate = decide_unevaluated(srv, &late);
     pthread_mutex_unlock(&srv->hds_lock);
+    store_decisions(srv, NULL, 0, late, nlate);
+    free(late);
     hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
                  (double)nr);
     free(refs);
@@ -615,6 +623,60 @@ static enum hf_health quorum(struct xds_server *srv, const hds_target *t, int *b
     return HF_HEALTH_UNKNOWN;
 }
 
+/* Applies the quorum to t; appends a decision when its health changes. hds_lock held. */
+static void decide(struct xds_server *srv, hds_target *t, hf_health_change *out, size_t *n,
+                   int64_t mono)
+{
+    int bad, good;
+    enum hf_health h = quorum(srv, t, &bad, &good);
+    if (h == HF_HEALTH_UNKNOWN || h == t->health) {
+        return;
+    }
+    hf_health_change *c = &out[(*n)++];
+    snprintf(c->service, sizeof(c->service), "%s", t->service);
+    snprintf(c->address, sizeof(c->address), "%s", t->address);
+    c->port = t->port;
+    c->health = h;
+    snprintf(c->reason, sizeof(c->reason), "%d of %d assigned checkers say %s",
+             h == HF_HEALTH_UNHEALTHY ? bad : good, t->n_assigned, hf_health_name(h));
+    if (h == HF_HEALTH_UNHEALTHY) {
+        hf_counter_add("holdfast_evictions_total", "Endpoints evicted by health checks.", "", 1);
+        if (t->first_bad_at != 0) {
+            hf_histogram_observe("holdfast_hds_detection_seconds",
+                                 "From the first unhealthy verdict to the quorum's eviction.", "",
+                                 (double)(mono - t->first_bad_at) / 1000.0);
+        }
+    } else {
+        t->first_bad_at = 0;
+    }
+    t->health = h;
+}
+
+/* Stores verdicts and decisions (xDS thread, no lock held). */
+static void store_decisions(struct xds_server *srv, const hf_verdict *v, size_t nv,
+                            const hf_health_change *c, size_t nc)
+{
+    if (nv == 0 && nc == 0) {
+        return;
+    }
+    hf_detail d = {0};
+    uint64_t t0 = hf_mono_ns();
+    if (store_health_apply(srv->store, v, nv, c, nc, &d) != HF_OK) {
+        hf_error("hds", "cannot store health: %s", d.message);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        hf_info("hds", "%s %s:%u of %s (%s)",
+                c[i].health == HF_HEALTH_UNHEALTHY ? "evicted" : "restored", c[i].address,
+                c[i].port, c[i].service, c[i].reason);
+    }
+    if (nc > 0) {
+        hf_histogram_observe("holdfast_hds_decision_store_seconds",
+                             "Time to store eviction decisions (they then reach proxies through "
+                             "a new snapshot).",
+                             "", (double)(hf_mono_ns() - t0) / 1e9);
+    }
+}
+
 void xds__hds_process(struct xds_server *srv)
 {
     pthread_mutex_lock(&srv->hds_lock);
@@ -635,62 +697,45 @@ void xds__hds_process(struct xds_server *srv)
         changed[nchanged++] = q[i];
         hds_target *t = target_of(srv, &q[i]);
         if (t == NULL) {
+            /* not assigned yet (e.g. just after a restart): decide at the next assignment */
+            srv->unevaluated =
+                xrealloc(srv->unevaluated, (srv->n_unevaluated + 1) * sizeof(*srv->unevaluated));
+            srv->unevaluated[srv->n_unevaluated++] = q[i];
             continue;
         }
         if (q[i].verdict == HF_HEALTH_UNHEALTHY && t->first_bad_at == 0) {
             t->first_bad_at = mono;
         }
-        int bad, good;
-        enum hf_health h = quorum(srv, t, &bad, &good);
-        if (h == HF_HEALTH_UNKNOWN || h == t->health) {
-            continue;
-        }
-        hf_health_change *c = &decisions[ndec++];
-        snprintf(c->service, sizeof(c->service), "%s", t->service);
-        snprintf(c->address, sizeof(c->address), "%s", t->address);
-        c->port = t->port;
-        c->health = h;
-        snprintf(c->reason, sizeof(c->reason), "%d of %d assigned checkers say %s",
-                 h == HF_HEALTH_UNHEALTHY ? bad : good, t->n_assigned, hf_health_name(h));
-        if (h == HF_HEALTH_UNHEALTHY) {
-            hf_counter_add("holdfast_evictions_total", "Endpoints evicted by health checks.", "",
-                           1);
-            hf_histogram_observe("holdfast_hds_detection_seconds",
-                                 "From the first unhealthy verdict to the quorum's eviction.", "",
-                                 (double)(mono - t->first_bad_at) / 1000.0);
-        }
-        if (h == HF_HEALTH_HEALTHY) {
-            t->first_bad_at = 0;
-        }
-        t->health = h;
+        decide(srv, t, decisions, &ndec, mono);
     }
     pthread_mutex_unlock(&srv->hds_lock);
-    if (nchanged > 0 || ndec > 0) {
-        hf_detail d = {0};
-        uint64_t t0 = hf_mono_ns();
-        if (store_health_apply(srv->store, changed, nchanged, decisions, ndec, &d) != HF_OK) {
-            hf_error("hds", "cannot store health: %s", d.message);
-        }
-        for (size_t i = 0; i < ndec; i++) {
-            hf_info("hds", "%s %s:%u of %s (%s)",
-                    decisions[i].health == HF_HEALTH_UNHEALTHY ? "evicted" : "restored",
-                    decisions[i].address, decisions[i].port, decisions[i].service,
-                    decisions[i].reason);
-        }
-        if (ndec > 0) {
-            hf_histogram_observe("holdfast_hds_decision_store_seconds",
-                                 "Time to store an eviction decision (it then reaches proxies "
-                                 "through a new snapshot).",
-                                 "", (double)(hf_mono_ns() - t0) / 1e9);
-        }
-    }
+    store_decisions(srv, changed, nchanged, decisions, ndec);
     free(q);
     free(changed);
     free(decisions);
 }
 
+/* Decides for verdicts that came before their endpoint was assigned. hds_lock held. */
+static size_t decide_unevaluated(struct xds_server *srv, hf_health_change **out)
+{
+    *out = xcalloc(srv->n_unevaluated + 1, sizeof(**out));
+    size_t n = 0;
+    int64_t mono = (int64_t)(hf_mono_ns() / 1000000);
+    for (size_t i = 0; i < srv->n_unevaluated; i++) {
+        hds_target *t = target_of(srv, &srv->unevaluated[i]);
+        if (t != NULL) {
+            decide(srv, t, *out, &n, mono);
+        }
+    }
+    free(srv->unevaluated);
+    srv->unevaluated = NULL;
+    srv->n_unevaluated = 0;
+    return n;
+}
+
 void xds__hds_destroy(struct xds_server *srv)
 {
+    free(srv->unevaluated);
     free(srv->vq);
     free(srv->targets);
     free(srv->verdicts);

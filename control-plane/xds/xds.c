@@ -172,11 +172,11 @@ static void *xds_main(void *arg)
             rebuild(srv, want);
             built = want;
         }
-        if (hds_pending && !stopping) {
-            xds__hds_process(srv); /* first: an eviction is the most urgent change */
-        }
         if (hds_dirty && !stopping) {
-            xds__hds_reassign(srv);
+            xds__hds_reassign(srv); /* first: verdicts are judged against assignments */
+        }
+        if (hds_pending && !stopping) {
+            xds__hds_process(srv);
         }
         write_events(srv, events);
         pthread_mutex_lock(&srv->lock);

@@ -118,6 +118,8 @@ struct xds_server {
     size_t n_targets;
     hf_verdict *verdicts; /* the latest verdict per (endpoint, checker) */
     size_t n_verdicts;
+    hf_verdict *unevaluated; /* verdicts that came before their endpoint was assigned */
+    size_t n_unevaluated;
     atomic_ullong next_stream_id;
     atomic_int connected[2]; /* by node kind */
 };

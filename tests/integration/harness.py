@@ -12,6 +12,33 @@ import urllib.error
 import urllib.request
 
 HOLDFAST = os.environ.get("HOLDFAST_BIN", "")
+SHIM = os.environ.get("HOLDFAST_SHIM_BIN", "")
+
+
+class Shim:
+    """One holdfast-shim process."""
+
+    def __init__(self, server, node_id, zone, workdir):
+        self.node_id = node_id
+        self.log_path = os.path.join(workdir, "shim-%s.log" % node_id)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SHIM, "--server", server, "--node-id", node_id, "--zone", zone],
+                                     stdout=self._log, stderr=self._log)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the shim; after SIGTERM it must exit 0 (under the sanitizers: no leak)."""
+        if self._log.closed:
+            return self.proc.returncode
+        signalled = self.proc.poll() is None
+        if signalled:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self._log.close()
+        if signalled and sig == signal.SIGTERM and self.proc.returncode != 0:
+            with open(self.log_path, "rb") as f:
+                raise AssertionError("holdfast-shim %s exited %s:\n%s" % (
+                    self.node_id, self.proc.returncode, f.read().decode(errors="replace")[-3000:]))
+        return self.proc.returncode
 
 
 def free_port():
