@@ -82,6 +82,7 @@ void hf_service_defaults(hf_service *s)
     s->health_check.timeout_ms = 1000;
     s->health_check.unhealthy_threshold = 3;
     s->health_check.healthy_threshold = 2;
+    s->health_check.reuse_connection = true;
 }
 
 void hf_endpoint_defaults(hf_endpoint *e)

@@ -56,6 +56,7 @@ typedef struct hf_health_check {
     uint32_t timeout_ms;
     uint32_t unhealthy_threshold;
     uint32_t healthy_threshold;
+    bool reuse_connection; /* keep HTTP connections between checks (Envoy's default) */
 } hf_health_check;
 
 /* Connection lifetime; 0 means "not set" (Envoy's default applies). */

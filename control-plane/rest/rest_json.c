@@ -64,6 +64,7 @@ static const struct field health_check_fields[] = {
     {"timeout_ms", U32(hf_health_check, timeout_ms)},
     {"unhealthy_threshold", U32(hf_health_check, unhealthy_threshold)},
     {"healthy_threshold", U32(hf_health_check, healthy_threshold)},
+    {"reuse_connection", BOOL(hf_health_check, reuse_connection)},
     {NULL},
 };
 

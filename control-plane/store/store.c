@@ -107,6 +107,7 @@ static const struct {
         "  verdict TEXT NOT NULL CHECK (verdict IN ('healthy','unhealthy')),"
         "  at INTEGER NOT NULL,"
         "  PRIMARY KEY (endpoint_id, checker));"},
+    {4, "ALTER TABLE services ADD COLUMN hc_reuse_connection INTEGER NOT NULL DEFAULT 1;"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -172,6 +172,7 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     v->created_at = sqlite3_column_int64(s, 16);
     v->updated_at = sqlite3_column_int64(s, 17);
     v->ttl_in_force_s = (uint32_t)sqlite3_column_int64(s, 19);
+    v->health_check.reuse_connection = sqlite3_column_int(s, 20) != 0;
 
     int64_t id = sqlite3_column_int64(s, 18);
     sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -207,6 +208,7 @@ static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t gr
     sqlite3_bind_int64(s, 14, v->connection.max_connection_age_s);
     sqlite3_bind_int64(s, 15, v->connection.drain_timeout_s);
     sqlite3_bind_int64(s, 16, v->connection.max_stream_duration_s);
+    sqlite3_bind_int(s, 18, v->health_check.reuse_connection);
 }
 
 /* Replaces the domains and compatible formats of service id (lock held, inside a tx). */

@@ -345,8 +345,7 @@ static hf_rbuf *encode_specifier(const char *checker, const hds_target *t, size_
     HealthCheck **hcp = xcalloc(ns + 1, sizeof(*hcp));
     Google__Protobuf__Duration *durs = xcalloc(2 * ns + 1, sizeof(*durs));
     Google__Protobuf__UInt32Value *u32s = xcalloc(2 * ns + 1, sizeof(*u32s));
-    Google__Protobuf__BoolValue reuse = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
-    reuse.value = 1;
+    Google__Protobuf__BoolValue *reuse = xcalloc(ns + 1, sizeof(*reuse));
     Envoy__Config__Core__V3__HealthCheck__HttpHealthCheck *https = xcalloc(ns + 1, sizeof(*https));
     Envoy__Config__Core__V3__HealthCheck__TcpHealthCheck tcp =
         ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__TCP_HEALTH_CHECK__INIT;
@@ -412,7 +411,9 @@ static hf_rbuf *encode_specifier(const char *checker, const hds_target *t, size_
         hc->unhealthy_threshold = &u32s[2 * s];
         hc->healthy_threshold = &u32s[2 * s + 1];
         hc->interval_jitter_percent = 10;
-        hc->reuse_connection = &reuse;
+        google__protobuf__bool_value__init(&reuse[s]);
+        reuse[s].value = svc->health_check.reuse_connection;
+        hc->reuse_connection = &reuse[s];
         if (svc->health_check.protocol == HF_HC_HTTP) {
             envoy__config__core__v3__health_check__http_health_check__init(&https[s]);
             https[s].path = (char *)svc->health_check.path;
@@ -439,6 +440,7 @@ static hf_rbuf *encode_specifier(const char *checker, const hds_target *t, size_
     free(hcp);
     free(durs);
     free(u32s);
+    free(reuse);
     free(https);
     free(les);
     free(lep);
