@@ -60,6 +60,7 @@ struct node {
     char version[64];
     char first_version[64];
     double changed_at; /* monotonic seconds when a new version arrived, 0 before */
+    double changed_wall; /* the same, wall clock (seconds since the epoch) */
     bool has_port;     /* the new endpoint is in what it holds */
     bool ended;
 };
@@ -69,7 +70,8 @@ static struct {
     int nodes, pid, port_base;
     bool no_ack; /* after the first response, never ACK: measures the push alone */
     int pause_s; /* seconds to wait between connecting and the change (to attach a profiler) */
-} cfg = {"127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0};
+    bool external; /* the change comes from elsewhere (e.g. a killed backend): do not POST */
+} cfg = {"127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0, false};
 
 static grpc_completion_queue *cq;
 static struct node *nodes;
@@ -269,6 +271,9 @@ static void on_recv(struct node *n, bool ok)
         snprintf(n->first_version, sizeof(n->first_version), "%s", r->version_info);
     } else if (n->changed_at == 0 && strcmp(n->version, n->first_version) != 0) {
         n->changed_at = now_s();
+        struct timespec wt;
+        clock_gettime(CLOCK_REALTIME, &wt);
+        n->changed_wall = (double)wt.tv_sec + (double)wt.tv_nsec / 1e9;
         /* Checking every node's content would measure our own decoding: check one in ten. */
         n->has_port = (n->index % 10 != 0) || holds_port(r, new_port);
     }
@@ -388,7 +393,8 @@ static void parse_args(int argc, char **argv)
         {"xds", 1, NULL, 'x'},   {"http", 1, NULL, 'h'},      {"nodes", 1, NULL, 'n'},
         {"pid", 1, NULL, 'p'},   {"service", 1, NULL, 's'},   {"group", 1, NULL, 'g'},
         {"fleet", 1, NULL, 'f'}, {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
-        {"pause", 1, NULL, 'P'}, {NULL, 0, NULL, 0}};
+        {"pause", 1, NULL, 'P'},
+        {"external", 0, NULL, 'E'}, {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -421,6 +427,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'P':
             cfg.pause_s = atoi(optarg);
+            break;
+        case 'E':
+            cfg.external = true;
             break;
         default:
             exit(2);
@@ -455,6 +464,25 @@ int main(int argc, char **argv)
     double cpu1 = cfg.pid ? proc_cpu_seconds(cfg.pid) : 0;
     long rss1 = cfg.pid ? proc_rss_kb(cfg.pid) : 0;
 
+    if (cfg.external) {
+        /* Someone else changes the endpoints (a backend is killed): report arrival times. */
+        fprintf(stderr, "connected\n");
+        bool ok = drive(all_changed, 120);
+        double *wall = calloc((size_t)cfg.nodes, sizeof(double));
+        int got = 0;
+        for (int i = 0; i < cfg.nodes; i++) {
+            if (nodes[i].changed_wall > 0) {
+                wall[got++] = nodes[i].changed_wall * 1000;
+            }
+        }
+        qsort(wall, (size_t)got, sizeof(double), cmp_double);
+        printf("nodes=%d reached=%d arrival_min_ms=%.1f arrival_p50_ms=%.1f arrival_p99_ms=%.1f "
+               "arrival_max_ms=%.1f\n",
+               cfg.nodes, got, got ? wall[0] : 0, got ? wall[got / 2] : 0,
+               got ? wall[(int)((got - 1) * 0.99)] : 0, got ? wall[got - 1] : 0);
+        fflush(stdout);
+        _exit(ok && got == cfg.nodes ? 0 : 1);
+    }
     new_port = cfg.port_base + (int)(time(NULL) % 10000);
     char path[256], body[256];
     snprintf(path, sizeof(path), "/api/v1/services/%s/fleets/%s/endpoints", cfg.service, cfg.fleet);
