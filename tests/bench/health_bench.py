@@ -64,7 +64,7 @@ def add_endpoints(hf, service, fleet, base, count):
 
 
 def checks(n, seconds, reuse):
-    base = 30000
+    base = 20000  # below the ephemeral port range (32768+)
     halves = [(base, n // 2), (base + n // 2, n - n // 2)]  # two servers: descriptor limits
     servers = [subprocess.Popen([HTTP_MANY, str(b), str(c)], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True) for b, c in halves]
@@ -104,6 +104,8 @@ def checks(n, seconds, reuse):
     requests = 0
     for s in servers:
         out = s.communicate(timeout=30)[0]
+        if s.returncode != 0 or "requests=" not in out:
+            raise RuntimeError("http_many failed (exit %s): %r" % (s.returncode, out))
         kv = dict(x.split("=") for x in out.split())
         requests += int(kv["requests"])
         for k in ("p1_ms", "p50_ms", "p99_ms"):
