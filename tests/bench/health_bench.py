@@ -144,7 +144,13 @@ def failover(proxies):
         victim.kill()
         out, _ = lg.communicate(timeout=120)
         kv = dict(x.split("=") for x in out.split())
-        evict = [e for e in hf.get(API + "/events?limit=1000").json["items"] if e["action"] == "endpoint.evict"]
+        evict, since = [], 0
+        while not evict:  # page through the audit log (1,000 proxy connects come first)
+            page = hf.get(API + "/events?limit=1000&since=%d" % since).json
+            if not page["items"]:
+                break
+            evict = [e for e in page["items"] if e["action"] == "endpoint.evict"]
+            since = page["next_since"]
         decision_ms = ms(evict[0]["at"])
     finally:
         for s in shims:

@@ -59,19 +59,20 @@ struct node {
     size_t owed_len;
     char version[64];
     char first_version[64];
-    double changed_at; /* monotonic seconds when a new version arrived, 0 before */
+    double changed_at;   /* monotonic seconds when a new version arrived, 0 before */
     double changed_wall; /* the same, wall clock (seconds since the epoch) */
-    bool has_port;     /* the new endpoint is in what it holds */
+    bool has_port;       /* the new endpoint is in what it holds */
     bool ended;
 };
 
 static struct {
     const char *xds, *http, *service, *group, *fleet;
     int nodes, pid, port_base;
-    bool no_ack; /* after the first response, never ACK: measures the push alone */
-    int pause_s; /* seconds to wait between connecting and the change (to attach a profiler) */
+    bool no_ack;   /* after the first response, never ACK: measures the push alone */
+    int pause_s;   /* seconds to wait between connecting and the change (to attach a profiler) */
     bool external; /* the change comes from elsewhere (e.g. a killed backend): do not POST */
-} cfg = {"127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0, false};
+} cfg = {
+    "127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0, false};
 
 static grpc_completion_queue *cq;
 static struct node *nodes;
@@ -393,8 +394,7 @@ static void parse_args(int argc, char **argv)
         {"xds", 1, NULL, 'x'},   {"http", 1, NULL, 'h'},      {"nodes", 1, NULL, 'n'},
         {"pid", 1, NULL, 'p'},   {"service", 1, NULL, 's'},   {"group", 1, NULL, 'g'},
         {"fleet", 1, NULL, 'f'}, {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
-        {"pause", 1, NULL, 'P'},
-        {"external", 0, NULL, 'E'}, {NULL, 0, NULL, 0}};
+        {"pause", 1, NULL, 'P'}, {"external", 0, NULL, 'E'},  {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
