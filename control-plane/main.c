@@ -269,7 +269,7 @@ static int run(const struct options *o)
     char url[128];
     snprintf(url, sizeof(url), "http://%s%s%s:%u", v6 ? "[" : "", o->http_addr, v6 ? "]" : "",
              rest_port(rest));
-    hf_info("main", "REST API listening on %s/api/v1 (health %s/healthz)", url, url);
+    hf_info("main", "web UI on %s/ and REST API on %s/api/v1", url, url);
     hf_info("main", "holdfast %s ready", HOLDFAST_VERSION);
 
     int sig = 0;

@@ -17,12 +17,16 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct rest_server {
     struct MHD_Daemon *daemon;
+    atomic_bool stopping; /* event streams end */
     hf_store *store;
     xds_server *xds;
     bool loopback;
@@ -67,6 +71,7 @@ static const struct route routes[] = {
     {"POST", API "/tokens", rest__h_tokens_create, ADMIN},
     {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN},
     {"GET", API "/events", rest__h_events_list, VIEWER},
+    {"GET", API "/whoami", rest__h_whoami, VIEWER},
     {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
     {"GET", API "/health", rest__h_health_list, VIEWER},
     {"GET", API "/deployments", rest__h_deployments_list, VIEWER},
@@ -76,6 +81,8 @@ static const struct route routes[] = {
     {"GET", "/healthz", rest__h_healthz, OPEN},
     {"GET", "/readyz", rest__h_readyz, OPEN},
     {"GET", "/metrics", rest__h_metrics, OPEN},
+    {"GET", "/", rest__h_ui_index, OPEN},
+    {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -197,6 +204,11 @@ const char *rest__query(rest_req *req, const char *key)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+const char *rest__accept(rest_req *req)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
+}
+
 static const char *const access_names[] = {"open", "viewer", "operator", "admin"};
 
 /* Resolves the caller's role. Returns true when the request may proceed. */
@@ -306,6 +318,112 @@ static const char *dispatch(struct rest_server *srv, struct MHD_Connection *conn
     return r->pattern;
 }
 
+/* ---- server-sent events: the audit log, live ---- */
+
+struct event_stream {
+    struct rest_server *srv;
+    int64_t since;
+    hf_buf pending;
+    size_t off;
+    int64_t last_write_ms;
+};
+
+static void format_events(struct event_stream *es, const hf_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = rest__event_json(&ev[i]);
+        char *text = json_dumps(j, JSON_COMPACT);
+        hf_buf_printf(&es->pending, "id: %lld\nevent: audit\ndata: %s\n\n", (long long)ev[i].id,
+                      text);
+        free(text);
+        json_decref(j);
+        es->since = ev[i].id;
+    }
+}
+
+/* Feeds the stream: new events as they are committed (polled every 200 ms), a comment every
+ * 10 s so proxies and browsers keep the connection. Blocks: one thread per connection. */
+static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct event_stream *es = cls;
+    for (;;) {
+        if (es->off < es->pending.len) {
+            size_t n = es->pending.len - es->off;
+            n = n < max ? n : max;
+            memcpy(buf, es->pending.data + es->off, n);
+            es->off += n;
+            return (ssize_t)n;
+        }
+        hf_buf_destroy(&es->pending);
+        es->off = 0;
+        if (atomic_load(&es->srv->stopping)) {
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        hf_event *ev;
+        size_t n = 0;
+        if (store_event_list(es->srv->store, es->since, 200, &ev, &n) == HF_OK) {
+            format_events(es, ev, n);
+            free(ev);
+        }
+        int64_t now = hf_now_ms();
+        if (es->pending.len == 0 && now - es->last_write_ms >= 10000) {
+            hf_buf_puts(&es->pending, ": keep-alive\n\n");
+        }
+        if (es->pending.len > 0) {
+            es->last_write_ms = now;
+            continue;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+static void free_events(void *cls)
+{
+    struct event_stream *es = cls;
+    hf_buf_destroy(&es->pending);
+    free(es);
+}
+
+/* Headers every page of the UI gets: no inline script, no framing, no sniffing. */
+static void ui_headers(struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'self'; style-src 'self'; "
+                            "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+                            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+}
+
+static enum MHD_Result send_special(struct rest_server *srv, struct MHD_Connection *conn,
+                                    rest_resp *resp)
+{
+    struct MHD_Response *r;
+    if (resp->stream_events) {
+        struct event_stream *es = xcalloc(1, sizeof(*es));
+        es->srv = srv;
+        es->since = resp->stream_since;
+        es->last_write_ms = 0; /* a first comment at once: the client knows it is connected */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_events, es, free_events);
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    } else {
+        r = MHD_create_response_from_buffer(resp->static_len, (void *)resp->static_body,
+                                            MHD_RESPMEM_PERSISTENT);
+        char type[96];
+        bool text = strncmp(resp->content_type, "text/", 5) == 0;
+        snprintf(type, sizeof(type), "%s%s", resp->content_type, text ? "; charset=utf-8" : "");
+        MHD_add_response_header(r, "Content-Type", type);
+        ui_headers(r);
+    }
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, rest_resp *resp)
 {
     char *body = NULL;
@@ -382,7 +500,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .method = method, .path = url, .store = srv->store, .xds = srv->xds, .conn = conn};
     rest_resp resp = {.status = 500};
     const char *route = dispatch(srv, conn, url, method, rs, &req, &resp);
-    enum MHD_Result ret = send_response(conn, &resp);
+    enum MHD_Result ret = resp.stream_events || resp.static_body != NULL
+                              ? send_special(srv, conn, &resp)
+                              : send_response(conn, &resp);
     record(method, route, resp.status, rs->start_ns, req.actor[0] ? req.actor : "-", url);
     json_decref(req.body);
     json_decref(resp.json);
@@ -485,6 +605,7 @@ void rest_stop(rest_server *srv)
     if (srv == NULL) {
         return;
     }
+    atomic_store(&srv->stopping, true);
     MHD_stop_daemon(srv->daemon);
     free(srv);
 }

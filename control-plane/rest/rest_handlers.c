@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "timeutil.h"
 #include "token.h"
+#include "ui_assets.h"
 #include "xalloc.h"
 
 #include <stdint.h>
@@ -523,9 +524,25 @@ static bool query_int(rest_req *req, rest_resp *resp, const char *key, long long
 void rest__h_events_list(rest_req *req, rest_resp *resp)
 {
     long long since, limit;
-    if (!query_int(req, resp, "since", 0, INT64_MAX, &since) ||
+    if (!query_int(req, resp, "since", -1, INT64_MAX, &since) ||
         !query_int(req, resp, "limit", 100, 1000, &limit)) {
         return;
+    }
+    const char *stream = rest__query(req, "stream");
+    const char *accept = rest__accept(req);
+    if ((stream != NULL && strcmp(stream, "true") == 0) ||
+        (accept != NULL && strstr(accept, "text/event-stream") != NULL)) {
+        /* Live: from since, or from now when not given. */
+        if (since < 0) {
+            since = store_event_last_id(req->store);
+        }
+        resp->status = 200;
+        resp->stream_events = true;
+        resp->stream_since = since;
+        return;
+    }
+    if (since < 0) {
+        since = 0;
     }
     hf_event *items;
     size_t n;
@@ -874,4 +891,41 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
         free(cs);
     }
     rest__json(resp, 200, json_pack("{s:o, s:o}", "endpoints", arr, "checkers", checkers));
+}
+
+/* ======================================================================================== */
+/* the web UI                                                                               */
+/* ======================================================================================== */
+
+static void serve_asset(rest_resp *resp, const char *path)
+{
+    for (size_t i = 0; i < hf_ui_n_assets; i++) {
+        if (strcmp(hf_ui_assets[i].path, path) == 0) {
+            resp->status = 200;
+            resp->static_body = hf_ui_assets[i].data;
+            resp->static_len = hf_ui_assets[i].len;
+            resp->content_type = hf_ui_assets[i].content_type;
+            return;
+        }
+    }
+    rest__error_status(resp, 404, "not_found", "", "no UI file %s", path);
+}
+
+void rest__h_ui_index(rest_req *req, rest_resp *resp)
+{
+    (void)req;
+    serve_asset(resp, "/");
+}
+
+void rest__h_ui_asset(rest_req *req, rest_resp *resp)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/ui/%.100s", req->params[0]);
+    serve_asset(resp, path);
+}
+
+void rest__h_whoami(rest_req *req, rest_resp *resp)
+{
+    rest__json(resp, 200,
+               json_pack("{s:s, s:s}", "role", hf_role_name(req->role), "actor", req->actor));
 }

@@ -35,12 +35,18 @@ typedef struct rest_resp {
     json_t *json; /* owned; rendered as the body */
     char *text;   /* owned; used when json is NULL */
     const char *content_type;
+    const void *static_body; /* a UI asset (not owned), with static_len bytes */
+    size_t static_len;
+    bool stream_events; /* answer with the audit log as server-sent events from stream_since */
+    int64_t stream_since;
 } rest_resp;
 
 typedef void (*rest_handler_fn)(rest_req *req, rest_resp *resp);
 
 /* A query-string argument, or NULL. */
 const char *rest__query(rest_req *req, const char *key);
+/* The request's Accept header, or NULL. */
+const char *rest__accept(rest_req *req);
 
 /* Sets resp to the JSON error object of DESIGN §7 with the status for code. */
 void rest__error(rest_resp *resp, int code, const hf_detail *d);
@@ -97,6 +103,9 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(deployments_create)                                                                          \
     X(deployments_get)                                                                             \
     X(deployments_action)                                                                          \
+    X(whoami)                                                                                      \
+    X(ui_index)                                                                                    \
+    X(ui_asset)                                                                                    \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
     X(metrics)

@@ -428,6 +428,16 @@ static void read_event(hf_store *st, sqlite3_stmt *s, void *elem)
     store__col_text(s, 5, e->summary, sizeof(e->summary));
 }
 
+int64_t store_event_last_id(hf_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    sqlite3_stmt *s = store__stmt(st, ST_EVENT_LAST);
+    int64_t id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&st->lock);
+    return id;
+}
+
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);

@@ -139,6 +139,8 @@ int store_event_append(hf_store *st, const char *actor, const char *action, cons
                        const char *summary, hf_detail *d);
 /* The same for n events (their actor, action, object and summary) in one transaction. */
 int store_events_append(hf_store *st, const hf_event *events, size_t n, hf_detail *d);
+/* The id of the newest event (0 when there is none). */
+int64_t store_event_last_id(hf_store *st);
 /* Events with id > since, oldest first, at most limit of them. */
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n);
 

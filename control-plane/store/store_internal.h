@@ -39,6 +39,7 @@
       "INSERT INTO events(at, actor, action, object, summary) VALUES(?1, ?2, ?3, ?4, ?5)")         \
     X(ST_EVENT_LIST, "SELECT id, at, actor, action, object, summary FROM events WHERE id > ?1 "    \
                      "ORDER BY id LIMIT ?2")                                                       \
+    X(ST_EVENT_LAST, "SELECT coalesce(max(id), 0) FROM events")                                    \
     X(ST_GROUP_INSERT, "INSERT INTO proxy_groups(name, listener_port, created_at, updated_at) "    \
                        "VALUES(?1, ?2, ?3, ?3)")                                                   \
     X(ST_GROUP_GET, "SELECT name, listener_port, created_at, updated_at, id FROM proxy_groups "    \
