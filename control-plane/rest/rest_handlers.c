@@ -562,16 +562,6 @@ void rest__h_events_list(rest_req *req, rest_resp *resp)
     rest__json(resp, 200, o);
 }
 
-static json_t *time_or_null(int64_t ms)
-{
-    if (ms == 0) {
-        return json_null();
-    }
-    char buf[32];
-    hf_time_format(ms, buf, sizeof(buf));
-    return json_string(buf);
-}
-
 static json_t *version_or_null(const char *v)
 {
     return v[0] ? json_string(v) : json_null();
@@ -585,21 +575,21 @@ static json_t *proxy_json(const xds_proxy_info *p)
         json_t *nack = json_null();
         if (ts->nack_at != 0) {
             nack = json_pack("{s:s, s:s, s:o}", "version", ts->nack_version, "error",
-                             ts->nack_error, "at", time_or_null(ts->nack_at));
+                             ts->nack_error, "at", rest__time_json(ts->nack_at));
         }
         json_object_set_new(types, xds_type_name((enum xds_type)t),
                             json_pack("{s:b, s:o, s:o, s:o, s:o, s:o}", "subscribed",
                                       ts->subscribed, "sent_version", version_or_null(ts->sent),
-                                      "sent_at", time_or_null(ts->sent_at), "acked_version",
+                                      "sent_at", rest__time_json(ts->sent_at), "acked_version",
                                       version_or_null(ts->acked), "acked_at",
-                                      time_or_null(ts->acked_at), "last_nack", nack));
+                                      rest__time_json(ts->acked_at), "last_nack", nack));
     }
     json_t *o =
         json_pack("{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o}", "id", p->node_id,
                   "stream_id", (json_int_t)p->stream_id, "proxy_group", p->group,
                   "proxy_group_known", p->group_known, "user_agent", p->user_agent, "kind",
                   xds_node_kind_name(p->kind), "peer", p->peer, "mode", p->delta ? "delta" : "sotw",
-                  "connected_since", time_or_null(p->connected_since), "types", types);
+                  "connected_since", rest__time_json(p->connected_since), "types", types);
     return o;
 }
 
@@ -858,7 +848,7 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
                 json_array_append_new(verdicts,
                                       json_pack("{s:s, s:s, s:o}", "checker", vs[j].checker,
                                                 "verdict", hf_health_name(vs[j].verdict), "at",
-                                                time_or_null(vs[j].at)));
+                                                rest__time_json(vs[j].at)));
             }
         }
         json_object_set_new(o, "verdicts", verdicts);
@@ -885,7 +875,7 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
             json_array_append_new(checkers,
                                   json_pack("{s:s, s:s, s:o, s:I}", "node_id", cs[i].node_id,
                                             "zone", cs[i].zone, "connected_since",
-                                            time_or_null(cs[i].connected_since), "endpoints",
+                                            rest__time_json(cs[i].connected_since), "endpoints",
                                             (json_int_t)cs[i].endpoints));
         }
         free(cs);

@@ -57,6 +57,8 @@ void rest__error_status(rest_resp *resp, int status, const char *code, const cha
 void rest__json(rest_resp *resp, int status, json_t *json);
 
 /* ---- JSON mapping (rest_json.c); *_apply return HF_OK or HF_EINVAL with d ---- */
+/* A time (ms since the epoch) as RFC 3339, or null when 0. */
+json_t *rest__time_json(int64_t ms);
 json_t *rest__group_json(const hf_proxy_group *g);
 json_t *rest__service_json(const hf_service *s);
 json_t *rest__fleet_json(const hf_fleet *f);

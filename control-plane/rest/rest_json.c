@@ -389,7 +389,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
 
 /* ---- deployments ---- */
 
-static json_t *time_or_null(int64_t ms)
+json_t *rest__time_json(int64_t ms)
 {
     if (ms == 0) {
         return json_null();
@@ -449,14 +449,14 @@ json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s,
     json_object_set_new(o, "session_format_change", json_boolean(dep->format_change));
     json_object_set_new(o, "format_change_acknowledged", json_boolean(dep->format_acknowledged));
     json_object_set_new(o, "warnings", warnings_json(dep->warnings));
-    json_object_set_new(o, "created_at", time_or_null(dep->created_at));
-    json_object_set_new(o, "updated_at", time_or_null(dep->updated_at));
-    json_object_set_new(o, "ttl_lowered_at", time_or_null(dep->ttl_lowered_at));
-    json_object_set_new(o, "cutover_unlocks_at", time_or_null(dep->cutover_unlocks_at));
-    json_object_set_new(o, "cutover_at", time_or_null(dep->cutover_at));
-    json_object_set_new(o, "min_finish_at", time_or_null(dep->min_finish_at));
-    json_object_set_new(o, "deadline_at", time_or_null(dep->deadline_at));
-    json_object_set_new(o, "finished_at", time_or_null(dep->finished_at));
+    json_object_set_new(o, "created_at", rest__time_json(dep->created_at));
+    json_object_set_new(o, "updated_at", rest__time_json(dep->updated_at));
+    json_object_set_new(o, "ttl_lowered_at", rest__time_json(dep->ttl_lowered_at));
+    json_object_set_new(o, "cutover_unlocks_at", rest__time_json(dep->cutover_unlocks_at));
+    json_object_set_new(o, "cutover_at", rest__time_json(dep->cutover_at));
+    json_object_set_new(o, "min_finish_at", rest__time_json(dep->min_finish_at));
+    json_object_set_new(o, "deadline_at", rest__time_json(dep->deadline_at));
+    json_object_set_new(o, "finished_at", rest__time_json(dep->finished_at));
     json_object_set_new(o, "finish_reason",
                         dep->finish_reason[0] ? json_string(dep->finish_reason) : json_null());
     json_object_set_new(o, "final_tail_pct",
@@ -484,9 +484,9 @@ json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s,
     if (fit.ok && dep->cutover_at != 0) {
         fit_json = json_pack("{s:f, s:f, s:f, s:o}", "rate_per_s", fit.rate_per_s, "half_life_s",
                              fit.half_life_s, "pct_at_origin", exp(fit.a), "origin",
-                             time_or_null(fit.origin_ms));
+                             rest__time_json(fit.origin_ms));
         if (draining != NULL) {
-            eta = time_or_null(fit.eta_ms);
+            eta = rest__time_json(fit.eta_ms);
         }
     }
     json_object_set_new(o, "fit", fit_json);

@@ -11,28 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void read_endpoint_row(hf_store *st, sqlite3_stmt *s, void *elem)
-{
-    (void)st;
-    hf_endpoint *e = elem;
-    store__col_text(s, 0, e->service, sizeof(e->service));
-    store__col_text(s, 1, e->fleet, sizeof(e->fleet));
-    store__col_text(s, 2, e->address, sizeof(e->address));
-    e->port = (uint32_t)sqlite3_column_int(s, 3);
-    store__col_text(s, 4, e->zone, sizeof(e->zone));
-    e->weight = (uint32_t)sqlite3_column_int(s, 5);
-    hf_admin_state_parse((const char *)sqlite3_column_text(s, 6), &e->admin_state);
-    hf_health_parse((const char *)sqlite3_column_text(s, 7), &e->health);
-    e->created_at = sqlite3_column_int64(s, 8);
-    e->updated_at = sqlite3_column_int64(s, 9);
-    e->health_changed_at = sqlite3_column_int64(s, 10);
-}
-
 int store_endpoint_list_all(hf_store *st, hf_endpoint **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    int rc = store__collect(st, store__stmt(st, ST_ENDPOINT_ALL), sizeof(**out), read_endpoint_row,
-                            (void **)out, n);
+    int rc = store__collect(st, store__stmt(st, ST_ENDPOINT_ALL), sizeof(**out),
+                            store__read_endpoint, (void **)out, n);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }

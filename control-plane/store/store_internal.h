@@ -195,6 +195,8 @@ int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read
 /* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
  * or HF_ENOTFOUND. Lock held. */
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
+/* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
+void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem);
 /* Looks up a service's row id, with a not-found detail naming it. */
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d);
 

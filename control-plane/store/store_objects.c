@@ -643,7 +643,7 @@ int store_fleet_delete(hf_store *st, const char *actor, const char *service, con
 /* endpoints                                                                                */
 /* ======================================================================================== */
 
-static void read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem)
+void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem)
 {
     (void)st;
     hf_endpoint *e = elem;
@@ -688,7 +688,7 @@ static int endpoint_load(hf_store *st, const char *service, const char *fleet, c
     rc = step_row(st, s);
     if (rc == HF_OK) {
         memset(e, 0, sizeof(*e));
-        read_endpoint(st, s, e);
+        store__read_endpoint(st, s, e);
         *id = sqlite3_column_int64(s, 11);
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "endpoint %s port %u is not in fleet '%s' of service '%s'", address,
@@ -777,7 +777,7 @@ int store_endpoint_list(hf_store *st, const char *service, const char *fleet, hf
         sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_LIST);
         bind_text(s, 1, service);
         bind_text(s, 2, fleet);
-        rc = store__collect(st, s, sizeof(**out), read_endpoint, (void **)out, n);
+        rc = store__collect(st, s, sizeof(**out), store__read_endpoint, (void **)out, n);
     }
     pthread_mutex_unlock(&st->lock);
     return rc;

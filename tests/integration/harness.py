@@ -47,6 +47,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def write_bootstrap(path, xds, node_id, cluster="edge", zone=None):
+    """Writes a gRPC xDS bootstrap file pointing at holdfast's xDS address."""
+    node = {"id": node_id, "cluster": cluster}
+    if zone:
+        node["locality"] = {"zone": zone}
+    with open(path, "w") as f:
+        json.dump({"xds_servers": [{"server_uri": xds, "channel_creds": [{"type": "insecure"}],
+                                    "server_features": ["xds_v3"]}], "node": node}, f)
+    return path
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

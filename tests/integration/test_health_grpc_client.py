@@ -10,7 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Holdfast, Shim, free_port  # noqa: E402
+from harness import Holdfast, Shim, free_port, write_bootstrap  # noqa: E402
 from backends import Backend, wait_until  # noqa: E402
 
 API = "/api/v1"
@@ -22,12 +22,8 @@ class HealthGrpcClientTest(unittest.TestCase):
         self.addCleanup(tmp.cleanup)
         hf = Holdfast(workdir=tmp.name).start()
         self.addCleanup(hf.stop)
-        boot = os.path.join(tmp.name, "bootstrap.json")
-        with open(boot, "w") as f:
-            json.dump({"xds_servers": [{"server_uri": hf.xds, "channel_creds": [{"type": "insecure"}],
-                                        "server_features": ["xds_v3"]}],
-                       "node": {"id": "py-failover", "cluster": "edge"}}, f)
-        os.environ["GRPC_XDS_BOOTSTRAP"] = boot
+        os.environ["GRPC_XDS_BOOTSTRAP"] = write_bootstrap(
+            os.path.join(tmp.name, "bootstrap.json"), hf.xds, "py-failover")
         import grpc
 
         ports = {"b1": free_port(), "b2": free_port()}

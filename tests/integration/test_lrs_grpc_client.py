@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Holdfast, free_port  # noqa: E402
+from harness import Holdfast, free_port, write_bootstrap  # noqa: E402
 from backends import Backend  # noqa: E402
 
 API = "/api/v1"
@@ -24,12 +24,8 @@ class GrpcClientLrsTest(unittest.TestCase):
         hf = Holdfast(workdir=tmp.name)
         hf.start(extra=["--lrs-interval", "500"])
         self.addCleanup(hf.stop)
-        boot = os.path.join(tmp.name, "bootstrap.json")
-        with open(boot, "w") as f:
-            json.dump({"xds_servers": [{"server_uri": hf.xds, "channel_creds": [{"type": "insecure"}],
-                                        "server_features": ["xds_v3"]}],
-                       "node": {"id": "py-lrs-1", "cluster": "edge", "locality": {"zone": "z1"}}}, f)
-        os.environ["GRPC_XDS_BOOTSTRAP"] = boot
+        os.environ["GRPC_XDS_BOOTSTRAP"] = write_bootstrap(
+            os.path.join(tmp.name, "bootstrap.json"), hf.xds, "py-lrs-1", zone="z1")
         import grpc
 
         ports = {"b1": free_port(), "g1": free_port()}

@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Holdfast, free_port  # noqa: E402
+from harness import Holdfast, free_port, write_bootstrap  # noqa: E402
 from backends import Backend, wait_until, who  # noqa: E402
 
 API = "/api/v1"
@@ -24,12 +24,8 @@ class GrpcXdsClientTest(unittest.TestCase):
         self.addCleanup(tmp.cleanup)
         hf = Holdfast(workdir=tmp.name).start()
         self.addCleanup(hf.stop)
-        boot = os.path.join(tmp.name, "bootstrap.json")
-        with open(boot, "w") as f:
-            json.dump({"xds_servers": [{"server_uri": hf.xds, "channel_creds": [{"type": "insecure"}],
-                                        "server_features": ["xds_v3"]}],
-                       "node": {"id": "py-grpc-1", "cluster": "edge", "locality": {"zone": "z1"}}}, f)
-        os.environ["GRPC_XDS_BOOTSTRAP"] = boot
+        os.environ["GRPC_XDS_BOOTSTRAP"] = write_bootstrap(
+            os.path.join(tmp.name, "bootstrap.json"), hf.xds, "py-grpc-1", zone="z1")
         import grpc  # after the bootstrap is in place
 
         ports = {name: free_port() for name in ("b1", "b2", "b3", "g1")}

@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Holdfast, free_port  # noqa: E402
+from harness import Holdfast, free_port, write_bootstrap  # noqa: E402
 from backends import Backend  # noqa: E402
 
 API = "/api/v1"
@@ -65,11 +65,7 @@ class GrpcJsXdsTest(unittest.TestCase):
             for fleet, n in (("blue", "b1"), ("blue", "b2"), ("green", "g1")):
                 hf.post(API + "/services/cart/fleets/%s/endpoints" % fleet,
                         {"address": "127.0.0.1", "port": ports[n], "zone": "z1"})
-            boot = os.path.join(hf.workdir, "bootstrap-js.json")
-            with open(boot, "w") as f:
-                json.dump({"xds_servers": [{"server_uri": hf.xds, "channel_creds": [{"type": "insecure"}],
-                                            "server_features": ["xds_v3"]}],
-                           "node": {"id": "js-1", "cluster": "edge", "locality": {"zone": "z1"}}}, f)
+            boot = write_bootstrap(os.path.join(hf.workdir, "bootstrap-js.json"), hf.xds, "js-1", zone="z1")
             js = NodeClient(boot)
             self.addCleanup(js.close)
             js.wait_until({"b1", "b2"}, timeout=15)
