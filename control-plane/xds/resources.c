@@ -19,6 +19,7 @@
 #include "envoy/extensions/filters/http/stateful_session/v3/stateful_session.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/http/stateful_session/cookie/v3/cookie.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 
 #include <stdio.h>
@@ -85,6 +86,8 @@ typedef Envoy__Service__Discovery__V3__Resource DeltaResource;
     TYPE_PREFIX "envoy.extensions.filters.http.stateful_session.v3.StatefulSessionPerRoute"
 #define COOKIE_STATE_URL                                                                           \
     TYPE_PREFIX "envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState"
+#define UPSTREAM_HTTP_OPTIONS "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+#define UPSTREAM_HTTP_OPTIONS_URL TYPE_PREFIX UPSTREAM_HTTP_OPTIONS
 #define SESSION_FILTER "envoy.filters.http.stateful_session"
 #define ROUTER_FILTER "envoy.filters.http.router"
 #define HCM_FILTER "envoy.filters.network.http_connection_manager"
@@ -354,6 +357,40 @@ static bool build_eds(hf_arena *a, xds_resource_list *l, const xds_service_input
 /* CDS                                                                                      */
 /* ======================================================================================== */
 
+/* Bounds the upstream connections' age too (the HCM option bounds downstream ones): so a
+ * rolling restart's drain also ends connections from Envoy to the backends in time. The upstream
+ * protocol follows the downstream one. */
+static void upstream_max_age(hf_arena *a, Cluster *c, uint32_t seconds_)
+{
+    typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions UpstreamOptions;
+    typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__UseDownstreamHttpConfig
+        UseDownstream;
+    UpstreamOptions *o =
+        NEW(UpstreamOptions, ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+    o->common_http_protocol_options =
+        NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+    o->common_http_protocol_options->max_connection_duration = seconds(a, seconds_);
+    UseDownstream *ud = NEW(
+        UseDownstream,
+        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__USE_DOWNSTREAM_HTTP_CONFIG__INIT);
+    ud->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
+                                    ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
+    ud->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
+                                     ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
+    o->upstream_protocol_options_case =
+        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
+    o->use_downstream_protocol_config = ud;
+    Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+        NEW(Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry,
+            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__TYPED_EXTENSION_PROTOCOL_OPTIONS_ENTRY__INIT);
+    e->key = UPSTREAM_HTTP_OPTIONS;
+    e->value = pack_any(a, UPSTREAM_HTTP_OPTIONS_URL, &o->base);
+    c->n_typed_extension_protocol_options = 1;
+    c->typed_extension_protocol_options =
+        HF_ANEW_N(a, Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *, 1);
+    c->typed_extension_protocol_options[0] = e;
+}
+
 static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input *in,
                       enum xds_node_kind kind, bool draining)
 {
@@ -392,6 +429,9 @@ static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input
     c->common_lb_config = lb;
     /* Hosts leave EDS when evicted: remove them even if active health checking says healthy. */
     c->ignore_health_on_host_removal = 1;
+    if (kind == XDS_NODE_ENVOY && in->svc->connection.max_connection_age_s > 0) {
+        upstream_max_age(a, c, in->svc->connection.max_connection_age_s);
+    }
     if (kind == XDS_NODE_GRPC) {
         c->lrs_server = NEW(ConfigSource, ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT);
         c->lrs_server->config_source_specifier_case =

@@ -143,6 +143,14 @@ class EnvoyResourcesTest(unittest.TestCase):
         self.assertTrue(cart.common_lb_config.HasField("healthy_panic_threshold"))
         self.assertEqual(cart.common_lb_config.healthy_panic_threshold.value, 0)
         self.assertFalse(cart.HasField("lrs_server"))  # Envoy reports through load_stats_config
+        # max_connection_age_s also bounds the upstream connections (issue 7, item 1).
+        from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_pb2
+        opts = upstream_pb2.HttpProtocolOptions()
+        self.assertTrue(cart.typed_extension_protocol_options[
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].Unpack(opts))
+        self.assertEqual(opts.common_http_protocol_options.max_connection_duration.seconds, 3600)
+        self.assertTrue(opts.HasField("use_downstream_protocol_config"))
+        self.assertEqual(len(cl["search"].typed_extension_protocol_options), 0)  # no max age set
         self.assertEqual(cl["search"].lb_policy, cluster_pb2.Cluster.RING_HASH)
         self.assertFalse(cl["search"].common_lb_config.HasField("healthy_panic_threshold"))
 
