@@ -74,6 +74,7 @@ static const struct route routes[] = {
     {"GET", API "/whoami", rest__h_whoami, VIEWER},
     {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
     {"GET", API "/health", rest__h_health_list, VIEWER},
+    {"POST", API "/restarts", rest__h_restarts_plan, VIEWER},
     {"GET", API "/deployments", rest__h_deployments_list, VIEWER},
     {"POST", API "/deployments", rest__h_deployments_create, OPERATOR},
     {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER},

@@ -7,6 +7,7 @@
 
 #include "metrics.h"
 #include "timeutil.h"
+#include "restart_plan.h"
 #include "token.h"
 #include "ui_assets.h"
 #include "xalloc.h"
@@ -918,4 +919,113 @@ void rest__h_whoami(rest_req *req, rest_resp *resp)
 {
     rest__json(resp, 200,
                json_pack("{s:s, s:s}", "role", hf_role_name(req->role), "actor", req->actor));
+}
+
+/* ======================================================================================== */
+/* rolling restarts: the planner                                                            */
+/* ======================================================================================== */
+
+/* Reads the plan request; false (and a 422) on a wrong or unknown member. */
+static bool restart_input(json_t *body, char *service, char *fleet, restart_plan_input *in,
+                          bool *dry_run, rest_resp *resp)
+{
+    *in = (restart_plan_input){.max_disconnect_pct = 5, .max_draining_pct = 60, .restart_s = 60};
+    *dry_run = false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        bool ok = true;
+        double num = 0;
+        if (strcmp(key, "service") == 0 || strcmp(key, "fleet") == 0) {
+            ok = json_is_string(v) && hf_name_valid(json_string_value(v));
+            if (ok) {
+                snprintf(key[0] == 's' ? service : fleet, HF_NAME_MAX, "%s", json_string_value(v));
+            }
+        } else if (strcmp(key, "avg_connection_s") == 0 || strcmp(key, "restart_s") == 0) {
+            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
+                 json_integer_value(v) <= HF_DURATION_MAX_S;
+            *(key[0] == 'a' ? &in->avg_connection_s : &in->restart_s) =
+                ok ? (uint32_t)json_integer_value(v) : 0;
+        } else if (strcmp(key, "max_disconnect_pct") == 0 || strcmp(key, "max_draining_pct") == 0) {
+            ok = json_number(v, &num);
+            *(strcmp(key, "max_disconnect_pct") == 0 ? &in->max_disconnect_pct
+                                                     : &in->max_draining_pct) = num;
+        } else if (strcmp(key, "dry_run") == 0) {
+            ok = json_is_boolean(v);
+            *dry_run = json_is_true(v);
+        } else {
+            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
+            return false;
+        }
+        if (!ok) {
+            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
+                               key);
+            return false;
+        }
+    }
+    const char *missing = !service[0]                 ? "service"
+                          : !fleet[0]                 ? "fleet"
+                          : in->avg_connection_s == 0 ? "avg_connection_s"
+                                                      : NULL;
+    if (missing != NULL) {
+        rest__error_status(resp, 422, "invalid_field", missing, "%s is required", missing);
+        return false;
+    }
+    if (!*dry_run) {
+        rest__error_status(resp, 422, "invalid_field", "dry_run",
+                           "only planning is available (\"dry_run\": true); running rolling "
+                           "restarts is not implemented yet");
+        return false;
+    }
+    return true;
+}
+
+void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
+{
+    if (!need_body(req, resp)) {
+        return;
+    }
+    char service[HF_NAME_MAX] = "", fleet[HF_NAME_MAX] = "";
+    restart_plan_input in;
+    bool dry_run;
+    if (!restart_input(req->body, service, fleet, &in, &dry_run, resp)) {
+        return;
+    }
+    hf_detail d = {0};
+    hf_service svc;
+    hf_endpoint *eps;
+    size_t n;
+    int rc = store_service_get(req->store, service, &svc, &d);
+    if (rc == HF_OK) {
+        rc = store_endpoint_list(req->store, service, fleet, &eps, &n, &d);
+    }
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        in.endpoints += eps[i].admin_state != HF_ADMIN_DISABLED;
+    }
+    free(eps);
+    in.max_connection_age_s = svc.connection.max_connection_age_s;
+    in.drain_timeout_s = svc.connection.drain_timeout_s;
+    restart_plan p;
+    rc = restart_plan_compute(&in, &p, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, 200,
+               json_pack("{s:b, s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:f, s:i, s:i, s:i, "
+                         "s:i, s:s}",
+                         "dry_run", 1, "service", service, "fleet", fleet, "endpoints",
+                         (int)in.endpoints, "avg_connection_s", (int)in.avg_connection_s,
+                         "max_connection_age_s", (int)in.max_connection_age_s, "drain_timeout_s",
+                         (int)in.drain_timeout_s, "max_disconnect_pct", in.max_disconnect_pct,
+                         "batch_size", (int)p.batch_size, "batches", (int)p.batches,
+                         "disconnect_pct", p.disconnect_pct, "drain_window_s",
+                         (int)p.drain_window_s, "concurrent_batches", (int)p.concurrent_batches,
+                         "interval_s", (int)p.interval_s, "total_s", (int)p.total_s, "explanation",
+                         p.explanation));
 }

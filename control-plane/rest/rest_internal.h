@@ -106,6 +106,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(deployments_get)                                                                             \
     X(deployments_action)                                                                          \
     X(whoami)                                                                                      \
+    X(restarts_plan)                                                                               \
     X(ui_index)                                                                                    \
     X(ui_asset)                                                                                    \
     X(healthz)                                                                                     \

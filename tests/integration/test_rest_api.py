@@ -419,6 +419,37 @@ class DurabilityTest(unittest.TestCase):
             self.assertEqual(hf2.get("/healthz").status, 200)
 
 
+class RestartPlanTest(unittest.TestCase):
+    def test_plan_reproduces_the_seed(self):
+        with Holdfast() as hf:
+            hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
+            hf.post(API + "/services", {"name": "ws", "proxy_group": "edge",
+                                        "connection": {"max_connection_age_s": 1800, "drain_timeout_s": 30}})
+            hf.post(API + "/services/ws/fleets", {"name": "blue"})
+            for i in range(20):
+                hf.post(API + "/services/ws/fleets/blue/endpoints", {"address": "127.0.0.1", "port": 9000 + i})
+            before = hf.state()
+            r = hf.post(API + "/restarts", {"service": "ws", "fleet": "blue", "avg_connection_s": 2700,
+                                            "max_disconnect_pct": 10, "dry_run": True})
+            self.assertEqual(r.status, 200, r.body)
+            p = r.json
+            self.assertEqual((p["endpoints"], p["batch_size"], p["batches"]), (20, 2, 10))
+            self.assertTrue(240 <= p["interval_s"] <= 360)      # about every 5 minutes
+            self.assertTrue(55 * 60 <= p["total_s"] <= 85 * 60)  # about an hour
+            self.assertIn("max connection age", p["explanation"])
+            self.assertEqual(hf.state(), before)  # planning changes nothing
+            for body, field in (({"service": "ws", "fleet": "blue", "avg_connection_s": 60, "max_disconnect_pct": 4,
+                                  "dry_run": True}, "max_disconnect_pct"),  # under one endpoint's share
+                                ({"service": "ws", "fleet": "blue", "avg_connection_s": 60}, "dry_run"),
+                                ({"service": "ws", "fleet": "blue", "dry_run": True}, "avg_connection_s"),
+                                ({"service": "ws", "fleet": "blue", "avg_connection_s": 60, "dry_run": True,
+                                  "x": 1}, "x")):
+                r = hf.post(API + "/restarts", body)
+                self.assertEqual((r.status, r.json["error"].get("field")), (422, field), body)
+            r = hf.post(API + "/restarts", {"service": "ws", "fleet": "nope", "avg_connection_s": 60, "dry_run": True})
+            self.assertEqual(r.status, 404)
+
+
 class OpenApiTest(unittest.TestCase):
     def test_document_parses_and_every_operation_has_responses(self):
         import yaml
