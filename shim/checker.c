@@ -370,7 +370,13 @@ static void on_http_event(sh_checker *c, target *t, uint32_t events)
         t->sent += (size_t)w;
         if (t->sent == len) {
             t->phase = READING;
-            t->buf = malloc(RESPONSE_MAX + 1);
+            if (t->buf == NULL) { /* kept over a retry on a fresh connection */
+                t->buf = malloc(RESPONSE_MAX + 1);
+            }
+            if (t->buf == NULL) {
+                finish(c, t, false, false);
+                return;
+            }
             want(c, t, EPOLLIN);
         }
         return;

@@ -6,6 +6,7 @@
  * restart could lose: deployments and samples are in the store.
  */
 #include "deploy.h"
+#include "restart.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -131,6 +132,7 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
 
 static void tick(struct deploy_engine *e)
 {
+    restart_tick(e->store);
     pthread_mutex_lock(&e->lock);
     struct load *loads = e->loads;
     size_t n_loads = e->n_loads;

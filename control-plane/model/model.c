@@ -49,6 +49,11 @@ ENUM_NAMES(hf_role_name, hf_role_parse, enum hf_role, "viewer", "operator", "adm
 ENUM_NAMES(hf_deploy_state_name, hf_deploy_state_parse, enum hf_deploy_state, "planned",
            "ttl_lowered", "draining", "rolling_back", "completed", "rolled_back", "aborted")
 
+ENUM_NAMES(hf_restart_state_name, hf_restart_state_parse, enum hf_restart_state, "running",
+           "paused", "completed", "aborted")
+ENUM_NAMES(hf_batch_state_name, hf_batch_state_parse, enum hf_batch_state, "pending", "draining",
+           "ready", "restarting", "done")
+
 bool hf_deploy_state_running(enum hf_deploy_state s)
 {
     return s == HF_DEP_PLANNED || s == HF_DEP_TTL_LOWERED || s == HF_DEP_DRAINING ||

@@ -190,6 +190,44 @@ bool hf_deploy_state_running(enum hf_deploy_state s);
  * back; NULL otherwise. */
 const char *hf_deployment_draining_fleet(const hf_deployment *d);
 
+/* Rolling restarts (DESIGN §5). */
+enum hf_restart_state { HF_RS_RUNNING = 0, HF_RS_PAUSED, HF_RS_COMPLETED, HF_RS_ABORTED };
+enum hf_batch_state {
+    HF_BATCH_PENDING = 0,
+    HF_BATCH_DRAINING,
+    HF_BATCH_READY,
+    HF_BATCH_RESTARTING,
+    HF_BATCH_DONE
+};
+
+#define HF_BATCH_MAX_ENDPOINTS 64
+#define HF_WEBHOOK_MAX 256
+
+typedef struct hf_restart_batch {
+    uint32_t n; /* 1-based */
+    enum hf_batch_state state;
+    char endpoints[HF_BATCH_MAX_ENDPOINTS][HF_ENDPOINT_ID_MAX]; /* "address:port" */
+    uint32_t n_endpoints;
+    int64_t started_at, ready_at, restarted_at, done_at;
+    uint32_t webhook_attempts;
+    bool webhook_ok;
+} hf_restart_batch;
+
+typedef struct hf_restart {
+    char id[HF_DEPLOY_ID_MAX]; /* "r-" + 16 hex digits */
+    char service[HF_NAME_MAX];
+    char fleet[HF_NAME_MAX];
+    enum hf_restart_state state;
+    uint32_t batch_size, batches, interval_s, drain_window_s, restart_s, concurrent_batches;
+    char webhook_url[HF_WEBHOOK_MAX];
+    int64_t created_at, updated_at, finished_at;
+} hf_restart;
+
+const char *hf_restart_state_name(enum hf_restart_state s);
+const char *hf_batch_state_name(enum hf_batch_state s);
+int hf_restart_state_parse(const char *s, enum hf_restart_state *out);
+int hf_batch_state_parse(const char *s, enum hf_batch_state *out);
+
 enum hf_role { HF_TOKEN_VIEWER = 0, HF_TOKEN_OPERATOR, HF_TOKEN_ADMIN };
 
 typedef struct hf_token {

@@ -7,6 +7,7 @@
 
 #include "metrics.h"
 #include "timeutil.h"
+#include "restart.h"
 #include "restart_plan.h"
 #include "token.h"
 #include "ui_assets.h"
@@ -927,9 +928,10 @@ void rest__h_whoami(rest_req *req, rest_resp *resp)
 
 /* Reads the plan request; false (and a 422) on a wrong or unknown member. */
 static bool restart_input(json_t *body, char *service, char *fleet, restart_plan_input *in,
-                          bool *dry_run, rest_resp *resp)
+                          bool *dry_run, char *webhook, rest_resp *resp)
 {
     *in = (restart_plan_input){.max_disconnect_pct = 5, .max_draining_pct = 60, .restart_s = 60};
+    int has_dry_run = 0;
     *dry_run = false;
     const char *key;
     json_t *v;
@@ -954,6 +956,12 @@ static bool restart_input(json_t *body, char *service, char *fleet, restart_plan
         } else if (strcmp(key, "dry_run") == 0) {
             ok = json_is_boolean(v);
             *dry_run = json_is_true(v);
+            has_dry_run = ok;
+        } else if (strcmp(key, "webhook_url") == 0) {
+            ok = json_is_string(v) && json_string_length(v) < HF_WEBHOOK_MAX;
+            if (ok) {
+                snprintf(webhook, HF_WEBHOOK_MAX, "%s", json_string_value(v));
+            }
         } else {
             rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
             return false;
@@ -967,18 +975,112 @@ static bool restart_input(json_t *body, char *service, char *fleet, restart_plan
     const char *missing = !service[0]                 ? "service"
                           : !fleet[0]                 ? "fleet"
                           : in->avg_connection_s == 0 ? "avg_connection_s"
-                                                      : NULL;
+                          : !has_dry_run ? "dry_run" /* starting takes an explicit false */
+                                         : NULL;
     if (missing != NULL) {
         rest__error_status(resp, 422, "invalid_field", missing, "%s is required", missing);
         return false;
     }
-    if (!*dry_run) {
-        rest__error_status(resp, 422, "invalid_field", "dry_run",
-                           "only planning is available (\"dry_run\": true); running rolling "
-                           "restarts is not implemented yet");
-        return false;
-    }
     return true;
+}
+
+static json_t *restart_json(const hf_restart *r, const hf_restart_batch *b, size_t nb)
+{
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:o}", "id", r->id,
+        "service", r->service, "fleet", r->fleet, "state", hf_restart_state_name(r->state),
+        "batch_size", (int)r->batch_size, "batches", (int)r->batches, "interval_s",
+        (int)r->interval_s, "drain_window_s", (int)r->drain_window_s, "restart_s",
+        (int)r->restart_s, "concurrent_batches", (int)r->concurrent_batches, "webhook_url",
+        r->webhook_url, "created_at", rest__time_json(r->created_at), "updated_at",
+        rest__time_json(r->updated_at), "finished_at", rest__time_json(r->finished_at));
+    if (b != NULL) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < nb; i++) {
+            json_t *eps = json_array();
+            for (uint32_t k = 0; k < b[i].n_endpoints; k++) {
+                json_array_append_new(eps, json_string(b[i].endpoints[k]));
+            }
+            json_array_append_new(
+                arr, json_pack("{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:i, s:b}", "n", (int)b[i].n,
+                               "state", hf_batch_state_name(b[i].state), "endpoints", eps,
+                               "started_at", rest__time_json(b[i].started_at), "ready_at",
+                               rest__time_json(b[i].ready_at), "restarted_at",
+                               rest__time_json(b[i].restarted_at), "done_at",
+                               rest__time_json(b[i].done_at), "webhook_attempts",
+                               (int)b[i].webhook_attempts, "webhook_ok", b[i].webhook_ok));
+        }
+        json_object_set_new(o, "batch_list", arr);
+    }
+    return o;
+}
+
+static void render_restart(rest_req *req, rest_resp *resp, int status, const char *id)
+{
+    hf_detail d = {0};
+    hf_restart r;
+    hf_restart_batch *b;
+    size_t nb;
+    int rc = store_restart_get(req->store, id, &r, &b, &nb, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    rest__json(resp, status, restart_json(&r, b, nb));
+    free(b);
+}
+
+void rest__h_restarts_list(rest_req *req, rest_resp *resp)
+{
+    hf_restart *rs;
+    size_t n;
+    if (store_restart_list(req->store, false, &rs, &n) != HF_OK) {
+        rest__error(resp, HF_EDB, NULL);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, restart_json(&rs[i], NULL, 0));
+    }
+    free(rs);
+    rest__json(resp, 200, json_pack("{s:o}", "items", arr));
+}
+
+void rest__h_restarts_get(rest_req *req, rest_resp *resp)
+{
+    render_restart(req, resp, 200, req->params[0]);
+}
+
+void rest__h_restarts_action(rest_req *req, rest_resp *resp)
+{
+    enum restart_action a;
+    if (restart_action_parse(req->params[1], &a) != 0) {
+        rest__error_status(resp, 404, "not_found", "", "no action '%s' (pause, resume, abort)",
+                           req->params[1]);
+        return;
+    }
+    hf_detail d = {0};
+    int rc = restart_act(req->store, req->actor, req->params[0], a, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_restart(req, resp, 200, req->params[0]);
+}
+
+void rest__h_restarts_batch_restarted(rest_req *req, rest_resp *resp)
+{
+    char *end;
+    unsigned long n = strtoul(req->params[1], &end, 10);
+    hf_detail d = {0};
+    int rc = *end != '\0'
+                 ? hf_fail(&d, HF_ENOTFOUND, "", "'%s' is not a batch number", req->params[1])
+                 : restart_batch_restarted(req->store, req->actor, req->params[0], (uint32_t)n, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_restart(req, resp, 200, req->params[0]);
 }
 
 void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
@@ -986,13 +1088,29 @@ void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
     if (!need_body(req, resp)) {
         return;
     }
-    char service[HF_NAME_MAX] = "", fleet[HF_NAME_MAX] = "";
+    char service[HF_NAME_MAX] = "", fleet[HF_NAME_MAX] = "", webhook[HF_WEBHOOK_MAX] = "";
     restart_plan_input in;
     bool dry_run;
-    if (!restart_input(req->body, service, fleet, &in, &dry_run, resp)) {
+    if (!restart_input(req->body, service, fleet, &in, &dry_run, webhook, resp)) {
         return;
     }
     hf_detail d = {0};
+    if (!dry_run) {
+        if (req->role < HF_TOKEN_OPERATOR) {
+            rest__error_status(resp, 403, "forbidden", "",
+                               "starting a restart needs the "
+                               "operator role; planning (dry_run) does not");
+            return;
+        }
+        hf_restart r;
+        int rc = restart_start(req->store, req->actor, service, fleet, &in, webhook, &r, &d);
+        if (rc != HF_OK) {
+            rest__error(resp, rc, &d);
+            return;
+        }
+        render_restart(req, resp, 201, r.id);
+        return;
+    }
     hf_service svc;
     hf_endpoint *eps;
     size_t n;

@@ -107,6 +107,10 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(deployments_action)                                                                          \
     X(whoami)                                                                                      \
     X(restarts_plan)                                                                               \
+    X(restarts_list)                                                                               \
+    X(restarts_get)                                                                                \
+    X(restarts_action)                                                                             \
+    X(restarts_batch_restarted)                                                                    \
     X(ui_index)                                                                                    \
     X(ui_asset)                                                                                    \
     X(healthz)                                                                                     \

@@ -108,6 +108,26 @@ static const struct {
         "  at INTEGER NOT NULL,"
         "  PRIMARY KEY (endpoint_id, checker));"},
     {4, "ALTER TABLE services ADD COLUMN hc_reuse_connection INTEGER NOT NULL DEFAULT 1;"},
+    {5,
+     "CREATE TABLE restarts ("
+     "  id TEXT PRIMARY KEY,"
+     "  service_id INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+     "  fleet TEXT NOT NULL,"
+     "  state TEXT NOT NULL CHECK (state IN ('running','paused','completed','aborted')),"
+     "  batch_size INTEGER NOT NULL, batches INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
+     "  drain_window_s INTEGER NOT NULL, restart_s INTEGER NOT NULL,"
+     "  concurrent_batches INTEGER NOT NULL, webhook_url TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER NOT NULL);"
+     "CREATE UNIQUE INDEX restarts_one_running ON restarts(service_id)"
+     "  WHERE state IN ('running','paused');"
+     "CREATE TABLE restart_batches ("
+     "  restart_id TEXT NOT NULL REFERENCES restarts(id) ON DELETE CASCADE,"
+     "  n INTEGER NOT NULL,"
+     "  state TEXT NOT NULL CHECK (state IN ('pending','draining','ready','restarting','done')),"
+     "  endpoints TEXT NOT NULL,"
+     "  started_at INTEGER NOT NULL, ready_at INTEGER NOT NULL, restarted_at INTEGER NOT NULL,"
+     "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
+     "  PRIMARY KEY (restart_id, n));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

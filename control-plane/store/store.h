@@ -118,6 +118,23 @@ typedef struct store_deploy_change {
 int store_deployment_change(hf_store *st, const char *actor, const store_deploy_change *c,
                             hf_detail *d);
 
+/* ---- rolling restarts (rules in control-plane/deploy) ---- */
+/* Stores a running restart and its batches. HF_ECONFLICT when the service already has a
+ * running restart or a running blue-green deployment. */
+int store_restart_create(hf_store *st, const char *actor, hf_restart *r, const hf_restart_batch *b,
+                         size_t nb, hf_detail *d);
+/* A restart and its batches (heap array the caller frees). */
+int store_restart_get(hf_store *st, const char *id, hf_restart *out, hf_restart_batch **b,
+                      size_t *nb, hf_detail *d);
+int store_restart_list(hf_store *st, bool running_only, hf_restart **out, size_t *n);
+/* Saves a restart's row and batches and, when endpoints is not NULL, sets the admin_state of
+ * those endpoints ("address:port", of the restart's fleet) - one transaction with its event;
+ * a new generation only when admin states changed. */
+int store_restart_save(hf_store *st, const char *actor, const hf_restart *r,
+                       const hf_restart_batch *b, size_t nb, const hf_restart_batch *endpoints,
+                       enum hf_admin_state admin, const char *action, const char *summary,
+                       hf_detail *d);
+
 /* Affinity-tail samples (not configuration: no new generation). */
 int store_tail_add(hf_store *st, const char *id, const hf_tail_sample *s, hf_detail *d);
 int store_tail_list(hf_store *st, const char *id, hf_tail_sample **out, size_t *n);

@@ -96,6 +96,16 @@ int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep,
                      dep->service, other);
     }
     if (rc == HF_OK) {
+        sqlite3_stmt *q = store__stmt(st, ST_RESTART_RUNNING);
+        sqlite3_bind_int64(q, 1, service_id);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            rc = hf_fail(d, HF_ECONFLICT, "service",
+                         "service '%s' has a running rolling restart (%s)", dep->service,
+                         (const char *)sqlite3_column_text(q, 0));
+        }
+        sqlite3_reset(q);
+    }
+    if (rc == HF_OK) {
         dep->created_at = dep->updated_at = hf_now_ms();
         sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_INSERT);
         bind_deployment(s, dep, service_id);

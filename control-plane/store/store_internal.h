@@ -149,6 +149,33 @@
       "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON "                          \
       "f.id = e.fleet_id JOIN services s ON s.id = e.service_id ORDER BY s.name, "                 \
       "e.address, e.port")                                                                         \
+    X(ST_RESTART_INSERT,                                                                           \
+      "INSERT INTO restarts(id, service_id, fleet, state, batch_size, batches, interval_s, "       \
+      "drain_window_s, restart_s, concurrent_batches, webhook_url, created_at, updated_at, "       \
+      "finished_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0)")            \
+    X(ST_RESTART_UPDATE, "UPDATE restarts SET state = ?2, updated_at = ?3, finished_at = ?4 "      \
+                         "WHERE id = ?1")                                                          \
+    X(ST_RESTART_GET, "SELECT r.id, s.name, r.fleet, r.state, r.batch_size, r.batches, "           \
+                      "r.interval_s, r.drain_window_s, r.restart_s, r.concurrent_batches, "        \
+                      "r.webhook_url, r.created_at, r.updated_at, r.finished_at FROM restarts r "  \
+                      "JOIN services s ON s.id = r.service_id WHERE r.id = ?1 OR (?1 IS NULL "     \
+                      "AND (?2 = 0 OR r.state IN ('running','paused'))) ORDER BY r.created_at")    \
+    X(ST_RESTART_RUNNING, "SELECT id FROM restarts WHERE service_id = ?1 AND state IN "            \
+                          "('running','paused')")                                                  \
+    X(ST_BATCH_UPSERT,                                                                             \
+      "INSERT INTO restart_batches(restart_id, n, state, endpoints, started_at, ready_at, "        \
+      "restarted_at, done_at, webhook_attempts, webhook_ok) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "   \
+      "?8, ?9, ?10) ON CONFLICT(restart_id, n) DO UPDATE SET state = excluded.state, "             \
+      "started_at = excluded.started_at, ready_at = excluded.ready_at, restarted_at = "            \
+      "excluded.restarted_at, done_at = excluded.done_at, webhook_attempts = "                     \
+      "excluded.webhook_attempts, webhook_ok = excluded.webhook_ok")                               \
+    X(ST_BATCH_LIST, "SELECT n, state, endpoints, started_at, ready_at, restarted_at, done_at, "   \
+                     "webhook_attempts, webhook_ok FROM restart_batches WHERE restart_id = ?1 "    \
+                     "ORDER BY n")                                                                 \
+    X(ST_ENDPOINT_SET_ADMIN, "UPDATE endpoints SET admin_state = ?4, updated_at = ?5 WHERE id = "  \
+                             "(SELECT e.id FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "   \
+                             "JOIN services s ON s.id = e.service_id WHERE s.name = ?1 AND "       \
+                             "f.name = ?2 AND e.address || ':' || e.port = ?3)")                   \
     X(ST_TOKEN_INSERT, "INSERT INTO tokens(name, hash, role, created_at) VALUES(?1, ?2, ?3, ?4)")  \
     X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")            \
     X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \
