@@ -359,6 +359,73 @@ function updateChart(d) {
   if ($('#eta')) $('#eta').textContent = d.eta ? `fitted half-life ${d.fit.half_life_s.toFixed(1)} s · ETA to ${d.tail_threshold_pct} %: ${fmtTime(d.eta)} · deadline ${fmtTime(d.deadline_at)}` : `deadline ${fmtTime(d.deadline_at)}`;
 }
 
+/* ---------------- rolling restarts ---------------- */
+
+async function restartsPage() {
+  const [services, restarts] = await Promise.all([api('GET', '/services'), api('GET', '/restarts')]);
+  $('#main').innerHTML = `<div class="card"><h2>Plan a rolling restart</h2>
+    <form class="grid" id="rplan" onsubmit="return false">
+      <label for="rsvc">service</label><select id="rsvc">${services.items.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select>
+      <label for="rfleet">fleet</label><select id="rfleet"></select>
+      <label for="ravg">average connection length (s)</label><input id="ravg" type="number" min="1" value="2700">
+      <label for="rdisc">disconnect budget (%)</label><input id="rdisc" type="number" step="0.5" min="1" max="10" value="5">
+      <label for="rdrain">max out of rotation (%)</label><input id="rdrain" type="number" min="10" max="90" value="60">
+      <label for="rrs">instance restart (s)</label><input id="rrs" type="number" min="1" value="60">
+      <label for="rhook">webhook URL</label><input id="rhook" type="text" placeholder="http://10.0.0.5:8080/restart (optional)">
+    </form>
+    <div class="actions"><button id="rplan-go">Plan (dry run)</button><button class="primary" id="rstart">Start…</button></div>
+    <div id="rplan-out"></div></div>
+    <div class="card"><h2>Rolling restarts</h2><table id="restarts"><tr><th>id</th><th>service / fleet</th><th>batches</th><th>state</th><th>started</th></tr>${restarts.items.slice().reverse().map((r) =>
+      `<tr><td><a href="#/restarts/${r.id}">${r.id}</a></td><td>${esc(r.service)} / ${esc(r.fleet)}</td><td>${r.batches} × ${r.batch_size}</td><td><span class="badge ${r.state}">${r.state}</span></td><td>${fmtTime(r.created_at)}</td></tr>`).join('')}</table></div>`;
+  const fill = async () => {
+    const fl = (await api('GET', `/services/${$('#rsvc').value}/fleets`)).items;
+    $('#rfleet').innerHTML = fl.map((f) => `<option ${f.role === 'active' ? 'selected' : ''}>${esc(f.name)}</option>`).join('');
+  };
+  $('#rsvc').onchange = fill;
+  if (services.items.length) await fill();
+  const body = (dry) => {
+    const b = { service: $('#rsvc').value, fleet: $('#rfleet').value, dry_run: dry,
+      avg_connection_s: parseInt($('#ravg').value, 10), max_disconnect_pct: parseFloat($('#rdisc').value),
+      max_draining_pct: parseFloat($('#rdrain').value), restart_s: parseInt($('#rrs').value, 10) };
+    if (!dry && $('#rhook').value) b.webhook_url = $('#rhook').value;
+    return b;
+  };
+  $('#rplan-go').onclick = (e) => act(e.target, async () => {
+    const p = await api('POST', '/restarts', body(true));
+    $('#rplan-out').innerHTML = `<div class="kv" id="plan-figures"><span class="muted">batches</span><span>${p.batches} of ${p.batch_size}</span>
+      <span class="muted">drain window</span><span>${p.drain_window_s} s</span><span class="muted">a batch every</span><span>${p.interval_s} s</span>
+      <span class="muted">predicted total</span><span id="plan-total">${Math.round(p.total_s / 60)} min</span></div><p class="muted" id="plan-why">${esc(p.explanation)}</p>`;
+  });
+  guard($('#rstart'), 'operator').onclick = (e) => confirmDialog('Start the rolling restart?',
+    `Batches of <code>${esc($('#rfleet').value)}</code> go DRAINING one after another; each waits for the orchestrator (or the health checks) before the next.`, 'Start')
+    .then((ok) => ok && act(e.target, async () => { const r = await api('POST', '/restarts', body(false)); location.hash = '#/restarts/' + r.id; }));
+}
+
+async function restartPage(id) {
+  const r = await api('GET', '/restarts/' + id);
+  const live = ['running', 'paused'].includes(r.state);
+  const done = r.batch_list.filter((b) => b.state === 'done').length;
+  $('#main').innerHTML = `<div class="card" id="restart" data-state="${r.state}"><h2>Rolling restart of ${esc(r.service)} / ${esc(r.fleet)} <span class="badge ${r.state}" id="rstate">${r.state}</span></h2>
+    <div class="kv"><span class="muted">progress</span><span id="rprogress">${done} of ${r.batches} batches done</span>
+      <span class="muted">batches</span><span>${r.batches} × ${r.batch_size}, at most ${r.concurrent_batches} at once, one every ${r.interval_s} s</span>
+      <span class="muted">drain window</span><span>${r.drain_window_s} s</span>
+      <span class="muted">webhook</span><span>${esc(r.webhook_url) || '—'}</span></div>
+    <div class="actions">${r.state === 'paused' ? '<button class="primary" id="rresume">Resume</button>' : '<button id="rpause">Pause</button>'}<button id="rabort">Abort…</button></div>
+    <table id="batches"><tr><th>#</th><th>endpoints</th><th>state</th><th>draining since</th><th>ready</th><th>restarted</th><th>done</th><th>webhook</th></tr>${r.batch_list.map((b) =>
+      `<tr data-batch="${b.n}"><td>${b.n}</td><td>${b.endpoints.map(esc).join(', ')}</td><td><span class="badge ${b.state}">${b.state}</span>${b.state === 'ready' ? ` <button class="restarted" data-n="${b.n}">Mark restarted</button>` : ''}</td><td>${fmtTime(b.started_at)}</td><td>${fmtTime(b.ready_at)}</td><td>${fmtTime(b.restarted_at)}</td><td>${fmtTime(b.done_at)}</td><td>${b.webhook_attempts ? (b.webhook_ok ? 'ok' : 'failed') + ` (${b.webhook_attempts})` : '—'}</td></tr>`).join('')}</table></div>`;
+  const post = (what) => api('POST', `/restarts/${id}/${what}`);
+  const refresh = debounce(route, 200);
+  for (const [sel, action] of [['#rpause', 'pause'], ['#rresume', 'resume']]) {
+    if ($(sel)) guard($(sel), 'operator').onclick = (e) => act(e.target, async () => { await post(action); refresh(); });
+  }
+  guard($('#rabort'), 'operator').onclick = (e) => confirmDialog('Abort the rolling restart?', 'Every endpoint of this restart goes back to active, whatever its batch was doing.', 'Abort')
+    .then((ok) => ok && act(e.target, async () => { await post('abort'); refresh(); }));
+  if (!live) document.querySelectorAll('#restart .actions button').forEach((b) => { b.disabled = true; });
+  document.querySelectorAll('button.restarted').forEach((b) => { guard(b, 'operator').onclick = (e) => act(e.target, async () => { await post(`batches/${b.dataset.n}/restarted`); refresh(); }); });
+  state.liveListeners.add((ev) => { if (ev.object === 'restarts/' + id) refresh(); });
+  if (live) every(2000, refresh);
+}
+
 /* ---------------- events ---------------- */
 
 async function eventsPage() {
@@ -393,6 +460,8 @@ async function route() {
     else if (path === '/deployments') await deploymentsList();
     else if (path === '/deployments/new') await planForm(params);
     else if (path.startsWith('/deployments/')) await deploymentPage(path.split('/')[2]);
+    else if (path === '/restarts') await restartsPage();
+    else if (path.startsWith('/restarts/')) await restartPage(path.split('/')[2]);
     else if (path === '/events') await eventsPage();
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {

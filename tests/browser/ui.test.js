@@ -217,3 +217,49 @@ test('a NACK appears live, with the proxy error text', { timeout: 30000 }, async
     assert.equal(await stop(hf.proc), 0);
   }
 });
+
+test('a rolling restart planned, started, driven and aborted by clicks', { timeout: 60000 }, async () => {
+  const hf = await startHoldfast();
+  await world(hf);
+  for (let i = 3; i < 10; i++) {
+    await call(hf, 'POST', '/services/cart/fleets/blue/endpoints', { address: '127.0.0.1', port: 9100 + i, zone: 'z0' });
+  }
+  const patched = await call(hf, 'PATCH', '/services/cart', { connection: { max_connection_age_s: 1, drain_timeout_s: 1 } });
+  assert.equal(patched.status, 200, JSON.stringify(patched.json));
+  try {
+    const p = await page();
+    await p.goto(hf.base + '/#/restarts');
+    await p.locator('#rfleet option').first().waitFor({ state: 'attached' });
+    await p.fill('#ravg', '60');
+    await p.fill('#rdisc', '10');
+    await p.fill('#rdrain', '30');
+    await p.fill('#rrs', '1');
+    await p.click('#rplan-go');
+    await p.locator('#plan-why').waitFor();
+    assert.match(await p.locator('#plan-figures').innerText(), /10 of 1/);
+    assert.match(await p.locator('#plan-why').innerText(), /10 instances in 10 batches of 1/);
+    await shot(p, '7-restart-plan');
+    await p.click('#rstart');
+    await p.click('#modal-confirm');
+    await p.locator('#restart[data-state="running"]').waitFor();
+    const id = new URL(p.url()).hash.split('/')[2];
+    // batch 1 drains (2 s window), then waits for the orchestrator: here, a click
+    const mark = p.locator('tr[data-batch="1"] button.restarted');
+    await mark.waitFor({ timeout: 15000 });
+    await mark.click();
+    await p.locator('tr[data-batch="1"] .badge.done').waitFor({ timeout: 10000 });
+    await shot(p, '8-restart-progress');
+    await p.click('#rpause');
+    await p.locator('#restart[data-state="paused"]').waitFor();
+    await p.click('#rabort');
+    await p.click('#modal-confirm');
+    await p.locator('#restart[data-state="aborted"]').waitFor();
+    assert.ok(await p.locator('#rabort').isDisabled());
+    const eps = (await call(hf, 'GET', '/services/cart/fleets/blue/endpoints')).json.items;
+    assert.deepEqual([...new Set(eps.map((e) => e.admin_state))], ['active']);
+    const r = (await call(hf, 'GET', '/restarts/' + id)).json;
+    assert.equal(r.batch_list[0].state, 'done');
+  } finally {
+    assert.equal(await stop(hf.proc), 0);
+  }
+});
