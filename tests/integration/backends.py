@@ -9,22 +9,29 @@ import grpc
 
 
 class _Named(grpc.GenericRpcHandler):
-    def __init__(self, name):
+    def __init__(self, name, delay_s):
         self.name = name.encode()
+        self.delay_s = delay_s
+
+    def answer(self, req, ctx):
+        if self.delay_s:
+            time.sleep(self.delay_s)  # a slow call: one in flight when the server stops fails
+        return self.name
 
     def service(self, details):
-        return grpc.unary_unary_rpc_method_handler(lambda req, ctx: self.name)
+        return grpc.unary_unary_rpc_method_handler(self.answer)
 
 
 class Backend:
-    def __init__(self, name, port):
+    def __init__(self, name, port, delay_s=0.0):
         self.name = name
         self.port = port
+        self.delay_s = delay_s
         self.server = None
 
     def start(self):
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((_Named(self.name),))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server.add_generic_rpc_handlers((_Named(self.name, self.delay_s),))
         self.server.add_insecure_port("127.0.0.1:%d" % self.port)
         self.server.start()
         return self
