@@ -251,7 +251,7 @@ static int run(const struct options *o)
                      .store = st,
                      .threads = o->xds_threads,
                      .lrs_interval_ms = o->lrs_interval_ms,
-                     .load_sink = {deploy_record_load, deploy},
+                     .load_sink = {deploy_record_load, deploy, deploy_record_endpoint},
                      .hds_replicas = o->hds_replicas};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {

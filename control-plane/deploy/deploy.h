@@ -77,5 +77,8 @@ void deploy_stop(deploy_engine *e);
 /* An xds_load_sink: requests of one cluster's fleet in one report. Thread-safe, never blocks
  * for long (a short mutex). */
 void deploy_record_load(void *engine, const char *cluster, const char *fleet, uint64_t requests);
+/* The xds_load_sink endpoint_fn: requests in progress on one endpoint, as one node reports. */
+void deploy_record_endpoint(void *engine, const char *node, const char *cluster,
+                            const char *address, uint32_t port, uint64_t in_progress);
 
 #endif

@@ -29,8 +29,20 @@ struct load {
     uint64_t requests;
 };
 
+/* The last report of requests in progress on one endpoint from one node. */
+struct inflight {
+    char node[128];
+    char cluster[HF_NAME_MAX];
+    char endpoint[HF_ENDPOINT_ID_MAX];
+    uint64_t in_progress;
+    int64_t at_ms;
+};
+#define INFLIGHT_MAX 65536
+
 struct deploy_engine {
     hf_store *store;
+    struct inflight *inflight; /* under lock */
+    size_t n_inflight;
     uint32_t interval_ms;
     pthread_t thread;
     pthread_mutex_t lock; /* loads, stopping */
@@ -60,6 +72,57 @@ void deploy_record_load(void *engine, const char *cluster, const char *fleet, ui
         e->loads[i].requests += requests;
     }
     pthread_mutex_unlock(&e->lock);
+}
+
+void deploy_record_endpoint(void *engine, const char *node, const char *cluster,
+                            const char *address, uint32_t port, uint64_t in_progress)
+{
+    struct deploy_engine *e = engine;
+    char ep[HF_ENDPOINT_ID_MAX];
+    snprintf(ep, sizeof(ep), "%s:%u", address, port);
+    int64_t now = hf_now_ms();
+    pthread_mutex_lock(&e->lock);
+    size_t i = 0;
+    while (i < e->n_inflight &&
+           (strcmp(e->inflight[i].endpoint, ep) != 0 || strcmp(e->inflight[i].node, node) != 0 ||
+            strcmp(e->inflight[i].cluster, cluster) != 0)) {
+        i++;
+    }
+    if (i == e->n_inflight && e->n_inflight < INFLIGHT_MAX) {
+        e->inflight = xrealloc(e->inflight, (e->n_inflight + 1) * sizeof(*e->inflight));
+        struct inflight *f = &e->inflight[e->n_inflight++];
+        snprintf(f->node, sizeof(f->node), "%s", node);
+        snprintf(f->cluster, sizeof(f->cluster), "%s", cluster);
+        snprintf(f->endpoint, sizeof(f->endpoint), "%s", ep);
+    }
+    if (i < e->n_inflight) {
+        e->inflight[i].in_progress = in_progress;
+        e->inflight[i].at_ms = now;
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* restart_idle_fn: true when every endpoint of the batch was reported since since_ms, and every
+ * report since then says no request is in progress on it. */
+static bool batch_idle(void *arg, const char *cluster, const hf_restart_batch *b, int64_t since_ms)
+{
+    struct deploy_engine *e = arg;
+    bool idle = b->n_endpoints > 0;
+    pthread_mutex_lock(&e->lock);
+    for (uint32_t k = 0; idle && k < b->n_endpoints; k++) {
+        size_t reports = 0;
+        for (size_t i = 0; idle && i < e->n_inflight; i++) {
+            const struct inflight *f = &e->inflight[i];
+            if (f->at_ms >= since_ms && strcmp(f->endpoint, b->endpoints[k]) == 0 &&
+                strcmp(f->cluster, cluster) == 0) {
+                reports++;
+                idle = f->in_progress == 0;
+            }
+        }
+        idle = idle && reports > 0;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return idle;
 }
 
 /* Samples every tail since cutover; returns how many of the last ones are under thr. */
@@ -132,7 +195,7 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
 
 static void tick(struct deploy_engine *e)
 {
-    restart_tick(e->store);
+    restart_tick(e->store, batch_idle, e, 2 * (int64_t)e->interval_ms);
     pthread_mutex_lock(&e->lock);
     struct load *loads = e->loads;
     size_t n_loads = e->n_loads;
@@ -201,6 +264,7 @@ void deploy_stop(deploy_engine *e)
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
     free(e->loads);
+    free(e->inflight);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);

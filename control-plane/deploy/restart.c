@@ -321,10 +321,16 @@ static void notify_ready(hf_restart *r, hf_restart_batch *b)
     }
 }
 
+struct idle_check {
+    restart_idle_fn fn;
+    void *arg;
+    int64_t settle_ms;
+};
+
 /* Advances one batch; returns the event action when it changed, else NULL. */
 static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_restart_batch *b,
                         int64_t now, int *active, int64_t *last_start, bool *first_pending,
-                        enum hf_admin_state *admin, bool *set_admin)
+                        enum hf_admin_state *admin, bool *set_admin, const struct idle_check *ic)
 {
     *set_admin = false;
     switch (b->state) {
@@ -345,7 +351,11 @@ static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_r
         return "restart.batch_draining";
     case HF_BATCH_DRAINING:
         if (now < b->started_at + (int64_t)r->drain_window_s * 1000) {
-            return NULL;
+            int64_t since = b->started_at + ic->settle_ms;
+            if (ic->fn == NULL || now < since || !ic->fn(ic->arg, r->service, b, since)) {
+                return NULL;
+            }
+            b->drained_early = true; /* load reports: nothing in progress any more */
         }
         b->state = HF_BATCH_READY;
         b->ready_at = now;
@@ -380,7 +390,7 @@ static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_r
     return NULL;
 }
 
-static void tick_one(hf_store *st, hf_restart *r)
+static void tick_one(hf_store *st, hf_restart *r, const struct idle_check *ic)
 {
     hf_restart_batch *b;
     size_t nb;
@@ -404,8 +414,8 @@ static void tick_one(hf_store *st, hf_restart *r)
     for (size_t i = 0; i < nb; i++) {
         enum hf_admin_state admin = HF_ADMIN_ACTIVE;
         bool set_admin = false;
-        const char *action =
-            step(st, r, &svc, &b[i], now, &active, &last_start, &first_pending, &admin, &set_admin);
+        const char *action = step(st, r, &svc, &b[i], now, &active, &last_start, &first_pending,
+                                  &admin, &set_admin, ic);
         if (action != NULL) {
             char summary[256];
             snprintf(summary, sizeof(summary), "restart %s of %s/%s: batch %u %s", r->id,
@@ -431,8 +441,9 @@ static void tick_one(hf_store *st, hf_restart *r)
     free(b);
 }
 
-void restart_tick(hf_store *st)
+void restart_tick(hf_store *st, restart_idle_fn idle, void *idle_arg, int64_t settle_ms)
 {
+    struct idle_check ic = {idle, idle_arg, settle_ms};
     hf_restart *rs;
     size_t n;
     if (store_restart_list(st, true, &rs, &n) != HF_OK) {
@@ -440,7 +451,7 @@ void restart_tick(hf_store *st)
     }
     for (size_t i = 0; i < n; i++) {
         if (rs[i].state == HF_RS_RUNNING) {
-            tick_one(st, &rs[i]);
+            tick_one(st, &rs[i], &ic);
         }
     }
     free(rs);

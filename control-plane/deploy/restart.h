@@ -27,7 +27,12 @@ int restart_act(hf_store *st, const char *actor, const char *id, enum restart_ac
 /* The orchestrator restarted batch n: it is then waited for to be healthy again. */
 int restart_batch_restarted(hf_store *st, const char *actor, const char *id, uint32_t n,
                             hf_detail *d);
-/* Advances every running restart; called by the deploy engine's thread. */
-void restart_tick(hf_store *st);
+/* Whether load reports show no request in progress on any endpoint of batch b of cluster in
+ * reports made at or after since_ms (and at least one report per endpoint). */
+typedef bool (*restart_idle_fn)(void *arg, const char *cluster, const hf_restart_batch *b,
+                                int64_t since_ms);
+/* Advances every running restart; called by the deploy engine's thread. A draining batch becomes
+ * ready early when idle() says so for reports made settle_ms after its drain began. */
+void restart_tick(hf_store *st, restart_idle_fn idle, void *idle_arg, int64_t settle_ms);
 
 #endif

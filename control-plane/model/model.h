@@ -211,6 +211,7 @@ typedef struct hf_restart_batch {
     int64_t started_at, ready_at, restarted_at, done_at;
     uint32_t webhook_attempts;
     bool webhook_ok;
+    bool drained_early; /* ready before the drain window: load reports showed it idle */
 } hf_restart_batch;
 
 typedef struct hf_restart {

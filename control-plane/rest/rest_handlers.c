@@ -1002,13 +1002,14 @@ static json_t *restart_json(const hf_restart *r, const hf_restart_batch *b, size
                 json_array_append_new(eps, json_string(b[i].endpoints[k]));
             }
             json_array_append_new(
-                arr, json_pack("{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:i, s:b}", "n", (int)b[i].n,
-                               "state", hf_batch_state_name(b[i].state), "endpoints", eps,
-                               "started_at", rest__time_json(b[i].started_at), "ready_at",
+                arr, json_pack("{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:i, s:b, s:b}", "n",
+                               (int)b[i].n, "state", hf_batch_state_name(b[i].state), "endpoints",
+                               eps, "started_at", rest__time_json(b[i].started_at), "ready_at",
                                rest__time_json(b[i].ready_at), "restarted_at",
                                rest__time_json(b[i].restarted_at), "done_at",
                                rest__time_json(b[i].done_at), "webhook_attempts",
-                               (int)b[i].webhook_attempts, "webhook_ok", b[i].webhook_ok));
+                               (int)b[i].webhook_attempts, "webhook_ok", b[i].webhook_ok,
+                               "drained_early", b[i].drained_early));
         }
         json_object_set_new(o, "batch_list", arr);
     }

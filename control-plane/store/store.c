@@ -127,6 +127,7 @@ static const struct {
      "  endpoints TEXT NOT NULL,"
      "  started_at INTEGER NOT NULL, ready_at INTEGER NOT NULL, restarted_at INTEGER NOT NULL,"
      "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
+     "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -164,14 +164,17 @@
                           "('running','paused')")                                                  \
     X(ST_BATCH_UPSERT,                                                                             \
       "INSERT INTO restart_batches(restart_id, n, state, endpoints, started_at, ready_at, "        \
-      "restarted_at, done_at, webhook_attempts, webhook_ok) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "   \
-      "?8, ?9, ?10) ON CONFLICT(restart_id, n) DO UPDATE SET state = excluded.state, "             \
+      "restarted_at, done_at, webhook_attempts, webhook_ok, drained_early) VALUES(?1, ?2, ?3, "    \
+      "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(restart_id, n) DO UPDATE SET state = "        \
+      "excluded.state, "                                                                           \
       "started_at = excluded.started_at, ready_at = excluded.ready_at, restarted_at = "            \
       "excluded.restarted_at, done_at = excluded.done_at, webhook_attempts = "                     \
-      "excluded.webhook_attempts, webhook_ok = excluded.webhook_ok")                               \
-    X(ST_BATCH_LIST, "SELECT n, state, endpoints, started_at, ready_at, restarted_at, done_at, "   \
-                     "webhook_attempts, webhook_ok FROM restart_batches WHERE restart_id = ?1 "    \
-                     "ORDER BY n")                                                                 \
+      "excluded.webhook_attempts, webhook_ok = excluded.webhook_ok, drained_early = "              \
+      "excluded.drained_early")                                                                    \
+    X(ST_BATCH_LIST,                                                                               \
+      "SELECT n, state, endpoints, started_at, ready_at, restarted_at, done_at, "                  \
+      "webhook_attempts, webhook_ok, drained_early FROM restart_batches WHERE restart_id = ?1 "    \
+      "ORDER BY n")                                                                                \
     X(ST_ENDPOINT_SET_ADMIN, "UPDATE endpoints SET admin_state = ?4, updated_at = ?5 WHERE id = "  \
                              "(SELECT e.id FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "   \
                              "JOIN services s ON s.id = e.service_id WHERE s.name = ?1 AND "       \

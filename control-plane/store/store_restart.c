@@ -50,6 +50,7 @@ static void read_batch(hf_store *st, sqlite3_stmt *s, void *elem)
     b->done_at = sqlite3_column_int64(s, 6);
     b->webhook_attempts = (uint32_t)sqlite3_column_int(s, 7);
     b->webhook_ok = sqlite3_column_int(s, 8) != 0;
+    b->drained_early = sqlite3_column_int(s, 9) != 0;
 }
 
 static int save_batches(hf_store *st, const char *id, const hf_restart_batch *b, size_t nb,
@@ -72,6 +73,7 @@ static int save_batches(hf_store *st, const char *id, const hf_restart_batch *b,
         sqlite3_bind_int64(s, 8, b[i].done_at);
         sqlite3_bind_int(s, 9, (int)b[i].webhook_attempts);
         sqlite3_bind_int(s, 10, b[i].webhook_ok);
+        sqlite3_bind_int(s, 11, b[i].drained_early);
         rc = store__exec(st, s, d);
         hf_buf_destroy(&list);
     }

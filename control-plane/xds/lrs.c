@@ -81,6 +81,24 @@ static void take_report(lrs_stream *s, const LoadStatsRequest *rq)
             if (sink->fn != NULL && cluster != NULL && n > 0) {
                 sink->fn(sink->arg, cluster, fleet, n);
             }
+            for (size_t k = 0; sink->endpoint_fn != NULL && cluster != NULL &&
+                               s->node_id[0] != '\0' && k < l->n_upstream_endpoint_stats;
+                 k++) {
+                const Envoy__Config__Endpoint__V3__UpstreamEndpointStats *es =
+                    l->upstream_endpoint_stats[k];
+                const Envoy__Config__Core__V3__SocketAddress *sa =
+                    es->address != NULL &&
+                            es->address->address_case ==
+                                ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS
+                        ? es->address->socket_address
+                        : NULL;
+                if (sa != NULL && sa->address != NULL &&
+                    sa->port_specifier_case ==
+                        ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE) {
+                    sink->endpoint_fn(sink->arg, s->node_id, cluster, sa->address, sa->port_value,
+                                      es->total_requests_in_progress);
+                }
+            }
         }
     }
     hf_counter_add("holdfast_lrs_reports_total", "Load reports received.", "", 1);

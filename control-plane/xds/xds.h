@@ -23,6 +23,10 @@ typedef struct xds_server xds_server;
 typedef struct xds_load_sink {
     void (*fn)(void *arg, const char *cluster, const char *fleet, uint64_t requests);
     void *arg;
+    /* per endpoint (when the client reports endpoint stats): requests in progress on
+     * address:port, as seen by node; may be NULL */
+    void (*endpoint_fn)(void *arg, const char *node, const char *cluster, const char *address,
+                        uint32_t port, uint64_t in_progress);
 } xds_load_sink;
 
 typedef struct xds_config {

@@ -201,6 +201,60 @@ class RestartTest(unittest.TestCase):
         self.assertEqual([(x["id"], x["state"]) for x in items], [(rid, "aborted")])
         self.assertNotIn("batch_list", items[0])
 
+    def test_load_reports_end_a_drain_early(self):
+        """A proxy reporting per-endpoint load (LRS): the batch stays draining while it reports
+        requests in progress on the batch's endpoint, and becomes ready soon after it reports
+        none - long before the 31 s drain window."""
+        from adsclient import node
+        import grpc
+        from envoy.service.load_stats.v3 import lrs_pb2
+        self.assertEqual(self.hf.patch(API + "/services/ws", {"connection": {"max_connection_age_s": 30}}).status, 200)
+        busy = {}  # endpoint id -> requests in progress the proxy reports
+        stop = threading.Event()
+
+        def reports():
+            first = lrs_pb2.LoadStatsRequest()
+            first.node.CopyFrom(node("envoy-lrs-1", "edge"))
+            yield first
+            while not stop.wait(0.2):
+                req = lrs_pb2.LoadStatsRequest()
+                loc = req.cluster_stats.add(cluster_name="ws").upstream_locality_stats.add()
+                loc.locality.zone, loc.locality.sub_zone = "z1", "blue"
+                for e in self.endpoints():
+                    es = loc.upstream_endpoint_stats.add(total_requests_in_progress=busy.get(e["id"], 0))
+                    es.address.socket_address.address = e["address"]
+                    es.address.socket_address.port_value = e["port"]
+                yield req
+
+        channel = grpc.insecure_channel(self.hf.xds)
+        self.addCleanup(channel.close)
+        self.addCleanup(stop.set)
+        call = channel.stream_stream("/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats",
+                                     request_serializer=lrs_pb2.LoadStatsRequest.SerializeToString,
+                                     response_deserializer=lrs_pb2.LoadStatsResponse.FromString)(reports())
+        self.addCleanup(call.cancel)
+        self.assertTrue(next(call).report_endpoint_granularity)
+        for e in self.endpoints():
+            busy[e["id"]] = 2
+        r = self.start(max_draining_pct=10)
+        self.assertGreaterEqual(r["drain_window_s"], 30)
+        rid = r["id"]
+
+        def batch1():
+            return self.hf.get(API + "/restarts/" + rid).json["batch_list"][0]
+        self.wait(lambda: batch1()["state"] == "draining", 5, "batch 1 draining")
+        time.sleep(2.0)
+        self.assertEqual(batch1()["state"], "draining")  # requests still in progress
+        t0 = time.monotonic()
+        busy[batch1()["endpoints"][0]] = 0
+        self.wait(lambda: batch1()["state"] == "ready", 5, "batch 1 ready early")
+        took = time.monotonic() - t0
+        b = batch1()
+        self.assertTrue(b["drained_early"])
+        print("drain ended %.1f s after the last request finished (window %d s)" % (took, r["drain_window_s"]),
+              file=sys.stderr)
+        self.assertEqual(self.hf.get(API + "/restarts/" + rid).json["batch_list"][1]["state"], "pending")
+
     def test_bad_start_changes_nothing(self):
         before = self.hf.state()
         for body, status, field in (
