@@ -229,7 +229,7 @@ async function planForm(params) {
   const services = (await api('GET', '/services')).items;
   const pick = params.get('service') || (services[0] && services[0].name);
   $('#main').innerHTML = `<div class="card"><h2>Plan a blue-green deployment</h2>
-    <form class="grid" id="plan" onsubmit="return false">
+    <form class="grid" id="plan">
       <label for="svc">service</label><select id="svc">${services.map((s) => `<option ${s.name === pick ? 'selected' : ''}>${esc(s.name)}</option>`).join('')}</select>
       <label for="to">to fleet</label><select id="to"></select>
       <label for="lowered">lowered cookie TTL (s)</label><input id="lowered" type="number" min="1" placeholder="default min(300, TTL)">
@@ -364,7 +364,7 @@ function updateChart(d) {
 async function restartsPage() {
   const [services, restarts] = await Promise.all([api('GET', '/services'), api('GET', '/restarts')]);
   $('#main').innerHTML = `<div class="card"><h2>Plan a rolling restart</h2>
-    <form class="grid" id="rplan" onsubmit="return false">
+    <form class="grid" id="rplan">
       <label for="rsvc">service</label><select id="rsvc">${services.items.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select>
       <label for="rfleet">fleet</label><select id="rfleet"></select>
       <label for="ravg">average connection length (s)</label><input id="ravg" type="number" min="1" value="2700">
@@ -449,6 +449,9 @@ async function eventsPage() {
 }
 
 /* ---------------- router ---------------- */
+
+/* Forms are driven by their buttons; Enter must not submit them (the CSP forbids it anyway). */
+document.addEventListener('submit', (e) => e.preventDefault());
 
 async function route() {
   stopPage();

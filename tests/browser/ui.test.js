@@ -90,6 +90,8 @@ async function page() {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const p = await ctx.newPage();
   p.on('pageerror', (e) => { throw e; });
+  p.cspErrors = [];
+  p.on('console', (m) => { if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) p.cspErrors.push(m.text()); });
   return p;
 }
 const shot = (p, name) => p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
@@ -113,6 +115,8 @@ test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async 
     await p.fill('#lowered', '1');
     await p.fill('#lead', String(NORMAL_TTL));
     await shot(p, '2-plan');
+    await p.press('#lead', 'Enter'); // Enter does not submit (or navigate away from) the form
+    assert.equal(await p.locator('#plan').count(), 1);
     await p.click('#plan-go');
     await p.locator('#deployment[data-state="planned"]').waitFor();
 
@@ -142,6 +146,7 @@ test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async 
     await p.goto(hf.base + '/#/');
     await p.locator('.service[data-service="cart"] tr[data-fleet="blue"] .role').waitFor();
     assert.equal(await p.locator('.service[data-service="cart"] tr[data-fleet="blue"] .role').innerText(), 'retired');
+    assert.deepEqual(p.cspErrors, []);
   } finally {
     await stop(sim);
     assert.equal(await stop(hf.proc), 0);
@@ -259,6 +264,7 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
     assert.deepEqual([...new Set(eps.map((e) => e.admin_state))], ['active']);
     const r = (await call(hf, 'GET', '/restarts/' + id)).json;
     assert.equal(r.batch_list[0].state, 'done');
+    assert.deepEqual(p.cspErrors, []);
   } finally {
     assert.equal(await stop(hf.proc), 0);
   }
