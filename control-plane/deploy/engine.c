@@ -41,6 +41,7 @@ struct inflight {
 
 struct deploy_engine {
     hf_store *store;
+    webhooks *hooks;
     struct inflight *inflight; /* under lock */
     size_t n_inflight;
     uint32_t interval_ms;
@@ -195,7 +196,8 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
 
 static void tick(struct deploy_engine *e)
 {
-    restart_tick(e->store, batch_idle, e, 2 * (int64_t)e->interval_ms);
+    restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
+    restart_tick(e->store, &env);
     pthread_mutex_lock(&e->lock);
     struct load *loads = e->loads;
     size_t n_loads = e->n_loads;
@@ -248,6 +250,7 @@ int deploy_start(hf_store *st, uint32_t interval_ms, deploy_engine **out, hf_det
     e->interval_ms = interval_ms ? interval_ms : 2000;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
+    e->hooks = webhooks_start();
     pthread_create(&e->thread, NULL, engine_main, e);
     *out = e;
     return HF_OK;
@@ -263,6 +266,7 @@ void deploy_stop(deploy_engine *e)
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
+    webhooks_stop(e->hooks);
     free(e->loads);
     free(e->inflight);
     pthread_mutex_destroy(&e->lock);

@@ -5,81 +5,12 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define WEBHOOK_ATTEMPTS 6
-
-/* ---- the webhook: a JSON POST over plain HTTP/1.1 to an IP literal ---- */
-
-static int parse_url(const char *url, struct sockaddr_in *sa, char *path, size_t plen)
-{
-    char host[64];
-    unsigned port = 80;
-    if (strncmp(url, "http://", 7) != 0) {
-        return -1;
-    }
-    const char *p = url + 7;
-    size_t hl = strcspn(p, ":/");
-    if (hl == 0 || hl >= sizeof(host)) {
-        return -1;
-    }
-    memcpy(host, p, hl);
-    host[hl] = '\0';
-    p += hl;
-    if (*p == ':') {
-        char *end;
-        port = (unsigned)strtoul(p + 1, &end, 10);
-        p = end;
-    }
-    snprintf(path, plen, "%s", *p ? p : "/");
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    return port > 0 && port < 65536 && inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
-}
-
-/* POSTs body; true on a 2xx answer within 2 s. */
-static bool webhook_post(const char *url, const char *body)
-{
-    struct sockaddr_in sa;
-    char path[256];
-    if (parse_url(url, &sa, path, sizeof(path)) != 0) {
-        return false;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    bool ok = false;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        char head[512];
-        int n = snprintf(head, sizeof(head),
-                         "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                         path, inet_ntoa(sa.sin_addr), strlen(body));
-        char resp[64];
-        ssize_t r;
-        if (write(fd, head, (size_t)n) == n &&
-            write(fd, body, strlen(body)) == (ssize_t)strlen(body) &&
-            (r = read(fd, resp, sizeof(resp) - 1)) > 12) {
-            resp[r] = '\0';
-            ok = strncmp(resp, "HTTP/1.", 7) == 0 && resp[9] == '2';
-        }
-    }
-    close(fd);
-    return ok;
-}
 
 /* ---- starting ---- */
 
@@ -87,9 +18,7 @@ int restart_start(hf_store *st, const char *actor, const char *service, const ch
                   const restart_plan_input *in_, const char *webhook_url, hf_restart *out,
                   hf_detail *d)
 {
-    struct sockaddr_in sa;
-    char path[256];
-    if (webhook_url[0] && parse_url(webhook_url, &sa, path, sizeof(path)) != 0) {
+    if (webhook_url[0] && !webhook_url_valid(webhook_url)) {
         return hf_fail(d, HF_EINVAL, "webhook_url", "webhook_url must be http://IP:PORT/path");
     }
     hf_service svc;
@@ -295,7 +224,8 @@ static bool came_back(hf_store *st, const hf_restart *r, const hf_restart_batch 
     return b->n_endpoints > 0;
 }
 
-static void notify_ready(hf_restart *r, hf_restart_batch *b)
+/* Queues the next webhook call of a ready batch (the worker thread makes it). */
+static void notify_ready(webhooks *w, hf_restart *r, hf_restart_batch *b)
 {
     if (!r->webhook_url[0] || b->webhook_ok || b->webhook_attempts >= WEBHOOK_ATTEMPTS) {
         return;
@@ -314,23 +244,41 @@ static void notify_ready(hf_restart *r, hf_restart_batch *b)
         snprintf(body + n, sizeof(body) - (size_t)n, "]}");
     }
     b->webhook_attempts++;
-    b->webhook_ok = webhook_post(r->webhook_url, body);
-    if (!b->webhook_ok) {
+    char key[64];
+    snprintf(key, sizeof(key), "%s/%u", r->id, b->n);
+    webhooks_send(w, key, b->webhook_attempts, r->webhook_url, body);
+}
+
+/* In a ready batch: learns how the last webhook call went and retries a failed one (or one lost
+ * with a restart of holdfast) with backoff, 1, 2, 4, 8... s after the batch became ready. True
+ * when webhook_ok changed. */
+static bool follow_webhook(webhooks *w, hf_restart *r, hf_restart_batch *b, int64_t now)
+{
+    if (!r->webhook_url[0] || b->webhook_ok || b->webhook_attempts == 0) {
+        return false;
+    }
+    char key[64];
+    snprintf(key, sizeof(key), "%s/%u", r->id, b->n);
+    enum webhook_result res = webhooks_result(w, key, b->webhook_attempts);
+    if (res == WEBHOOK_OK) {
+        b->webhook_ok = true;
+        return true;
+    }
+    if (res == WEBHOOK_FAILED) {
         hf_warn("restart", "webhook %s for batch %u of %s failed (attempt %u)", r->webhook_url,
                 b->n, r->id, b->webhook_attempts);
     }
+    if (res != WEBHOOK_PENDING && b->webhook_attempts < WEBHOOK_ATTEMPTS &&
+        now >= b->ready_at + (1000LL << (b->webhook_attempts - 1))) {
+        notify_ready(w, r, b);
+    }
+    return false;
 }
-
-struct idle_check {
-    restart_idle_fn fn;
-    void *arg;
-    int64_t settle_ms;
-};
 
 /* Advances one batch; returns the event action when it changed, else NULL. */
 static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_restart_batch *b,
                         int64_t now, int *active, int64_t *last_start, bool *first_pending,
-                        enum hf_admin_state *admin, bool *set_admin, const struct idle_check *ic)
+                        enum hf_admin_state *admin, bool *set_admin, const restart_env *ic)
 {
     *set_admin = false;
     switch (b->state) {
@@ -359,20 +307,17 @@ static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_r
         }
         b->state = HF_BATCH_READY;
         b->ready_at = now;
-        notify_ready(r, b);
+        notify_ready(ic->hooks, r, b);
         return "restart.batch_ready";
     case HF_BATCH_READY: {
         uint32_t before = b->webhook_attempts;
-        /* retry the webhook with backoff: 1, 2, 4, 8... s after the batch became ready */
-        if (before > 0 && now >= b->ready_at + (1000LL << (before - 1))) {
-            notify_ready(r, b);
-        }
+        bool changed = follow_webhook(ic->hooks, r, b, now);
         if (came_back(st, r, b)) {
             b->state = HF_BATCH_RESTARTING;
             b->restarted_at = now;
             return "restart.batch_restarted";
         }
-        return before != b->webhook_attempts ? "restart.webhook" : NULL;
+        return changed || before != b->webhook_attempts ? "restart.webhook" : NULL;
     }
     case HF_BATCH_RESTARTING:
         if (!batch_healthy(st, r, svc, b, now)) {
@@ -390,7 +335,7 @@ static const char *step(hf_store *st, hf_restart *r, const hf_service *svc, hf_r
     return NULL;
 }
 
-static void tick_one(hf_store *st, hf_restart *r, const struct idle_check *ic)
+static void tick_one(hf_store *st, hf_restart *r, const restart_env *ic)
 {
     hf_restart_batch *b;
     size_t nb;
@@ -441,9 +386,8 @@ static void tick_one(hf_store *st, hf_restart *r, const struct idle_check *ic)
     free(b);
 }
 
-void restart_tick(hf_store *st, restart_idle_fn idle, void *idle_arg, int64_t settle_ms)
+void restart_tick(hf_store *st, const restart_env *env)
 {
-    struct idle_check ic = {idle, idle_arg, settle_ms};
     hf_restart *rs;
     size_t n;
     if (store_restart_list(st, true, &rs, &n) != HF_OK) {
@@ -451,7 +395,7 @@ void restart_tick(hf_store *st, restart_idle_fn idle, void *idle_arg, int64_t se
     }
     for (size_t i = 0; i < n; i++) {
         if (rs[i].state == HF_RS_RUNNING) {
-            tick_one(st, &rs[i], &ic);
+            tick_one(st, &rs[i], env);
         }
     }
     free(rs);

@@ -14,6 +14,7 @@
 #include "model.h"
 #include "restart_plan.h"
 #include "store.h"
+#include "webhook.h"
 
 /* Plans and starts a restart of service/fleet. webhook_url: "" or http://IP:PORT/path. */
 int restart_start(hf_store *st, const char *actor, const char *service, const char *fleet,
@@ -31,8 +32,14 @@ int restart_batch_restarted(hf_store *st, const char *actor, const char *id, uin
  * reports made at or after since_ms (and at least one report per endpoint). */
 typedef bool (*restart_idle_fn)(void *arg, const char *cluster, const hf_restart_batch *b,
                                 int64_t since_ms);
+typedef struct restart_env {
+    restart_idle_fn fn; /* may be NULL: drains always take the full window */
+    void *arg;
+    int64_t settle_ms; /* reports count from this long after a drain began */
+    webhooks *hooks;
+} restart_env;
 /* Advances every running restart; called by the deploy engine's thread. A draining batch becomes
- * ready early when idle() says so for reports made settle_ms after its drain began. */
-void restart_tick(hf_store *st, restart_idle_fn idle, void *idle_arg, int64_t settle_ms);
+ * ready early when env->fn says so for reports made settle_ms after its drain began. */
+void restart_tick(hf_store *st, const restart_env *env);
 
 #endif

@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Holdfast, Shim, free_port  # noqa: E402
-from test_health import HttpBackend  # noqa: E402
+from test_health import HttpBackend, TcpBackend  # noqa: E402
 
 API = "/api/v1"
 N = 10
@@ -200,6 +200,24 @@ class RestartTest(unittest.TestCase):
         items = self.hf.get(API + "/restarts").json["items"]
         self.assertEqual([(x["id"], x["state"]) for x in items], [(rid, "aborted")])
         self.assertNotIn("batch_list", items[0])
+
+    def test_silent_webhook_stalls_nothing(self):
+        """A webhook that accepts and never answers (2 s timeout per call) must not hold up the
+        other batches: they become ready on schedule."""
+        silent = TcpBackend(free_port())
+        self.addCleanup(silent.stop)
+        t0 = time.monotonic()
+        r = self.start(webhook_url="http://127.0.0.1:%d/hook" % silent.sock.getsockname()[1])
+        schedule = r["drain_window_s"] + 2 * r["interval_s"]
+
+        def ready():
+            return [b for b in self.hf.get(API + "/restarts/" + r["id"]).json["batch_list"] if b["state"] == "ready"]
+        self.wait(lambda: len(ready()) == 3, schedule + 2.0, "3 batches ready on schedule")
+        took = time.monotonic() - t0
+        print("3 batches ready %.1f s after start with a silent webhook (schedule %d s)" % (took, schedule),
+              file=sys.stderr)
+        self.wait(lambda: ready()[0]["webhook_attempts"] >= 2, 10, "the webhook retried")
+        self.assertFalse(ready()[0]["webhook_ok"])
 
     def test_load_reports_end_a_drain_early(self):
         """A proxy reporting per-endpoint load (LRS): the batch stays draining while it reports
