@@ -727,6 +727,12 @@ void rest__h_deployments_create(rest_req *req, rest_resp *resp)
     render_deployment(req, resp, 201, &dep);
 }
 
+/* A deployment in a list: without its tail samples. */
+static json_t *deployment_summary_json(const hf_deployment *dep)
+{
+    return rest__deployment_json(dep, NULL, 0);
+}
+
 void rest__h_deployments_list(rest_req *req, rest_resp *resp)
 {
     hf_deployment *items;
@@ -738,12 +744,8 @@ void rest__h_deployments_list(rest_req *req, rest_resp *resp)
         rest__error(resp, rc, NULL);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(arr, rest__deployment_json(&items[i], NULL, 0));
-    }
+    LIST_RESPONSE(resp, items, n, deployment_summary_json);
     free(items);
-    rest__json(resp, 200, json_pack("{s:o}", "items", arr));
 }
 
 void rest__h_deployments_get(rest_req *req, rest_resp *resp)
@@ -1031,20 +1033,23 @@ static void render_restart(rest_req *req, rest_resp *resp, int status, const cha
     free(b);
 }
 
+/* A restart in a list: without its batches. */
+static json_t *restart_summary_json(const hf_restart *r)
+{
+    return restart_json(r, NULL, 0);
+}
+
 void rest__h_restarts_list(rest_req *req, rest_resp *resp)
 {
     hf_restart *rs;
     size_t n;
-    if (store_restart_list(req->store, false, &rs, &n) != HF_OK) {
-        rest__error(resp, HF_EDB, NULL);
+    int rc = store_restart_list(req->store, false, &rs, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(arr, restart_json(&rs[i], NULL, 0));
-    }
+    LIST_RESPONSE(resp, rs, n, restart_summary_json);
     free(rs);
-    rest__json(resp, 200, json_pack("{s:o}", "items", arr));
 }
 
 void rest__h_restarts_get(rest_req *req, rest_resp *resp)
