@@ -9,5 +9,7 @@ if [ "${1:-}" = "--sanitize" ]; then
     dir=$top/build-asan
     flags=(-DCMAKE_BUILD_TYPE=Debug -DHOLDFAST_SANITIZE=ON)
 fi
+# ccache (from scripts/setup.sh) makes rebuilds of the generated protobuf code cheap.
+command -v ccache >/dev/null 2>&1 && flags+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache)
 cmake -S "$top" -B "$dir" "${flags[@]}" >/dev/null
 cmake --build "$dir" -j "$(nproc)"
