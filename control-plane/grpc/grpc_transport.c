@@ -7,6 +7,8 @@
  */
 #include "grpc_transport.h"
 
+#include "grpc_conncap.h"
+
 #include "log.h"
 #include "xalloc.h"
 
@@ -81,6 +83,7 @@ struct hf_grpc_server {
     pthread_mutex_t shutdown_lock;
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
+    hf_conncap *conncap; /* the connection cap, or NULL (grpc_conncap.c) */
 };
 
 /* ---- posting requests for new calls ---- */
@@ -427,7 +430,7 @@ static void tune_abseil(void)
     }
 }
 
-static grpc_server *create_server(const hf_grpc_config *cfg)
+static grpc_server *create_server(const hf_grpc_config *cfg, hf_conncap *conncap)
 {
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)cfg->max_message}},
@@ -443,8 +446,13 @@ static grpc_server *create_server(const hf_grpc_config *cfg)
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
         /* xDS messages are small: bandwidth-delay probing only adds a PING per exchange. */
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
+        {0}, /* the connection cap, when there is one */
     };
-    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+    size_t n = sizeof(args) / sizeof(args[0]) - 1;
+    if (conncap != NULL) {
+        args[n++] = hf__conncap_arg(conncap);
+    }
+    grpc_channel_args chargs = {n, args};
     return grpc_server_create(&chargs, NULL);
 }
 
@@ -458,7 +466,8 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
     pthread_mutex_init(&srv->shutdown_lock, NULL);
     pthread_cond_init(&srv->shutdown_cond, NULL);
     srv->shutdown_tag = (struct tag){TAG_SHUTDOWN, srv};
-    srv->server = create_server(cfg);
+    srv->conncap = hf__conncap_new(cfg->max_connections);
+    srv->server = create_server(cfg, srv->conncap);
     srv->registered = xcalloc(cfg->n_methods ? cfg->n_methods : 1, sizeof(void *));
     for (size_t i = 0; i < cfg->n_methods; i++) {
         srv->registered[i] = grpc_server_register_method(srv->server, cfg->methods[i].path, NULL,
@@ -481,8 +490,9 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         grpc_server_destroy(srv->server);
         free(srv->workers);
         free(srv->registered);
-        free(srv);
         grpc_shutdown_blocking();
+        hf__conncap_free(srv->conncap);
+        free(srv);
         return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)", cfg->address);
     }
     grpc_server_start(srv->server);
@@ -532,6 +542,8 @@ void hf_grpc_stop(hf_grpc_server *srv)
     free(srv->registered);
     pthread_mutex_destroy(&srv->shutdown_lock);
     pthread_cond_destroy(&srv->shutdown_cond);
+    hf_conncap *conncap = srv->conncap;
     free(srv);
     grpc_shutdown_blocking();
+    hf__conncap_free(conncap);
 }
