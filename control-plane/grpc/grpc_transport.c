@@ -83,7 +83,7 @@ struct hf_grpc_server {
     pthread_mutex_t shutdown_lock;
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
-    hf_conncap *conncap; /* the connection cap, or NULL (grpc_conncap.c) */
+    hf_conncap *conncap; /* our listener with the connection cap, or NULL (grpc_conncap.c) */
 };
 
 /* ---- posting requests for new calls ---- */
@@ -157,7 +157,9 @@ static void start_stream(struct slot *sl)
     s->status_tag = (struct tag){TAG_STATUS, s};
     s->wake_tag = (struct tag){TAG_WAKE, s};
     char *peer = grpc_call_get_peer(s->call);
-    s->user = s->method->handler->open(s->method->ctx, s, peer ? peer : "?");
+    char shown[96];
+    hf__conncap_peer(sl->w->srv->conncap, peer ? peer : "?", shown, sizeof(shown));
+    s->user = s->method->handler->open(s->method->ctx, s, shown);
     gpr_free(peer);
 
     grpc_op ops[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA}, {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
@@ -430,7 +432,7 @@ static void tune_abseil(void)
     }
 }
 
-static grpc_server *create_server(const hf_grpc_config *cfg, hf_conncap *conncap)
+static grpc_server *create_server(const hf_grpc_config *cfg)
 {
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)cfg->max_message}},
@@ -446,13 +448,8 @@ static grpc_server *create_server(const hf_grpc_config *cfg, hf_conncap *conncap
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}},
         /* xDS messages are small: bandwidth-delay probing only adds a PING per exchange. */
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
-        {0}, /* the connection cap, when there is one */
     };
-    size_t n = sizeof(args) / sizeof(args[0]) - 1;
-    if (conncap != NULL) {
-        args[n++] = hf__conncap_arg(conncap);
-    }
-    grpc_channel_args chargs = {n, args};
+    grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
     return grpc_server_create(&chargs, NULL);
 }
 
@@ -466,8 +463,7 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
     pthread_mutex_init(&srv->shutdown_lock, NULL);
     pthread_cond_init(&srv->shutdown_cond, NULL);
     srv->shutdown_tag = (struct tag){TAG_SHUTDOWN, srv};
-    srv->conncap = hf__conncap_new(cfg->max_connections);
-    srv->server = create_server(cfg, srv->conncap);
+    srv->server = create_server(cfg);
     srv->registered = xcalloc(cfg->n_methods ? cfg->n_methods : 1, sizeof(void *));
     for (size_t i = 0; i < cfg->n_methods; i++) {
         srv->registered[i] = grpc_server_register_method(srv->server, cfg->methods[i].path, NULL,
@@ -479,9 +475,14 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->workers[i].cq, NULL);
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
-    grpc_server_credentials_release(creds);
+    int bound = 0;
+    if (cfg->max_connections > 0) {
+        srv->conncap = hf__conncap_listen(cfg->address, cfg->max_connections, &bound, d);
+    } else {
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
+        grpc_server_credentials_release(creds);
+    }
     if (bound == 0) {
         for (int i = 0; i < srv->nworkers; i++) {
             grpc_completion_queue_shutdown(srv->workers[i].cq);
@@ -491,11 +492,13 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         free(srv->workers);
         free(srv->registered);
         grpc_shutdown_blocking();
-        hf__conncap_free(srv->conncap);
         free(srv);
         return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)", cfg->address);
     }
     grpc_server_start(srv->server);
+    if (srv->conncap != NULL) {
+        hf__conncap_start(srv->conncap, srv->server);
+    }
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         w->slots = xcalloc(cfg->n_methods + 1, sizeof(struct slot));
@@ -520,6 +523,7 @@ void hf_grpc_stop(hf_grpc_server *srv)
         return;
     }
     atomic_store(&srv->stopping, true);
+    hf__conncap_stop(srv->conncap);
     grpc_server_shutdown_and_notify(srv->server, srv->workers[0].cq, &srv->shutdown_tag);
     grpc_server_cancel_all_calls(srv->server);
     pthread_mutex_lock(&srv->shutdown_lock);
