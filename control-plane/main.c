@@ -36,6 +36,7 @@ struct options {
     const char *http_hosts[8]; /* --http-host, repeatable */
     size_t n_http_hosts;
     long xds_max_connections; /* 0: sized from the descriptor limit */
+    long audit_retention;     /* audit rows kept */
 };
 
 static void usage(FILE *out)
@@ -61,6 +62,9 @@ static void usage(FILE *out)
             "  --xds-max-connections N\n"
             "                     xDS connections held at once; more are closed at accept\n"
             "                     (default: sized from the open-file limit)\n"
+            "  --audit-retention N\n"
+            "                     audit events kept (default 100000); past it the oldest\n"
+            "                     connect/disconnect events go first, then the oldest others\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -160,6 +164,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"hds-replicas", required_argument, NULL, 'k'},
         {"http-host", required_argument, NULL, 'N'},
         {"xds-max-connections", required_argument, NULL, 'C'},
+        {"audit-retention", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -212,6 +217,16 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->xds_max_connections = v;
+            break;
+        }
+        case 'A': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 100 || v > 100000000) {
+                fprintf(stderr, "holdfast: --audit-retention must be 100-100000000 events\n");
+                return 2;
+            }
+            o->audit_retention = v;
             break;
         }
         case 'r': {
@@ -307,6 +322,7 @@ static int run(const struct options *o)
         goto out;
     }
     hf_info("main", "database %s open (schema version %d)", o->db, store_schema_version(st));
+    store_set_audit_retention(st, o->audit_retention);
     char xds_addr[96];
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
@@ -371,7 +387,8 @@ int main(int argc, char **argv)
                         .xds_port = 18000,
                         .xds_threads = 1,
                         .lrs_interval_ms = 2000,
-                        .hds_replicas = 2};
+                        .hds_replicas = 2,
+                        .audit_retention = STORE_AUDIT_DEFAULT};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

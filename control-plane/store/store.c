@@ -129,6 +129,8 @@ static const struct {
      "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
      "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
+    /* Audit retention: a peer's connect/disconnect rows are found by object. */
+    {6, "CREATE INDEX events_object ON events(object, action, id);"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -219,7 +221,11 @@ int store_open(const char *path, hf_store **out, hf_detail *d)
     hf_store *st = xcalloc(1, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
     st->generation = 1;
-    int rc = HF_OK;
+    st->audit_max = STORE_AUDIT_DEFAULT;
+    int rc = store__create_private(path, d);
+    if (rc != HF_OK) {
+        goto out;
+    }
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         rc = hf_fail(d, HF_EDB, "", "cannot open database %s: %s", path,
@@ -385,7 +391,8 @@ int store__event(hf_store *st, const char *actor, const char *action, const char
     sqlite3_bind_text(s, 3, action, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, object, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 5, summary, -1, SQLITE_TRANSIENT);
-    return store__exec(st, s, d);
+    int rc = store__exec(st, s, d);
+    return rc == HF_OK ? store__retain(st, action, object, d) : rc;
 }
 
 void store__col_text(sqlite3_stmt *s, int col, char *buf, size_t len)

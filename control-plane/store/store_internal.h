@@ -196,6 +196,8 @@ struct hf_store {
     uint64_t tx_start_ns;
     store_change_fn change_fn;
     void *change_arg;
+    int64_t audit_max;      /* audit rows kept (store_set_audit_retention) */
+    uint32_t audit_appends; /* events since the last count against audit_max */
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
@@ -211,6 +213,12 @@ int store__begin(hf_store *st, hf_detail *d);
 int store__end(hf_store *st, int rc, hf_detail *d);
 /* As store__end, for transactions that change no configuration: no new generation, no hook. */
 int store__end_quiet(hf_store *st, int rc, hf_detail *d);
+/* Creates path mode 0600 when it does not exist (SQLite gives the -wal and -shm files the mode
+ * of the database); warns when an existing file is readable by others. ":memory:" and "" pass. */
+int store__create_private(const char *path, hf_detail *d);
+/* Applies the audit retention after an event was appended (store_retention.c): collapses a
+ * peer's connect/disconnect rows, and now and then prunes past the row cap. In the transaction. */
+int store__retain(hf_store *st, const char *action, const char *object, hf_detail *d);
 /* Appends an audit event inside the current transaction. */
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,
                  hf_detail *d, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
