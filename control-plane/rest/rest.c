@@ -591,9 +591,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* microhttpd's own messages, at most 10 a second: a connection flood (each refused connection
+ * is one message) must not become a disk flood. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static atomic_llong window_s;
+    static atomic_int in_window;
+    long long now_s = (long long)(hf_mono_ns() / 1000000000u);
+    if (atomic_exchange(&window_s, now_s) != now_s) {
+        int dropped = atomic_exchange(&in_window, 0) - 10;
+        if (dropped > 0) {
+            hf_warn("rest", "microhttpd: %d more messages not logged", dropped);
+        }
+    }
+    if (atomic_fetch_add(&in_window, 1) >= 10) {
+        return;
+    }
     char line[512];
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
