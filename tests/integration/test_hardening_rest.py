@@ -2,6 +2,7 @@
 real holdfast binary. Each case names the attack it stops; each fails on the code before the fix."""
 
 import os
+import resource
 import socket
 import sys
 import time
@@ -40,6 +41,16 @@ def raw(hf, head, body=b"", source=None, timeout=5.0):
 def status_of(answer):
     line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
     return int(line.split()[1]) if line.startswith("HTTP/") else 0
+
+
+def own_descriptors(n):
+    """Raises this test process's own soft descriptor limit so that it can hold n sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            raise unittest.SkipTest("this process may hold only %d descriptors" % hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 class CsrfAndRebindingTest(unittest.TestCase):
@@ -149,6 +160,7 @@ class ConnectionExhaustionTest(unittest.TestCase):
     def test_idle_flood_from_one_address_does_not_lock_out_healthz(self):
         # Attack: 1,000 sockets from one address that never send a byte take every connection
         # slot; /healthz stops answering and an orchestrator restarts holdfast.
+        own_descriptors(1000)
         with Holdfast() as hf:
             flood = []
             try:

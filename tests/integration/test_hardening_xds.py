@@ -3,6 +3,7 @@ holdfast binary and Debian's python3-grpcio. Each case names the attack it stops
 the code before the fix."""
 
 import os
+import resource
 import queue
 import socket
 import stat
@@ -37,12 +38,23 @@ def first_cds(address, node_id, timeout=1.0):
         c.close()
 
 
+def own_descriptors(n):
+    """Raises this test process's own soft descriptor limit so that it can hold n sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            raise unittest.SkipTest("this process may hold only %d descriptors" % hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 class DescriptorFloodTest(unittest.TestCase):
     """Item 3."""
 
     def test_ads_recovers_after_a_flood_past_the_descriptor_limit(self):
         # Attack: with 1,024 descriptors (a soft limit of 512 below), 1,100 idle TCP connections to the xDS port make gRPC
         # fail accept4 (EMFILE) and stop listening for good: no proxy can connect until a restart.
+        own_descriptors(1100)
         with tempfile.TemporaryDirectory(prefix="hf-fd-") as tmp:
             wrapper = os.path.join(tmp, "holdfast-1024")
             with open(wrapper, "w") as f:
