@@ -3,6 +3,7 @@
  *
  *   holdfast [--db PATH] [--http ADDR:PORT] [--xds ADDR:PORT] [--log-level L]
  *   holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]
+ *   holdfast pki init|issue ...   (pki.h)
  *
  * The daemon opens the store, starts the REST server and waits for SIGTERM or SIGINT, then
  * stops what it started in reverse order.
@@ -10,11 +11,14 @@
 #include "deploy.h"
 #include "log.h"
 #include "metrics.h"
+#include "pki.h"
 #include "rest.h"
 #include "store.h"
+#include "tls_reload.h"
 #include "token.h"
 #include "xds.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct options {
     const char *db;
@@ -32,6 +37,8 @@ struct options {
     int xds_threads;
     uint32_t lrs_interval_ms;
     int hds_replicas;
+    tls_files xds_tls, rest_tls; /* --xds-tls-*, --tls-* (cert NULL: none) */
+    char xds_local[96];          /* --xds-local, "" without */
 };
 
 static void usage(FILE *out)
@@ -39,6 +46,8 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: holdfast [options]\n"
             "       holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]\n"
+            "       holdfast pki init --dir DIR\n"
+            "       holdfast pki issue --dir DIR (--group G | --checker NAME | --server HOST)\n"
             "\n"
             "Holdfast is an xDS control plane for Envoy fleets that use sticky sessions.\n"
             "\n"
@@ -51,6 +60,12 @@ static void usage(FILE *out)
             "                     sampling period (default 2000)\n"
             "  --hds-replicas K   health checkers per endpoint (default 2); evicted when a\n"
             "                     majority of them says unhealthy\n"
+            "  --xds-tls-cert FILE, --xds-tls-key FILE, --xds-client-ca FILE\n"
+            "                     serve xDS over mutual TLS: clients need a certificate from\n"
+            "                     that CA; its URI SAN says what they may do (docs/security.md)\n"
+            "  --xds-local ADDR:PORT  also serve plaintext xDS on this loopback address (for\n"
+            "                     on-host clients that cannot present a certificate)\n"
+            "  --tls-cert FILE, --tls-key FILE  serve the REST API and the UI over HTTPS\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -137,6 +152,52 @@ static int token_command(int argc, char **argv)
     return 0;
 }
 
+/* Is host a loopback IP literal (127.0.0.0/8, ::1) or "localhost"? */
+static bool is_loopback(const char *host)
+{
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1) {
+        return a[0] == 127;
+    }
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+        return memcmp(a, one, 16) == 0;
+    }
+    return strcmp(host, "localhost") == 0;
+}
+
+/* The TLS flags come in sets; plaintext xDS only on loopback. Returns 0 or 2. */
+static int check_tls_options(const struct options *o)
+{
+    const tls_files *x = &o->xds_tls, *r = &o->rest_tls;
+    int nx = (x->cert != NULL) + (x->key != NULL) + (x->ca != NULL);
+    if (nx != 0 && nx != 3) {
+        fprintf(stderr,
+                "holdfast: --xds-tls-cert, --xds-tls-key and --xds-client-ca go together\n");
+        return 2;
+    }
+    if ((r->cert != NULL) != (r->key != NULL)) {
+        fprintf(stderr, "holdfast: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (nx == 0 && !is_loopback(o->xds_addr)) {
+        fprintf(stderr,
+                "holdfast: --xds %s is not a loopback address: serving xDS beyond this "
+                "host needs --xds-tls-cert, --xds-tls-key and --xds-client-ca\n",
+                o->xds_addr);
+        return 2;
+    }
+    char host[96];
+    uint16_t port;
+    if (o->xds_local[0] != '\0' &&
+        (parse_hostport(o->xds_local, host, sizeof(host), &port) != 0 || !is_loopback(host))) {
+        fprintf(stderr, "holdfast: --xds-local wants a loopback ADDR:PORT, got '%s'\n",
+                o->xds_local);
+        return 2;
+    }
+    return 0;
+}
+
 /* Parses daemon options; returns -1 to exit 0 (help/version), 0 to run, 2 on a usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -148,6 +209,12 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"xds-threads", required_argument, NULL, 't'},
         {"lrs-interval", required_argument, NULL, 'r'},
         {"hds-replicas", required_argument, NULL, 'k'},
+        {"xds-tls-cert", required_argument, NULL, 'C'},
+        {"xds-tls-key", required_argument, NULL, 'K'},
+        {"xds-client-ca", required_argument, NULL, 'A'},
+        {"xds-local", required_argument, NULL, 'L'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -201,6 +268,24 @@ static int parse_options(int argc, char **argv, struct options *o)
             }
             hf_log_set_level(level);
             break;
+        case 'C':
+            o->xds_tls.cert = optarg;
+            break;
+        case 'K':
+            o->xds_tls.key = optarg;
+            break;
+        case 'A':
+            o->xds_tls.ca = optarg;
+            break;
+        case 'L':
+            snprintf(o->xds_local, sizeof(o->xds_local), "%s", optarg);
+            break;
+        case 'c':
+            o->rest_tls.cert = optarg;
+            break;
+        case 'e':
+            o->rest_tls.key = optarg;
+            break;
         case 'H':
             usage(stdout);
             return -1;
@@ -216,10 +301,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "holdfast: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    return 0;
+    return check_tls_options(o);
 }
 
-static int run(const struct options *o)
+static int run(struct options *o)
 {
     hf_store *st = NULL;
     rest_server *rest = NULL;
@@ -234,6 +319,7 @@ static int run(const struct options *o)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP); /* reloads certificates */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -242,6 +328,11 @@ static int run(const struct options *o)
         goto out;
     }
     hf_info("main", "database %s open (schema version %d)", o->db, store_schema_version(st));
+    if (tls_files_load(&o->xds_tls, &d) != HF_OK || tls_files_load(&o->rest_tls, &d) != HF_OK) {
+        hf_error("main", "%s", d.message);
+        goto out;
+    }
+    hf_grpc_tls xtls = {o->xds_tls.pem.cert_pem, o->xds_tls.pem.key_pem, o->xds_tls.pem.ca_pem};
     char xds_addr[96];
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
@@ -252,28 +343,46 @@ static int run(const struct options *o)
                      .threads = o->xds_threads,
                      .lrs_interval_ms = o->lrs_interval_ms,
                      .load_sink = {deploy_record_load, deploy, deploy_record_endpoint},
-                     .hds_replicas = o->hds_replicas};
+                     .hds_replicas = o->hds_replicas,
+                     .tls = o->xds_tls.cert != NULL ? &xtls : NULL,
+                     .local_address = o->xds_local[0] != '\0' ? o->xds_local : NULL};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
         goto out;
     }
-    hf_info("main", "xDS (ADS) listening on %s%s%s:%d", xds_v6 ? "[" : "", o->xds_addr,
-            xds_v6 ? "]" : "", xds_port);
-    rest_config rc = {.address = o->http_addr, .port = o->http_port, .store = st, .xds = xds};
+    hf_info("main", "xDS (ADS) listening on %s%s%s:%d%s", xds_v6 ? "[" : "", o->xds_addr,
+            xds_v6 ? "]" : "", xds_port, o->xds_tls.cert ? " (mutual TLS)" : " (plaintext)");
+    if (o->xds_tls.cert == NULL) {
+        hf_warn("main", "xDS is plaintext: any local process can fetch any group's configuration "
+                        "and send health (HDS) and load (LRS) reports; use --xds-tls-*");
+    }
+    if (o->xds_local[0] != '\0') {
+        hf_info("main", "plaintext xDS for on-host clients on %s", o->xds_local);
+    }
+    rest_config rc = {.address = o->http_addr,
+                      .port = o->http_port,
+                      .store = st,
+                      .xds = xds,
+                      .tls_cert_pem = o->rest_tls.pem.cert_pem,
+                      .tls_key_pem = o->rest_tls.pem.key_pem};
     if (rest_start(&rc, &rest, &d) != HF_OK) {
         hf_error("main", "REST API: %s", d.message);
         goto out;
     }
     bool v6 = strchr(o->http_addr, ':') != NULL;
     char url[128];
-    snprintf(url, sizeof(url), "http://%s%s%s:%u", v6 ? "[" : "", o->http_addr, v6 ? "]" : "",
-             rest_port(rest));
+    snprintf(url, sizeof(url), "%s://%s%s%s:%u", o->rest_tls.cert ? "https" : "http", v6 ? "[" : "",
+             o->http_addr, v6 ? "]" : "", rest_port(rest));
     hf_info("main", "web UI on %s/ and REST API on %s/api/v1", url, url);
     hf_info("main", "holdfast %s ready", HOLDFAST_VERSION);
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    while (sig != SIGTERM && sig != SIGINT) {
+        struct timespec second = {1, 0};
+        sig = sigtimedwait(&stop_signals, NULL, &second);
+        tls_reload(&o->xds_tls, xds, &o->rest_tls, rest, sig == SIGHUP);
+    }
     hf_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     status = 0;
 out:
@@ -281,6 +390,8 @@ out:
     xds_stop(xds);
     deploy_stop(deploy);
     store_close(st);
+    tls_files_clear(&o->xds_tls);
+    tls_files_clear(&o->rest_tls);
     hf_metrics_free_all();
     if (status == 0) {
         hf_info("main", "stopped");
@@ -293,6 +404,9 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "token") == 0) {
         return token_command(argc - 1, argv + 1);
     }
+    if (argc >= 2 && strcmp(argv[1], "pki") == 0) {
+        return hf_pki_main(argc - 1, argv + 1);
+    }
     struct options o = {.db = "./holdfast.db",
                         .http_addr = "127.0.0.1",
                         .http_port = 8080,
@@ -300,7 +414,9 @@ int main(int argc, char **argv)
                         .xds_port = 18000,
                         .xds_threads = 1,
                         .lrs_interval_ms = 2000,
-                        .hds_replicas = 2};
+                        .hds_replicas = 2,
+                        .xds_tls = {.what = "xDS"},
+                        .rest_tls = {.what = "REST"}};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

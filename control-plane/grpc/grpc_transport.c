@@ -6,6 +6,7 @@
  * is freed when it has ended, its handler has been told, and no batch is outstanding.
  */
 #include "grpc_transport.h"
+#include "grpc_tls.h"
 
 #include "log.h"
 #include "xalloc.h"
@@ -81,6 +82,8 @@ struct hf_grpc_server {
     pthread_mutex_t shutdown_lock;
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
+    hf_grpc_tls_state *tls; /* NULL when plaintext */
+    int local_port;
 };
 
 /* ---- posting requests for new calls ---- */
@@ -448,6 +451,47 @@ static grpc_server *create_server(const hf_grpc_config *cfg)
     return grpc_server_create(&chargs, NULL);
 }
 
+/* Adds the main port (TLS or not) and the optional plaintext local one. Returns the main bound
+ * port, 0 when it failed, -1 when the local one failed. */
+static int add_ports(struct hf_grpc_server *srv, const hf_grpc_config *cfg)
+{
+    grpc_server_credentials *creds;
+    if (cfg->tls != NULL) {
+        srv->tls = hf__grpc_tls_new(cfg->tls, &creds);
+        hf__grpc_tls_watch_log(cfg->on_tls_failure, cfg->tls_failure_arg);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    int bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
+    grpc_server_credentials_release(creds);
+    if (bound > 0 && cfg->local_address != NULL) {
+        creds = grpc_insecure_server_credentials_create();
+        srv->local_port = grpc_server_add_http2_port(srv->server, cfg->local_address, creds);
+        grpc_server_credentials_release(creds);
+        bound = srv->local_port > 0 ? bound : -1;
+    }
+    return bound;
+}
+
+int hf_grpc_local_port(const hf_grpc_server *srv)
+{
+    return srv->local_port;
+}
+
+int hf_grpc_tls_update(hf_grpc_server *srv, const hf_grpc_tls *tls)
+{
+    if (srv->tls == NULL) {
+        return HF_EINVAL;
+    }
+    hf__grpc_tls_stage(srv->tls, tls);
+    return HF_OK;
+}
+
+int hf_stream_identity(hf_stream *s, char *buf, size_t len)
+{
+    return hf__grpc_call_identity(s->call, buf, len);
+}
+
 int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf_detail *d)
 {
     tune_abseil();
@@ -470,10 +514,8 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->workers[i].cq, NULL);
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
-    grpc_server_credentials_release(creds);
-    if (bound == 0) {
+    int bound = add_ports(srv, cfg);
+    if (bound <= 0) {
         for (int i = 0; i < srv->nworkers; i++) {
             grpc_completion_queue_shutdown(srv->workers[i].cq);
             grpc_completion_queue_destroy(srv->workers[i].cq);
@@ -481,9 +523,11 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         grpc_server_destroy(srv->server);
         free(srv->workers);
         free(srv->registered);
+        hf__grpc_tls_free(srv->tls);
         free(srv);
         grpc_shutdown_blocking();
-        return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)", cfg->address);
+        return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)",
+                       bound < 0 ? cfg->local_address : cfg->address);
     }
     grpc_server_start(srv->server);
     for (int i = 0; i < srv->nworkers; i++) {
@@ -530,6 +574,7 @@ void hf_grpc_stop(hf_grpc_server *srv)
     }
     free(srv->workers);
     free(srv->registered);
+    hf__grpc_tls_free(srv->tls);
     pthread_mutex_destroy(&srv->shutdown_lock);
     pthread_cond_destroy(&srv->shutdown_cond);
     free(srv);

@@ -8,6 +8,7 @@
 #define HF_XDS_H
 
 #include "hash.h"
+#include "grpc_transport.h"
 #include "hf_err.h"
 #include "store.h"
 #include "xds_types.h"
@@ -35,7 +36,9 @@ typedef struct xds_config {
     int threads;              /* gRPC completion-queue threads */
     uint32_t lrs_interval_ms; /* the load reporting interval asked of clients */
     xds_load_sink load_sink;
-    int hds_replicas; /* health checkers per endpoint (default 2) */
+    int hds_replicas;          /* health checkers per endpoint (default 2) */
+    const hf_grpc_tls *tls;    /* NULL: plaintext; else mutual TLS (docs/security.md) */
+    const char *local_address; /* NULL, or a second, plaintext listener for on-host clients */
 } xds_config;
 
 /* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change
@@ -43,6 +46,11 @@ typedef struct xds_config {
 int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d);
 /* Ends every stream and stops; pending audit events are written first. */
 void xds_stop(xds_server *srv);
+
+/* Certificates for new TLS handshakes (xds_auth.c); see hf_grpc_tls_update. Thread-safe. */
+int xds_tls_update(xds_server *srv, const hf_grpc_tls *tls);
+/* The bound port of cfg->local_address, 0 without one. */
+int xds_local_port(const xds_server *srv);
 
 /* What one stream has of one type. Versions are "" when nothing was sent / ACKed. */
 typedef struct xds_type_status {
