@@ -338,19 +338,21 @@ static int run(struct options *o)
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
              xds_v6 ? "]" : "", o->xds_port);
     deploy_start(st, o->lrs_interval_ms, &deploy, &d);
-    xds_config xc = {.address = xds_addr,
-                     .store = st,
-                     .threads = o->xds_threads,
-                     .lrs_interval_ms = o->lrs_interval_ms,
-                     .load_sink = {deploy_record_load, deploy, deploy_record_endpoint},
-                     .hds_replicas = o->hds_replicas,
-                     .tls = o->xds_tls.cert != NULL ? &xtls : NULL,
-                     .local_address = o->xds_local[0] != '\0' ? o->xds_local : NULL};
+    xds_config xc = {
+        .address = xds_addr,
+        .store = st,
+        .threads = o->xds_threads,
+        .lrs_interval_ms = o->lrs_interval_ms,
+        .load_sink = {deploy_record_load, deploy, deploy_record_endpoint, deploy_record_reporter},
+        .hds_replicas = o->hds_replicas,
+        .tls = o->xds_tls.cert != NULL ? &xtls : NULL,
+        .local_address = o->xds_local[0] != '\0' ? o->xds_local : NULL};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
         goto out;
     }
+    deploy_set_proxy_counter(deploy, xds_group_proxies, xds);
     hf_info("main", "xDS (ADS) listening on %s%s%s:%d%s", xds_v6 ? "[" : "", o->xds_addr,
             xds_v6 ? "]" : "", xds_port, o->xds_tls.cert ? " (mutual TLS)" : " (plaintext)");
     if (o->xds_tls.cert == NULL) {
@@ -387,6 +389,9 @@ static int run(struct options *o)
     status = 0;
 out:
     rest_stop(rest);
+    if (deploy != NULL) {
+        deploy_set_proxy_counter(deploy, NULL, NULL);
+    }
     xds_stop(xds);
     deploy_stop(deploy);
     store_close(st);

@@ -79,6 +79,9 @@ static void take_report(lrs_stream *s, const LoadStatsRequest *rq)
         if (cluster == NULL || !xds__lrs_counts(s->srv, s->group, cluster)) {
             continue; /* not a cluster of the reporter's group */
         }
+        if (sink->reporter_fn != NULL && s->node_id[0] != '\0') {
+            sink->reporter_fn(sink->arg, s->node_id, cluster);
+        }
         for (size_t i = 0; i < cs->n_upstream_locality_stats; i++) {
             const LocalityStats *l = cs->upstream_locality_stats[i];
             const char *fleet = l->locality && l->locality->sub_zone ? l->locality->sub_zone : "";

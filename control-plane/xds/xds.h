@@ -28,6 +28,8 @@ typedef struct xds_load_sink {
      * address:port, as seen by node; may be NULL */
     void (*endpoint_fn)(void *arg, const char *node, const char *cluster, const char *address,
                         uint32_t port, uint64_t in_progress);
+    /* once per counted cluster of a report: node reported load for cluster; may be NULL */
+    void (*reporter_fn)(void *arg, const char *node, const char *cluster);
 } xds_load_sink;
 
 typedef struct xds_config {
@@ -49,6 +51,8 @@ void xds_stop(xds_server *srv);
 
 /* Certificates for new TLS handshakes (xds_auth.c); see hf_grpc_tls_update. Thread-safe. */
 int xds_tls_update(xds_server *srv, const hf_grpc_tls *tls);
+/* Connected ADS streams of proxy group (arg is the xds_server). Thread-safe. */
+int xds_group_proxies(void *srv, const char *group);
 /* The bound port of cfg->local_address, 0 without one. */
 int xds_local_port(const xds_server *srv);
 

@@ -98,6 +98,20 @@ int xds_tls_update(xds_server *srv, const hf_grpc_tls *tls)
     return hf_grpc_tls_update(srv->grpc, tls);
 }
 
+int xds_group_proxies(void *arg, const char *group)
+{
+    struct xds_server *srv = arg;
+    int n = 0;
+    pthread_mutex_lock(&srv->reg_lock);
+    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        n += s->have_node && strcmp(s->info.group, group) == 0;
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&srv->reg_lock);
+    return n;
+}
+
 int xds_local_port(const xds_server *srv)
 {
     return hf_grpc_local_port(srv->grpc);

@@ -403,6 +403,14 @@ class XdsTlsTest(unittest.TestCase):
         cutover_at = r.json["cutover_at"]
         # The poisoning: a proxy of another group claims 10^9 requests on the new fleet, while an
         # honest proxy of the service's group still sends half of its traffic to the old one.
+        proxy = AdsClient(self.hf.xds, credentials=creds("group-edge"))  # one connected proxy
+        self.addCleanup(proxy.close)
+        proxy.request(CDS, node_=node("edge-1", "edge"))
+        self.assertIsNotNone(proxy.recv())
+        spy = AdsClient(self.hf.xds, credentials=creds("group-other"))  # another group's
+        self.addCleanup(spy.close)
+        spy.request(CDS, node_=node("evil", "other"))
+        self.assertIsNotNone(spy.recv())
         poison = LrsStream(creds("group-other"), "evil", "edge", {"green": 10 ** 9})
         honest = LrsStream(creds("group-edge"), "edge-1", "edge", {"blue": 50, "green": 50})
         self.addCleanup(poison.close)
@@ -417,6 +425,8 @@ class XdsTlsTest(unittest.TestCase):
         for s in samples()[1:]:
             self.assertLess(s["total_requests"], 10 ** 6)  # the poison never counted
             self.assertGreater(s["pct"], 30)
+            # Whose reports: the honest proxy only, of the one connected proxy of group edge.
+            self.assertEqual((s["reporters"], s["connected_proxies"]), (1, 1))
         m = self.hf.get("/metrics").body.decode()
         dropped = [line for line in m.splitlines() if line.startswith("holdfast_lrs_reports_dropped_total")]
         self.assertTrue(dropped and float(dropped[0].split()[-1]) >= 5, dropped)
