@@ -565,5 +565,65 @@ class StartupTest(unittest.TestCase):
         self.assertIn("HDS", plain.log())
 
 
+class ReadmeSecureStartTest(unittest.TestCase):
+    """Runs the README's "A secure start" commands (host name and ports changed to the test's),
+    the daemon and the shim as background processes, and checks the shim connects over mTLS and
+    the API answers over HTTPS with the token."""
+
+    def test_readme_secure_start(self):
+        with open(os.path.join(os.environ["HOLDFAST_SOURCE_DIR"], "README.md")) as f:
+            text = f.read()
+        start = text.index("## A secure start")
+        block = text[start:text.index("\n## ", start + 1)].split("```sh\n")[1].split("```")[0]
+        http, xds = free_port(), free_port()
+        block = (block.replace("build/control-plane/holdfast", HOLDFAST)
+                 .replace("build/shim/holdfast-shim", os.environ["HOLDFAST_SHIM_BIN"])
+                 .replace("holdfast.example.com", "127.0.0.1")
+                 .replace("0.0.0.0:8443", "127.0.0.1:%d" % http).replace("0.0.0.0:18000", "127.0.0.1:%d" % xds)
+                 .replace("127.0.0.1:18000", "127.0.0.1:%d" % xds))
+        lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+        tmp = tempfile.mkdtemp(prefix="hf-readme-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        env = dict(os.environ)
+        procs = []
+
+        def stop_all():
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait(10), 0)
+        self.addCleanup(stop_all)
+        token = None
+        for line in lines:
+            if not line:
+                continue
+            if line.startswith(("$H --http", os.environ["HOLDFAST_SHIM_BIN"])):
+                procs.append(subprocess.Popen(["bash", "-c", "exec " + line], cwd=tmp, env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                time.sleep(0.5)
+                continue
+            if "=" in line.split()[0]:  # H=..., S=...
+                k, v = line.split("=", 1)
+                env[k] = os.path.expandvars(v.replace("$H", env.get("H", "")))
+                continue
+            r = subprocess.run(["bash", "-c", line], cwd=tmp, env=env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, (line, r.stderr))
+            if "token create" in line:
+                token = r.stdout.strip()
+        self.assertEqual(len(procs), 2)
+        ctx = ssl.create_default_context(cafile=os.path.join(tmp, "pki", "ca.crt"))
+
+        def checkers():
+            import json
+            import urllib.request
+            req = urllib.request.Request("https://127.0.0.1:%d/api/v1/health" % http,
+                                         headers={"Authorization": "Bearer " + token})
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+                    return [c["node_id"] for c in json.load(resp)["checkers"]]
+            except OSError:
+                return None
+        self.assertEqual(wait_for(checkers, 10), ["shim-a"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
