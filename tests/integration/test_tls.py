@@ -472,6 +472,33 @@ class XdsTlsTest(unittest.TestCase):
         self.assertEqual(server_serial(port), third)
         pki("issue", "--dir", PKI, "--server", "127.0.0.1")  # leave a good pair for other tests
 
+    def test_shim_reloads_its_certificate_for_the_next_connection(self):
+        mine = os.path.join(self.hf.workdir, "shim-pki")
+        os.mkdir(mine)
+        for ext in ("crt", "key"):
+            shutil.copy(os.path.join(PKI, "checker-shim-a." + ext), os.path.join(mine, "me." + ext))
+        args = ["--tls-cert", os.path.join(mine, "me.crt"), "--tls-key", os.path.join(mine, "me.key"),
+                "--ca", os.path.join(PKI, "ca.crt")]
+        shim = Shim(self.hf.xds, "shim-a", "z1", self.hf.workdir, extra=args)
+        self.addCleanup(shim.stop)
+        names = lambda: [c["node_id"] for c in self.hf.get(API + "/health").json["checkers"]]  # noqa: E731
+        wait_for(lambda: names() == ["shim-a"], 10)
+        # Rotate the shim's files to another identity and SIGHUP it: the stream goes on.
+        for ext in ("crt", "key"):
+            shutil.copy(os.path.join(PKI, "checker-fake." + ext), os.path.join(mine, "me." + ext))
+        shim.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        self.assertEqual(names(), ["shim-a"])
+        self.assertEqual(self.events("checker.disconnect"), [])
+        # Its next connection presents the new certificate: holdfast restarts, the shim
+        # reconnects as checker "fake" claiming shim-a, and is refused.
+        self.hf.kill9()
+        self.hf.start(extra=[*tls_args(), "--lrs-interval", "200"], keep_ports=True)
+        wait_for(lambda: any("checker fake may not check health as 'shim-a'" in e["summary"]
+                             for e in self.events("xds.denied")), 10)
+        with open(shim.log_path, "rb") as f:
+            self.assertIn(b"certificates reloaded", f.read())
+
 
 class RestHttpsTest(unittest.TestCase):
     def test_https_with_tokens_and_rotation(self):
