@@ -302,7 +302,7 @@ class XdsTlsTest(unittest.TestCase):
         self.assertIsNone(c.recv())
         self.assertEqual(c.error.code(), grpc.StatusCode.PERMISSION_DENIED)
         c.close()
-        denied = self.events("xds.denied")
+        denied = wait_for(lambda: len(self.events("xds.denied")) >= 2 and self.events("xds.denied"), 5)
         self.assertEqual(len(denied), 2)
         self.assertIn("node spy refused: group other may not fetch", denied[0]["summary"])
         connected = [e["object"] for e in self.events("proxy.connect")]
@@ -328,7 +328,8 @@ class XdsTlsTest(unittest.TestCase):
         reasons = " ".join(e["summary"] for e in refused)
         self.assertIn("did not return a certificate", reasons)
         self.assertIn("certificate verify failed", reasons)
-        denied = " ".join(e["summary"] for e in self.events("xds.denied"))
+        denied = " ".join(e["summary"] for e in wait_for(
+            lambda: len(self.events("xds.denied")) >= 3 and self.events("xds.denied"), 5))
         self.assertIn("unknown identity 'spiffe://holdfast/admin/root'", denied)
         self.assertIn("a certificate without a URI SAN", denied)
         self.assertIn("checker shim-a may use HDS only", denied)
