@@ -125,6 +125,8 @@ int hf__grpc_call_identity(grpc_call *call, char *buf, size_t len)
 
 /* ---- gRPC core's log ---- */
 
+/* Under failure_lock: gRPC logs from its own threads (rarely: errors only). */
+static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
 static void (*failure_fn)(void *arg, const char *why);
 static void *failure_arg;
 
@@ -137,9 +139,11 @@ static void on_grpc_log(gpr_log_func_args *a)
         hf_counter_add("holdfast_xds_tls_handshake_failures_total",
                        "xDS TLS handshakes that failed (client certificate missing or refused).",
                        "", 1);
+        pthread_mutex_lock(&failure_lock);
         if (failure_fn != NULL) {
             failure_fn(failure_arg, m);
         }
+        pthread_mutex_unlock(&failure_lock);
     }
     if (a->severity == GPR_LOG_SEVERITY_ERROR) {
         hf_warn("grpc", "%s", m);
@@ -150,7 +154,9 @@ static void on_grpc_log(gpr_log_func_args *a)
 
 void hf__grpc_tls_watch_log(void (*fn)(void *arg, const char *why), void *arg)
 {
+    pthread_mutex_lock(&failure_lock);
     failure_fn = fn;
     failure_arg = arg;
+    pthread_mutex_unlock(&failure_lock);
     gpr_set_log_function(on_grpc_log);
 }

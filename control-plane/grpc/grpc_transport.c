@@ -574,6 +574,9 @@ void hf_grpc_stop(hf_grpc_server *srv)
     }
     free(srv->workers);
     free(srv->registered);
+    if (srv->tls != NULL) {
+        hf__grpc_tls_watch_log(NULL, NULL); /* its argument is about to go */
+    }
     hf__grpc_tls_free(srv->tls);
     pthread_mutex_destroy(&srv->shutdown_lock);
     pthread_cond_destroy(&srv->shutdown_cond);
