@@ -18,7 +18,6 @@
 #include "token.h"
 #include "xds.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -152,52 +151,6 @@ static int token_command(int argc, char **argv)
     return 0;
 }
 
-/* Is host a loopback IP literal (127.0.0.0/8, ::1) or "localhost"? */
-static bool is_loopback(const char *host)
-{
-    unsigned char a[16];
-    if (inet_pton(AF_INET, host, a) == 1) {
-        return a[0] == 127;
-    }
-    if (inet_pton(AF_INET6, host, a) == 1) {
-        static const unsigned char one[16] = {[15] = 1};
-        return memcmp(a, one, 16) == 0;
-    }
-    return strcmp(host, "localhost") == 0;
-}
-
-/* The TLS flags come in sets; plaintext xDS only on loopback. Returns 0 or 2. */
-static int check_tls_options(const struct options *o)
-{
-    const tls_files *x = &o->xds_tls, *r = &o->rest_tls;
-    int nx = (x->cert != NULL) + (x->key != NULL) + (x->ca != NULL);
-    if (nx != 0 && nx != 3) {
-        fprintf(stderr,
-                "holdfast: --xds-tls-cert, --xds-tls-key and --xds-client-ca go together\n");
-        return 2;
-    }
-    if ((r->cert != NULL) != (r->key != NULL)) {
-        fprintf(stderr, "holdfast: --tls-cert and --tls-key go together\n");
-        return 2;
-    }
-    if (nx == 0 && !is_loopback(o->xds_addr)) {
-        fprintf(stderr,
-                "holdfast: --xds %s is not a loopback address: serving xDS beyond this "
-                "host needs --xds-tls-cert, --xds-tls-key and --xds-client-ca\n",
-                o->xds_addr);
-        return 2;
-    }
-    char host[96];
-    uint16_t port;
-    if (o->xds_local[0] != '\0' &&
-        (parse_hostport(o->xds_local, host, sizeof(host), &port) != 0 || !is_loopback(host))) {
-        fprintf(stderr, "holdfast: --xds-local wants a loopback ADDR:PORT, got '%s'\n",
-                o->xds_local);
-        return 2;
-    }
-    return 0;
-}
-
 /* Parses daemon options; returns -1 to exit 0 (help/version), 0 to run, 2 on a usage error. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -301,7 +254,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "holdfast: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    return check_tls_options(o);
+    return tls_check_options(&o->xds_tls, &o->rest_tls, o->xds_addr, o->xds_local);
 }
 
 static int run(struct options *o)

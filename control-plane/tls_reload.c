@@ -5,7 +5,71 @@
 
 #include "log.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
+
+/* Is host a loopback IP literal (127.0.0.0/8, ::1, brackets allowed) or "localhost"? */
+static bool is_loopback(const char *host)
+{
+    char h[96];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(h)) {
+        memcpy(h, host + 1, n - 2);
+        h[n - 2] = '\0';
+        host = h;
+    }
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1) {
+        return a[0] == 127;
+    }
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+        return memcmp(a, one, 16) == 0;
+    }
+    return strcmp(host, "localhost") == 0;
+}
+
+/* "ADDR:PORT" with a loopback ADDR and a port? */
+static bool local_ok(const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    char host[96];
+    if (colon == NULL || colon == hostport || colon[1] == '\0' ||
+        (size_t)(colon - hostport) >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    return is_loopback(host);
+}
+
+int tls_check_options(const tls_files *xds, const tls_files *rest, const char *xds_host,
+                      const char *xds_local)
+{
+    int nx = (xds->cert != NULL) + (xds->key != NULL) + (xds->ca != NULL);
+    if (nx != 0 && nx != 3) {
+        fprintf(stderr,
+                "holdfast: --xds-tls-cert, --xds-tls-key and --xds-client-ca go together\n");
+        return 2;
+    }
+    if ((rest->cert != NULL) != (rest->key != NULL)) {
+        fprintf(stderr, "holdfast: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (nx == 0 && !is_loopback(xds_host)) {
+        fprintf(stderr,
+                "holdfast: --xds %s is not a loopback address: serving xDS beyond this host "
+                "needs --xds-tls-cert, --xds-tls-key and --xds-client-ca\n",
+                xds_host);
+        return 2;
+    }
+    if (xds_local[0] != '\0' && !local_ok(xds_local)) {
+        fprintf(stderr, "holdfast: --xds-local wants a loopback ADDR:PORT, got '%s'\n", xds_local);
+        return 2;
+    }
+    return 0;
+}
 
 static uint64_t stamp_of(const tls_files *t)
 {

@@ -21,6 +21,11 @@ typedef struct tls_files {
     uint64_t stamp;              /* hf_tls_files_stamp when last looked at */
 } tls_files;
 
+/* Checks the daemon's TLS flags: xDS ones all or none, REST ones both or none; without xDS TLS,
+ * xds_host must be loopback; xds_local ("ADDR:PORT", "" for none) must be loopback. Prints one
+ * line and returns 2 when not; 0 otherwise. */
+int tls_check_options(const tls_files *xds, const tls_files *rest, const char *xds_host,
+                      const char *xds_local);
 /* Loads the files for the first time (nothing when t->cert is NULL). */
 int tls_files_load(tls_files *t, hf_detail *d);
 void tls_files_clear(tls_files *t);
