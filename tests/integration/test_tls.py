@@ -501,6 +501,45 @@ class XdsTlsTest(unittest.TestCase):
             self.assertIn(b"certificates reloaded", f.read())
 
 
+class PkiTest(unittest.TestCase):
+    def test_pki_files(self):
+        d = tempfile.mkdtemp(prefix="hf-pki-t-")
+        self.addCleanup(shutil.rmtree, d, True)
+        self.assertEqual(pki("init", "--dir", d + "/ca"), [d + "/ca/ca.crt", d + "/ca/ca.key"])
+        d += "/ca"
+        crt, key = pki("issue", "--dir", d, "--group", "edge")
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(d + "/ca.key").st_mode & 0o777, 0o600)
+        ca = x509.load_pem_x509_certificate(open(d + "/ca.crt", "rb").read())
+        self.assertTrue(ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+
+        def sans(path):
+            c = x509.load_pem_x509_certificate(open(path, "rb").read())
+            v = subprocess.run(["openssl", "verify", "-CAfile", d + "/ca.crt", path], capture_output=True)
+            self.assertEqual(v.returncode, 0, v.stdout)
+            return c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(sans(crt).get_values_for_type(x509.UniformResourceIdentifier),
+                         ["spiffe://holdfast/group/edge"])
+        crt, _ = pki("issue", "--dir", d, "--checker", "shim-a.z1")
+        self.assertEqual(sans(crt).get_values_for_type(x509.UniformResourceIdentifier),
+                         ["spiffe://holdfast/checker/shim-a.z1"])
+        crt, _ = pki("issue", "--dir", d, "--server", "127.0.0.1")
+        self.assertEqual([str(a) for a in sans(crt).get_values_for_type(x509.IPAddress)], ["127.0.0.1"])
+        crt, _ = pki("issue", "--dir", d, "--server", "xds.example.com")
+        self.assertEqual(sans(crt).get_values_for_type(x509.DNSName), ["xds.example.com"])
+        run = lambda *a: subprocess.run([HOLDFAST, "pki", *a], capture_output=True, text=True)  # noqa: E731
+        for bad in (["--group", "Edge"], ["--group", "a/b"], ["--checker", "a/b"], ["--server", "a b"],
+                    ["--group", "x", "--checker", "y"], []):
+            r = run("issue", "--dir", d, *bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+        r = run("init", "--dir", d)  # one CA per folder: never overwritten
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("exists already", r.stderr)
+        r = run("issue", "--dir", d + "/nope", "--group", "edge")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("pki init", r.stderr)
+
+
 class RestHttpsTest(unittest.TestCase):
     def test_https_with_tokens_and_rotation(self):
         hf = Holdfast()
