@@ -6,6 +6,7 @@
  * restart could lose: deployments and samples are in the store.
  */
 #include "deploy.h"
+#include "reporters.h"
 #include "restart.h"
 
 #include "log.h"
@@ -51,7 +52,40 @@ struct deploy_engine {
     bool stopping;
     struct load *loads;
     size_t n_loads;
+    deploy_reporters reporters; /* under lock: who reported this interval */
+    pthread_mutex_t count_lock; /* count_proxies and its calls */
+    int (*count_proxies)(void *arg, const char *group);
+    void *count_arg;
 };
+
+void deploy_record_reporter(void *engine, const char *node, const char *cluster)
+{
+    struct deploy_engine *e = engine;
+    pthread_mutex_lock(&e->lock);
+    deploy_reporters_add(&e->reporters, cluster, node);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void deploy_set_proxy_counter(deploy_engine *e, int (*fn)(void *arg, const char *group), void *arg)
+{
+    pthread_mutex_lock(&e->count_lock);
+    e->count_proxies = fn;
+    e->count_arg = arg;
+    pthread_mutex_unlock(&e->count_lock);
+}
+
+/* Connected proxies of the service's group, -1 when not known. Engine thread. */
+static int connected_proxies(struct deploy_engine *e, const char *service)
+{
+    hf_service svc;
+    if (store_service_get(e->store, service, &svc, NULL) != HF_OK) {
+        return -1;
+    }
+    pthread_mutex_lock(&e->count_lock);
+    int n = e->count_proxies != NULL ? e->count_proxies(e->count_arg, svc.proxy_group) : -1;
+    pthread_mutex_unlock(&e->count_lock);
+    return n;
+}
 
 void deploy_record_load(void *engine, const char *cluster, const char *fleet, uint64_t requests)
 {
@@ -140,7 +174,8 @@ static size_t under_threshold_run(const hf_tail_sample *s, size_t n, int64_t sin
 }
 
 static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
-                              const struct load *loads, size_t n_loads, int64_t now)
+                              const struct load *loads, size_t n_loads, deploy_reporters *rep,
+                              int64_t now)
 {
     const char *draining = hf_deployment_draining_fleet(dep);
     uint64_t old = 0, total = 0;
@@ -155,7 +190,9 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
         hf_tail_sample s = {.t = now,
                             .pct = 100.0 * (double)old / (double)total,
                             .old_requests = (int64_t)old,
-                            .total_requests = (int64_t)total};
+                            .total_requests = (int64_t)total,
+                            .reporters = (int32_t)deploy_reporters_count(rep, dep->service),
+                            .connected_proxies = connected_proxies(e, dep->service)};
         if (store_tail_add(e->store, dep->id, &s, &d) != HF_OK) {
             hf_error("deploy", "cannot store a tail sample of %s: %s", dep->id, d.message);
         }
@@ -203,6 +240,8 @@ static void tick(struct deploy_engine *e)
     size_t n_loads = e->n_loads;
     e->loads = NULL;
     e->n_loads = 0;
+    deploy_reporters rep = e->reporters;
+    e->reporters = (deploy_reporters){0};
     pthread_mutex_unlock(&e->lock);
 
     hf_deployment *deps;
@@ -211,12 +250,13 @@ static void tick(struct deploy_engine *e)
         int64_t now = hf_now_ms();
         for (size_t i = 0; i < n; i++) {
             if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
-                sample_and_decide(e, &deps[i], loads, n_loads, now);
+                sample_and_decide(e, &deps[i], loads, n_loads, &rep, now);
             }
         }
         free(deps);
     }
     free(loads);
+    deploy_reporters_clear(&rep);
 }
 
 static void *engine_main(void *arg)
@@ -249,6 +289,7 @@ int deploy_start(hf_store *st, uint32_t interval_ms, deploy_engine **out, hf_det
     e->store = st;
     e->interval_ms = interval_ms ? interval_ms : 2000;
     pthread_mutex_init(&e->lock, NULL);
+    pthread_mutex_init(&e->count_lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->hooks = webhooks_start();
     pthread_create(&e->thread, NULL, engine_main, e);
@@ -269,6 +310,8 @@ void deploy_stop(deploy_engine *e)
     webhooks_stop(e->hooks);
     free(e->loads);
     free(e->inflight);
+    deploy_reporters_clear(&e->reporters);
+    pthread_mutex_destroy(&e->count_lock);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);

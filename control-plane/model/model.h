@@ -180,6 +180,8 @@ typedef struct hf_tail_sample {
     double pct;
     int64_t old_requests;
     int64_t total_requests;
+    int32_t reporters;         /* proxies of the service's group whose reports are in it */
+    int32_t connected_proxies; /* ADS streams of that group when it was taken; -1 unknown */
 } hf_tail_sample;
 
 const char *hf_deploy_state_name(enum hf_deploy_state s);

@@ -470,9 +470,13 @@ json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s,
     for (size_t i = 0; i < n; i++) {
         char ts[32];
         hf_time_format(s[i].t, ts, sizeof(ts));
-        json_array_append_new(tail, json_pack("{s:s, s:f, s:I, s:I}", "t", ts, "pct", s[i].pct,
-                                              "old_requests", (json_int_t)s[i].old_requests,
-                                              "total_requests", (json_int_t)s[i].total_requests));
+        json_t *sample = json_pack("{s:s, s:f, s:I, s:I, s:i}", "t", ts, "pct", s[i].pct,
+                                   "old_requests", (json_int_t)s[i].old_requests, "total_requests",
+                                   (json_int_t)s[i].total_requests, "reporters", s[i].reporters);
+        json_object_set_new(sample, "connected_proxies",
+                            s[i].connected_proxies >= 0 ? json_integer(s[i].connected_proxies)
+                                                        : json_null());
+        json_array_append_new(tail, sample);
         latest = s[i].pct;
     }
     json_object_set_new(o, "tail", tail);

@@ -131,6 +131,9 @@ static const struct {
      "  PRIMARY KEY (restart_id, n));"},
     /* Audit retention: a peer's connect/disconnect rows are found by object. */
     {6, "CREATE INDEX events_object ON events(object, action, id);"},
+    /* Issue 13: whose load reports a tail sample is made of. */
+    {7, "ALTER TABLE tail_samples ADD COLUMN reporters INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE tail_samples ADD COLUMN connected_proxies INTEGER NOT NULL DEFAULT -1;"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -132,9 +132,10 @@
     X(ST_SERVICE_SET_TTL,                                                                          \
       "UPDATE services SET ttl_in_force_s = ?2, updated_at = ?3 WHERE id = ?1")                    \
     X(ST_TAIL_INSERT, "INSERT OR REPLACE INTO tail_samples(deployment_id, t, pct, old_requests, "  \
-                      "total_requests) VALUES(?1, ?2, ?3, ?4, ?5)")                                \
-    X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests FROM tail_samples WHERE "         \
-                    "deployment_id = ?1 ORDER BY t")                                               \
+                      "total_requests, reporters, connected_proxies) "                             \
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                        \
+    X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests, reporters, connected_proxies "   \
+                    "FROM tail_samples WHERE deployment_id = ?1 ORDER BY t")                       \
     X(ST_ENDPOINT_KEY, "SELECT e.id, e.health FROM endpoints e JOIN services s ON "                \
                        "s.id = e.service_id WHERE s.name = ?1 AND e.address = ?2 AND e.port = ?3") \
     X(ST_ENDPOINT_SET_HEALTH, "UPDATE endpoints SET health = ?2, health_changed_at = ?3 WHERE "    \

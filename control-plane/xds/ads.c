@@ -10,6 +10,7 @@
  * response is unanswered.
  */
 #include "xds_internal.h"
+#include "xds_auth.h"
 
 #include "buf.h"
 #include "log.h"
@@ -224,6 +225,9 @@ static bool take_node(xds_stream *s, const Node *node)
     if (node == NULL || node->id == NULL || node->id[0] == '\0') {
         fail(s, HF_GRPC_INVALID_ARGUMENT, "the first request must carry node.id");
         return false;
+    }
+    if (!xds__authorize_ads(s->srv, s->transport, node->id, node->cluster)) {
+        return false; /* PERMISSION_DENIED, audited */
     }
     xds_stream_info *in = &s->info;
     snprintf(in->node_id, sizeof(in->node_id), "%s", node->id);
