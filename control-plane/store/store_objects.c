@@ -211,6 +211,42 @@ static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t gr
     sqlite3_bind_int(s, 18, v->health_check.reuse_connection);
 }
 
+/* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains
+ * is routed and a gRPC client resolves it) is already claimed in the group by another service:
+ * as one of its domains, or as its name. Envoy compares domains lower-cased and rejects a whole
+ * route table over one duplicate; a gRPC node would get two listeners of the same name. */
+static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
+                        const char *host, bool is_name, hf_detail *d)
+{
+    const char *what = is_name ? "name" : "domain";
+    int rc = HF_OK;
+    sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
+    sqlite3_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    if (sqlite3_step(o) == SQLITE_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, is_name ? "name" : "domains",
+                     "%s '%s' of service '%s' is already a domain of service '%s' in proxy "
+                     "group '%s'",
+                     what, host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+    }
+    sqlite3_reset(o);
+    if (rc != HF_OK || is_name) {
+        return rc;
+    }
+    o = store__stmt(st, ST_GROUP_SERVICE_NAMED);
+    sqlite3_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    sqlite3_bind_int64(o, 3, id);
+    if (sqlite3_step(o) == SQLITE_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, "domains",
+                     "domain '%s' of service '%s' is the name of service '%s' in proxy group "
+                     "'%s' (a service is routed by its name)",
+                     host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+    }
+    sqlite3_reset(o);
+    return rc;
+}
+
 /* Replaces the domains and compatible formats of service id (lock held, inside a tx). */
 static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
                                hf_detail *d)
@@ -218,16 +254,11 @@ static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, in
     sqlite3_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
     sqlite3_bind_int64(s, 1, id);
     int rc = store__exec(st, s, d);
+    if (rc == HF_OK) {
+        rc = host_claimed(st, v, id, group_id, v->name, true, d);
+    }
     for (uint32_t i = 0; rc == HF_OK && i < v->n_domains; i++) {
-        sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
-        sqlite3_bind_int64(o, 1, group_id);
-        bind_text(o, 2, v->domains[i]);
-        if (sqlite3_step(o) == SQLITE_ROW) {
-            rc = hf_fail(d, HF_ECONFLICT, "domains",
-                         "domain '%s' is already routed to service '%s' in proxy group '%s'",
-                         v->domains[i], (const char *)sqlite3_column_text(o, 0), v->proxy_group);
-        }
-        sqlite3_reset(o);
+        rc = host_claimed(st, v, id, group_id, v->domains[i], false, d);
         if (rc != HF_OK) {
             break;
         }

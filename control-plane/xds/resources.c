@@ -706,7 +706,10 @@ void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, 
         if (kind == XDS_NODE_GRPC) {
             build_api_listener(a, &out[XDS_LDS], svcs[i].svc->name, svcs[i].svc);
             for (uint32_t d = 0; d < svcs[i].svc->n_domains; d++) {
-                build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
+                /* A service may list its own name: one listener of that name. */
+                if (strcmp(svcs[i].svc->domains[d], svcs[i].svc->name) != 0) {
+                    build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
+                }
             }
         }
     }

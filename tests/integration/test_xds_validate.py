@@ -39,7 +39,7 @@ def setup_world(hf):
         "affinity": {"mode": "hash_cookie", "cookie_name": "hf_s", "ttl_s": 600, "path": "/q"}}))
     ok(hf.post(API + "/services", {"name": "plain", "proxy_group": "edge"}))  # routed by its name
     ok(hf.post(API + "/services", {
-        "name": "ws", "proxy_group": "edge", "domains": ["ws.example.com"],
+        "name": "ws", "proxy_group": "edge", "domains": ["ws.example.com", "ws"],
         "affinity": {"mode": "cookie", "cookie_name": "hf_ws", "ttl_s": 60},
         "connection": {"max_connection_age_s": 1800}}))
     for svc, fleet in (("cart", "blue"), ("cart", "green"), ("search", "v1"), ("plain", "a"),
