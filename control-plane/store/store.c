@@ -129,6 +129,12 @@ static const struct {
      "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
      "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
+    /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
+     * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
+    {6, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
+        "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
+        "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -173,6 +173,9 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     v->updated_at = sqlite3_column_int64(s, 17);
     v->ttl_in_force_s = (uint32_t)sqlite3_column_int64(s, 19);
     v->health_check.reuse_connection = sqlite3_column_int(s, 20) != 0;
+    v->connection.websocket = sqlite3_column_int(s, 21) != 0;
+    hf_upstream_protocol_parse((const char *)sqlite3_column_text(s, 22),
+                               &v->connection.upstream_protocol);
 
     int64_t id = sqlite3_column_int64(s, 18);
     sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -190,7 +193,7 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     sqlite3_reset(q);
 }
 
-/* Binds ?2..?16 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
+/* Binds ?2..?20 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
 static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t group_id)
 {
     sqlite3_bind_int64(s, 2, group_id);
@@ -209,6 +212,8 @@ static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t gr
     sqlite3_bind_int64(s, 15, v->connection.drain_timeout_s);
     sqlite3_bind_int64(s, 16, v->connection.max_stream_duration_s);
     sqlite3_bind_int(s, 18, v->health_check.reuse_connection);
+    sqlite3_bind_int(s, 19, v->connection.websocket);
+    bind_text(s, 20, hf_upstream_protocol_name(v->connection.upstream_protocol));
 }
 
 /* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains

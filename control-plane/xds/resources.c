@@ -357,29 +357,61 @@ static bool build_eds(hf_arena *a, xds_resource_list *l, const xds_service_input
 /* CDS                                                                                      */
 /* ======================================================================================== */
 
-/* Bounds the upstream connections' age too (the HCM option bounds downstream ones): so a
- * rolling restart's drain also ends connections from Envoy to the backends in time. The upstream
- * protocol follows the downstream one. */
-static void upstream_max_age(hf_arena *a, Cluster *c, uint32_t seconds_)
+/* The cluster's upstream HTTP options: the protocol spoken to the backends and a bound on the
+ * upstream connections' age (the HCM option bounds downstream ones), so a rolling restart's drain
+ * also ends connections from Envoy to the backends in time. Nothing for HTTP/1.1 without a max
+ * age (Envoy's default). "auto" follows the downstream protocol: Envoy accepts ALPN-based
+ * auto_config only with a transport socket that does ALPN, and these clusters are plaintext. */
+static void upstream_options(hf_arena *a, Cluster *c, const hf_connection *conn)
 {
     typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions UpstreamOptions;
     typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__UseDownstreamHttpConfig
         UseDownstream;
+    typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig
+        Explicit;
+    if (conn->max_connection_age_s == 0 && conn->upstream_protocol == HF_UPSTREAM_HTTP1) {
+        return;
+    }
     UpstreamOptions *o =
         NEW(UpstreamOptions, ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT);
-    o->common_http_protocol_options =
-        NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
-    o->common_http_protocol_options->max_connection_duration = seconds(a, seconds_);
-    UseDownstream *ud = NEW(
-        UseDownstream,
-        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__USE_DOWNSTREAM_HTTP_CONFIG__INIT);
-    ud->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
-                                    ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
-    ud->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
-                                     ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
-    o->upstream_protocol_options_case =
-        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
-    o->use_downstream_protocol_config = ud;
+    if (conn->max_connection_age_s > 0) {
+        o->common_http_protocol_options =
+            NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+        o->common_http_protocol_options->max_connection_duration =
+            seconds(a, conn->max_connection_age_s);
+    }
+    if (conn->upstream_protocol == HF_UPSTREAM_AUTO) {
+        UseDownstream *ud = NEW(
+            UseDownstream,
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__USE_DOWNSTREAM_HTTP_CONFIG__INIT);
+        ud->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
+                                        ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
+        ud->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
+                                         ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
+        o->upstream_protocol_options_case =
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
+        o->use_downstream_protocol_config = ud;
+    } else {
+        Explicit *ex = NEW(
+            Explicit,
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__INIT);
+        if (conn->upstream_protocol == HF_UPSTREAM_HTTP2) {
+            ex->protocol_config_case =
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+            ex->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
+                                             ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
+            /* WebSocket to an HTTP/2 backend: RFC 8441 extended CONNECT. */
+            ex->http2_protocol_options->allow_connect = conn->websocket;
+        } else {
+            ex->protocol_config_case =
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS;
+            ex->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
+                                            ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
+        }
+        o->upstream_protocol_options_case =
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
+        o->explicit_http_config = ex;
+    }
     Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
         NEW(Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry,
             ENVOY__CONFIG__CLUSTER__V3__CLUSTER__TYPED_EXTENSION_PROTOCOL_OPTIONS_ENTRY__INIT);
@@ -429,8 +461,8 @@ static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input
     c->common_lb_config = lb;
     /* Hosts leave EDS when evicted: remove them even if active health checking says healthy. */
     c->ignore_health_on_host_removal = 1;
-    if (kind == XDS_NODE_ENVOY && in->svc->connection.max_connection_age_s > 0) {
-        upstream_max_age(a, c, in->svc->connection.max_connection_age_s);
+    if (kind == XDS_NODE_ENVOY) {
+        upstream_options(a, c, &in->svc->connection);
     }
     if (kind == XDS_NODE_GRPC) {
         c->lrs_server = NEW(ConfigSource, ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT);
@@ -485,8 +517,30 @@ static PerFilterEntry *session_per_route(hf_arena *a, const hf_affinity *af, uin
     return e;
 }
 
-/* A route "/" (or "" for gRPC) to the service's cluster. */
-static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
+static Google__Protobuf__BoolValue *boolean(hf_arena *a, bool v)
+{
+    Google__Protobuf__BoolValue *b =
+        NEW(Google__Protobuf__BoolValue, GOOGLE__PROTOBUF__BOOL_VALUE__INIT);
+    b->value = v;
+    return b;
+}
+
+/* Enables WebSocket upgrades on one route (the connection manager disables them by default
+ * once any service of the group allows them). */
+static void route_websocket(hf_arena *a, RouteAction *ra)
+{
+    typedef Envoy__Config__Route__V3__RouteAction__UpgradeConfig UpgradeConfig;
+    UpgradeConfig *u =
+        NEW(UpgradeConfig, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__UPGRADE_CONFIG__INIT);
+    u->upgrade_type = "websocket";
+    u->enabled = boolean(a, true);
+    ra->n_upgrade_configs = 1;
+    ra->upgrade_configs = HF_ANEW_N(a, UpgradeConfig *, 1);
+    ra->upgrade_configs[0] = u;
+}
+
+/* A route "/" (or "" for gRPC) to the service's cluster; upgrades: Envoy's WebSocket setting. */
+static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix, bool upgrades)
 {
     RouteAction *ra = NEW(RouteAction, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__INIT);
     ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
@@ -511,6 +565,9 @@ static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
                 ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__MAX_STREAM_DURATION__INIT);
         ra->max_stream_duration->max_stream_duration =
             seconds(a, svc->connection.max_stream_duration_s);
+    }
+    if (upgrades && svc->connection.websocket) {
+        route_websocket(a, ra);
     }
     RouteMatch *m = NEW(RouteMatch, ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__INIT);
     m->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
@@ -539,7 +596,7 @@ static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
     }
     vh->n_routes = 1;
     vh->routes = HF_ANEW_N(a, Route *, 1);
-    vh->routes[0] = route_to(a, svc, "/");
+    vh->routes[0] = route_to(a, svc, "/", true);
     if (svc->affinity.mode == HF_AFFINITY_COOKIE) {
         vh->n_typed_per_filter_config = 1;
         vh->typed_per_filter_config = HF_ANEW_N(a, PerFilterEntry *, 1);
@@ -614,6 +671,22 @@ static Hcm *new_hcm(hf_arena *a, const char *stat_prefix, const hf_connection *l
     return h;
 }
 
+/* WebSocket upgrades known to the connection manager but off by default: the routes of the
+ * services that allow them turn them on (without any upgrade_configs Envoy answers 403). */
+static void hcm_websocket(hf_arena *a, Hcm *h)
+{
+    typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+        UpgradeConfig;
+    UpgradeConfig *u = NEW(
+        UpgradeConfig,
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__UPGRADE_CONFIG__INIT);
+    u->upgrade_type = "websocket";
+    u->enabled = boolean(a, false);
+    h->n_upgrade_configs = 1;
+    h->upgrade_configs = HF_ANEW_N(a, UpgradeConfig *, 1);
+    h->upgrade_configs[0] = u;
+}
+
 static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
                                  const xds_service_input *svcs, size_t n)
 {
@@ -627,8 +700,13 @@ static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_pro
     h->rds->route_config_name = (char *)g->name;
 
     bool cookie = false;
+    bool websocket = false;
     for (size_t i = 0; i < n; i++) {
         cookie |= svcs[i].svc->affinity.mode == HF_AFFINITY_COOKIE;
+        websocket |= svcs[i].svc->connection.websocket;
+    }
+    if (websocket) {
+        hcm_websocket(a, h);
     }
     h->http_filters = HF_ANEW_N(a, HttpFilter *, 2);
     if (cookie) {
@@ -671,7 +749,7 @@ static void build_api_listener(hf_arena *a, xds_resource_list *l, const char *na
     vh->domains[0] = "*";
     vh->n_routes = 1;
     vh->routes = HF_ANEW_N(a, Route *, 1);
-    vh->routes[0] = route_to(a, svc, "");
+    vh->routes[0] = route_to(a, svc, "", false);
     RouteConfiguration *rc =
         NEW(RouteConfiguration, ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT);
     rc->name = (char *)svc->name;

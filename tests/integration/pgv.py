@@ -398,6 +398,26 @@ def route_table_errors(rc, clusters, where):
     return errs
 
 
+UPSTREAM_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def upstream_errors(clusters):
+    """ALPN-based auto_config needs a transport socket that does ALPN (TLS): Envoy refuses the
+    cluster otherwise ("ALPN configured for cluster ... which has a non-ALPN transport socket")."""
+    from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as up_pb2
+    errs = []
+    for c in clusters:
+        if UPSTREAM_KEY not in c.typed_extension_protocol_options:
+            continue
+        o = up_pb2.HttpProtocolOptions()
+        if not c.typed_extension_protocol_options[UPSTREAM_KEY].Unpack(o):
+            errs.append("cluster %s: upstream HttpProtocolOptions do not decode" % c.name)
+        elif o.WhichOneof("upstream_protocol_options") == "auto_config" and \
+                not c.HasField("transport_socket"):
+            errs.append("cluster %s: auto_config (ALPN) on a plaintext cluster" % c.name)
+    return errs
+
+
 def semantic(listeners, routes, clusters, assignments):
     """Envoy's rules across resources: the router is the last HTTP filter and appears once,
     referenced route tables and clusters exist, domains are unique per route table, every EDS
@@ -434,6 +454,7 @@ def semantic(listeners, routes, clusters, assignments):
                 errs.append("%s: no route specifier" % where)
     for rc in routes:
         errs.extend(route_table_errors(rc, cluster_names, "route " + rc.name))
+    errs.extend(upstream_errors(clusters))
     eds_names = set()
     for c in clusters:
         if c.WhichOneof("cluster_discovery_type") == "type" and c.type == c.EDS:

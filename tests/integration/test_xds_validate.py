@@ -36,12 +36,13 @@ def setup_world(hf):
         "connection": {"max_connection_age_s": 3600, "drain_timeout_s": 30, "max_stream_duration_s": 120}}))
     ok(hf.post(API + "/services", {
         "name": "search", "proxy_group": "edge", "domains": ["search.example.com"],
-        "affinity": {"mode": "hash_cookie", "cookie_name": "hf_s", "ttl_s": 600, "path": "/q"}}))
+        "affinity": {"mode": "hash_cookie", "cookie_name": "hf_s", "ttl_s": 600, "path": "/q"},
+        "connection": {"upstream_protocol": "auto", "websocket": True}}))
     ok(hf.post(API + "/services", {"name": "plain", "proxy_group": "edge"}))  # routed by its name
     ok(hf.post(API + "/services", {
         "name": "ws", "proxy_group": "edge", "domains": ["ws.example.com", "ws"],
         "affinity": {"mode": "cookie", "cookie_name": "hf_ws", "ttl_s": 60},
-        "connection": {"max_connection_age_s": 1800}}))
+        "connection": {"max_connection_age_s": 1800, "websocket": True, "upstream_protocol": "http2"}}))
     for svc, fleet in (("cart", "blue"), ("cart", "green"), ("search", "v1"), ("plain", "a"),
                        ("ws", "blue")):
         ok(hf.post(API + "/services/%s/fleets" % svc, {"name": fleet, "version": "1"}))
@@ -143,6 +144,13 @@ class ValidateTest(unittest.TestCase):
                          sorted(["cart", "cart.example.com", "*.shop.example.com", "search",
                                  "search.example.com", "plain", "ws", "ws.example.com"]))
         self.assertTrue(all(c.HasField("lrs_server") for c in g["clusters"]))
+        cl = {c.name: c for c in e["clusters"]}
+        self.assertEqual(sorted(n for n in cl if cl[n].typed_extension_protocol_options),
+                         ["cart", "search", "ws"])  # max age; auto; http2
+        (ls,) = e["listeners"]
+        h = hcm_pb2.HttpConnectionManager()
+        ls.filter_chains[0].filters[0].typed_config.Unpack(h)
+        self.assertEqual([u.upgrade_type for u in h.upgrade_configs], ["websocket"])
 
     def test_envoy_node_resources_are_valid(self):
         self.assertEqual(self.check_world(self.envoy), [])
@@ -236,6 +244,13 @@ class ValidateTest(unittest.TestCase):
         self.assert_caught(self.broken("assignments", "cart", renamed_assignment),
                            "EDS cluster 'cart' has no ClusterLoadAssignment",
                            "'cart2' matches no EDS cluster")
+
+        def alpn_without_tls(c):
+            from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as up_pb2
+            o = up_pb2.HttpProtocolOptions()
+            o.auto_config.http2_protocol_options.SetInParent()
+            c.typed_extension_protocol_options[pgv.UPSTREAM_KEY].Pack(o)
+        self.assert_caught(self.broken("clusters", "search", alpn_without_tls), "auto_config (ALPN)")
 
         def unknown_table(ls):
             f = ls.filter_chains[0].filters[0]
