@@ -569,7 +569,34 @@ static json_t *version_or_null(const char *v)
     return v[0] ? json_string(v) : json_null();
 }
 
-static json_t *proxy_json(const xds_proxy_info *p)
+/* The Envoy version a proxy announced (null if none) and, when it is older than a feature its
+ * group's services use needs, one warning per such feature and service (issue 12 item 6). */
+static void proxy_compat_json(hf_store *st, const xds_proxy_info *p, json_t *o)
+{
+    const xds_build_version *v = &p->build_version;
+    json_t *warnings = json_array();
+    hf_service *svcs = NULL;
+    size_t n = 0;
+    if (v->known && p->kind == XDS_NODE_ENVOY && p->group_known &&
+        store_service_list(st, p->group, &svcs, &n) == HF_OK) {
+        char out[16][XDS_COMPAT_WARNING_MAX];
+        size_t k = xds_compat_warnings(v, svcs, n, out, 16);
+        for (size_t i = 0; i < k; i++) {
+            json_array_append_new(warnings, json_string(out[i]));
+        }
+    }
+    free(svcs);
+    json_t *ver = json_null();
+    if (v->known) {
+        char buf[48];
+        snprintf(buf, sizeof(buf), "%u.%u.%u", v->major, v->minor, v->patch);
+        ver = json_string(buf);
+    }
+    json_object_set_new(o, "build_version", ver);
+    json_object_set_new(o, "warnings", warnings);
+}
+
+static json_t *proxy_json(hf_store *st, const xds_proxy_info *p)
 {
     json_t *types = json_object();
     for (int t = 0; t < XDS_NTYPES; t++) {
@@ -592,6 +619,7 @@ static json_t *proxy_json(const xds_proxy_info *p)
                   "proxy_group_known", p->group_known, "user_agent", p->user_agent, "kind",
                   xds_node_kind_name(p->kind), "peer", p->peer, "mode", p->delta ? "delta" : "sotw",
                   "connected_since", rest__time_json(p->connected_since), "types", types);
+    proxy_compat_json(st, p, o);
     return o;
 }
 
@@ -605,7 +633,7 @@ void rest__h_proxies_list(rest_req *req, rest_resp *resp)
         const char *group = rest__query(req, "proxy_group");
         for (size_t i = 0; i < n; i++) {
             if (group == NULL || strcmp(group, items[i].group) == 0) {
-                json_array_append_new(arr, proxy_json(&items[i]));
+                json_array_append_new(arr, proxy_json(req->store, &items[i]));
             }
         }
         free(items);

@@ -236,6 +236,13 @@ static bool take_node(xds_stream *s, const Node *node)
             : "";
     snprintf(in->user_agent, sizeof(in->user_agent), "%s%s%s", ua, uv[0] ? " " : "", uv);
     in->kind = strncmp(ua, "gRPC", 4) == 0 ? XDS_NODE_GRPC : XDS_NODE_ENVOY;
+    if (node->user_agent_version_type_case ==
+            ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_BUILD_VERSION &&
+        node->user_agent_build_version != NULL && node->user_agent_build_version->version) {
+        const Envoy__Type__V3__SemanticVersion *sv = node->user_agent_build_version->version;
+        in->build_version =
+            (xds_build_version){true, sv->major_number, sv->minor_number, sv->patch};
+    }
     xds_snapshot *snap = xds__snapshot(s->srv);
     xds_view *v = xds_snapshot_view(snap, in->group, in->kind);
     in->group_known = v->group[0] != '\0';

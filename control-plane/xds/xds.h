@@ -7,6 +7,7 @@
 #ifndef HF_XDS_H
 #define HF_XDS_H
 
+#include "compat.h"
 #include "hash.h"
 #include "hf_err.h"
 #include "store.h"
@@ -67,6 +68,7 @@ typedef struct xds_proxy_info {
     char peer[64];
     bool delta;
     int64_t connected_since;
+    xds_build_version build_version; /* what the node announced (Envoy), if it did */
     xds_type_status types[XDS_NTYPES];
 } xds_proxy_info;
 

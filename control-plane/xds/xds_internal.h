@@ -52,6 +52,7 @@ typedef struct xds_stream_info {
     enum xds_node_kind kind;
     char peer[64];
     int64_t connected_since;
+    xds_build_version build_version; /* node.user_agent_build_version, when sent */
 } xds_stream_info;
 
 typedef struct xds_stream {

@@ -305,6 +305,31 @@ class ProtocolTest(unittest.TestCase):
     def proxies(self):
         return self.hf.get(API + "/proxies").json["items"]
 
+    def test_old_envoy_version_is_warned_about(self):
+        """Issue 12 item 6: strict needs Envoy 1.29; a 1.28 node is warned about, per service."""
+        from envoy.config.core.v3 import base_pb2
+        from envoy.type.v3 import semantic_version_pb2
+        for node_id, ver in (("old", (1, 28, 0)), ("new", (1, 29, 1)), ("silent", None)):
+            n = node(node_id, "edge")
+            if ver:
+                n.user_agent_build_version.CopyFrom(base_pb2.BuildVersion(
+                    version=semantic_version_pb2.SemanticVersion(
+                        major_number=ver[0], minor_number=ver[1], patch=ver[2])))
+            c = self.client()
+            c.request(CDS, node_=n)
+            self.assertIsNotNone(c.recv())
+        got = {p["id"]: p for p in self.proxies()}
+        self.assertEqual(got["old"]["build_version"], "1.28.0")
+        (w,) = got["old"]["warnings"]
+        self.assertIn("older than 1.29", w)
+        self.assertIn("'cart'", w)
+        self.assertEqual((got["new"]["build_version"], got["new"]["warnings"]), ("1.29.1", []))
+        self.assertEqual((got["silent"]["build_version"], got["silent"]["warnings"]), (None, []))
+        # the warning follows the configuration: cart no longer strict, no warning
+        self.assertEqual(self.hf.patch(API + "/services/cart", {"affinity": {"strict": False}}).status, 200)
+        got = {p["id"]: p for p in self.proxies()}
+        self.assertEqual(got["old"]["warnings"], [])
+
     def test_ack_then_change_pushes_only_what_changed(self):
         c = self.client()
         got = subscribe_all(c)
