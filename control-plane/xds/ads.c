@@ -406,8 +406,11 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
     char version[HF_VERSION_LEN];
     hf_rbuf *body = xds_view_sotw_body(v, t, &ts->sub, version);
     bool owed = strcmp(version, ts->sent) != 0 && strcmp(version, ts->nack_version) != 0;
-    if (owed && ts->sent[0] == '\0' && strcmp(version, ts->initial) == 0) {
-        /* Reconnected holding the current version: nothing to send. */
+    /* Reconnected holding the current version: nothing to send to Envoy. A gRPC client starts
+     * load reporting only once its new ADS stream has seen a response: answer it (issue 12
+     * item 9; after a control-plane restart its drain would get no more samples). */
+    if (owed && ts->sent[0] == '\0' && strcmp(version, ts->initial) == 0 &&
+        s->info.kind != XDS_NODE_GRPC) {
         memcpy(ts->sent, version, HF_VERSION_LEN);
         memcpy(ts->acked, version, HF_VERSION_LEN);
         owed = false;
