@@ -641,6 +641,27 @@ void rest__h_proxies_list(rest_req *req, rest_resp *resp)
     rest__json(resp, 200, json_pack("{s:o}", "items", arr));
 }
 
+/* GET /api/v1/proxies/{node_id}/config: what the xDS server last sent that node (issue 12
+ * item 8). The JSON text comes from the xDS module (proto3 JSON of the resources). */
+void rest__h_proxies_config(rest_req *req, rest_resp *resp)
+{
+    char *text = NULL;
+    if (req->xds == NULL || xds_proxy_config(req->xds, req->params[0], &text) != HF_OK) {
+        rest__error_status(resp, 404, "not_found", "", "no connected proxy with node id '%.128s'",
+                           req->params[0]);
+        return;
+    }
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    free(text);
+    if (j == NULL) {
+        rest__error_status(resp, 500, "internal", "", "cannot render the configuration: %s",
+                           err.text);
+        return;
+    }
+    rest__json(resp, 200, j);
+}
+
 void rest__h_healthz(rest_req *req, rest_resp *resp)
 {
     (void)req;

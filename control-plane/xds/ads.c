@@ -180,6 +180,7 @@ static void on_closed(void *user)
         kv_clear(&s->types[t].known);
         kv_clear(&s->types[t].pending);
         kv_clear(&s->types[t].rejected);
+        xds__sent_clear(&s->types[t].last);
     }
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -413,6 +414,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         s->info.kind != XDS_NODE_GRPC) {
         memcpy(ts->sent, version, HF_VERSION_LEN);
         memcpy(ts->acked, version, HF_VERSION_LEN);
+        xds__sent_sotw(&ts->last, v, t, &ts->sub); /* the client holds them */
         owed = false;
     }
     bool sent = false;
@@ -421,6 +423,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         sent = send_parts(s, t, parts, 2);
         if (sent) {
             memcpy(ts->sent, version, HF_VERSION_LEN);
+            xds__sent_sotw(&ts->last, v, t, &ts->sub);
         }
         hf_rbuf_unref(parts[1]);
     }
@@ -542,6 +545,7 @@ static bool pump_delta_type(xds_stream *s, xds_view *v, enum xds_type t, uint64_
         if (sent) {
             snprintf(ts->sent, sizeof(ts->sent), "%016llx",
                      (unsigned long long)hf_hash_update(HF_HASH_INIT, body->data, body->len));
+            xds__sent_delta(&ts->last, v, t, &ts->pending);
         } else {
             kv_clear(&ts->pending);
         }

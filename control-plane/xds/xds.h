@@ -75,6 +75,12 @@ typedef struct xds_proxy_info {
 /* A copy of what every connected stream has; the caller frees *out. Thread-safe. */
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n);
 
+/* The configuration dump of the newest stream of node_id, as JSON text (the caller frees
+ * *json): per type the versions sent, ACKed and NACKed (with the error), and every resource the
+ * node was last sent, in the proto3 JSON mapping. HF_ENOTFOUND when no such node is connected.
+ * Thread-safe. */
+int xds_proxy_config(xds_server *srv, const char *node_id, char **json);
+
 /* A connected health checker (HDS). */
 typedef struct xds_checker_info {
     char node_id[128];

@@ -23,6 +23,18 @@ typedef struct xds_kvset {
     size_t n;
 } xds_kvset;
 
+/* The resources of one type a stream last sent (config_dump.c), sorted by name. */
+typedef struct xds_sent_item {
+    char *name;
+    char version[HF_VERSION_LEN];
+    hf_rbuf *any; /* a reference to the snapshot's encoded Any */
+} xds_sent_item;
+
+typedef struct xds_sent {
+    xds_sent_item *items;
+    size_t n;
+} xds_sent;
+
 /* One type on one stream. */
 typedef struct xds_type_state {
     bool active;                  /* the client subscribed to this type */
@@ -40,6 +52,7 @@ typedef struct xds_type_state {
     xds_kvset known;    /* what the client holds */
     xds_kvset pending;  /* what the last response changes ("" = removed) */
     xds_kvset rejected; /* versions the client NACKed: not re-sent */
+    xds_sent last;      /* what the client was sent and holds (GET .../config) */
 } xds_type_state;
 
 /* What a stream shows in GET /api/v1/proxies, apart from its types. */
@@ -148,6 +161,11 @@ void xds__hds_process(struct xds_server *srv);
 void xds__hds_destroy(struct xds_server *srv);
 /* Wakes the xDS thread for HDS work (dirty: reassign; otherwise: verdicts queued). */
 void xds__hds_wake(struct xds_server *srv, bool dirty);
+/* Records what a response of type t carried (config_dump.c; s->lock held): state of the world,
+ * every resource of v that sub selects; delta, the changes in pending ("" = removed). */
+void xds__sent_sotw(xds_sent *s, const xds_view *v, enum xds_type t, const xds_names *sub);
+void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending);
+void xds__sent_clear(xds_sent *s);
 /* The LRS handler (lrs.c). */
 extern const hf_stream_handler xds__lrs_handler;
 

@@ -69,22 +69,24 @@ def setup_world(hf):
         time.sleep(0.05)
 
 
-def fetch(hf, node_id, user_agent):
+def fetch(hf, node_id, user_agent, keep=None):
     """Does what the client does on a fresh state-of-the-world stream (wildcard listeners and
-    clusters, then the endpoints and route tables they name); returns resources by type."""
+    clusters, then the endpoints and route tables they name); returns resources by type. With
+    keep (a list), the stream stays open and keep receives the client and the responses."""
     c = AdsClient(hf.xds)
+    responses = {}
     try:
         c.request(CDS, node_=node(node_id, "edge", user_agent))
-        r = c.recv()
+        r = responses[CDS] = c.recv()
         c.ack(r)
         clusters = unpack(r, cluster_pb2.Cluster)
         names = sorted(x.name for x in clusters)
         c.request(EDS, names)
-        r = c.recv()
+        r = responses[EDS] = c.recv()
         c.ack(r, names)
         cla = unpack(r, endpoint_pb2.ClusterLoadAssignment)
         c.request(LDS)
-        r = c.recv()
+        r = responses[LDS] = c.recv()
         c.ack(r)
         listeners = unpack(r, listener_pb2.Listener)
         rds_names = sorted({h.rds.route_config_name for ls in listeners for _, h in pgv.hcms(ls)
@@ -92,12 +94,15 @@ def fetch(hf, node_id, user_agent):
         routes = []
         if rds_names:
             c.request(RDS, rds_names)
-            r = c.recv()
+            r = responses[RDS] = c.recv()
             c.ack(r, rds_names)
             routes = unpack(r, route_pb2.RouteConfiguration)
+        if keep is not None:
+            keep.extend([c, responses])
         return {"listeners": listeners, "routes": routes, "clusters": clusters, "assignments": cla}
     finally:
-        c.close()
+        if keep is None:
+            c.close()
 
 
 class ValidateTest(unittest.TestCase):
@@ -259,6 +264,121 @@ class ValidateTest(unittest.TestCase):
             h.rds.route_config_name = "other"
             f.typed_config.Pack(h)
         self.assert_caught(self.broken("listeners", "edge", unknown_table), "'other' is never sent")
+
+
+class ConfigDumpTest(unittest.TestCase):
+    """GET /api/v1/proxies/{node_id}/config (issue 12 item 8): every resource last sent to the
+    node, in the proto3 JSON mapping, identical to what Python's json_format makes of the same
+    bytes, with the versions ACKed or NACKed per type."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hf = Holdfast().__enter__()
+        cls.keep = {}
+        pgv.load_all()  # every type an Any may hold, for json_format
+        try:
+            setup_world(cls.hf)
+            for node_id, ua in (("envoy-1", "envoy"), ("grpc-1", "gRPC C-core")):
+                k = []
+                fetch(cls.hf, node_id, ua, keep=k)
+                cls.keep[node_id] = k
+        except BaseException:
+            cls.hf.__exit__()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for c, _ in cls.keep.values():
+            c.close()
+        cls.hf.__exit__()
+
+    def dump(self, node_id):
+        import urllib.parse
+        r = self.hf.get(API + "/proxies/%s/config" % urllib.parse.quote(node_id, safe=""))
+        self.assertEqual(r.status, 200, r.body)
+        return r.json
+
+    def check_same_as_json_format(self, node_id):
+        from google.protobuf import json_format
+        _, responses = self.keep[node_id]
+        got = self.dump(node_id)
+        self.assertEqual((got["id"], got["mode"]), (node_id, "sotw"))
+        checked = 0
+        for url, resp in responses.items():
+            name = {CDS: "cds", EDS: "eds", LDS: "lds", RDS: "rds"}[url]
+            t = got["types"][name]
+            self.assertEqual(t["type_url"], url)
+            self.assertEqual((t["sent_version"], t["acked_version"], t["last_nack"]),
+                             (resp.version_info, resp.version_info, None))
+            want = {}
+            for any_ in resp.resources:
+                d = json_format.MessageToDict(any_)
+                want[d.get("name") or d.get("clusterName")] = d
+            self.assertEqual(sorted(want), [x["name"] for x in t["resources"]])
+            for x in t["resources"]:
+                self.assertEqual(x["resource"], want[x["name"]], x["name"])
+                checked += 1
+        return checked
+
+    def test_envoy_node_dump_matches_json_format(self):
+        self.assertGreaterEqual(self.check_same_as_json_format("envoy-1"), 10)
+
+    def test_grpc_node_dump_matches_json_format(self):
+        self.assertGreaterEqual(self.check_same_as_json_format("grpc-1"), 10)
+
+    def test_special_forms(self):
+        got = self.dump("envoy-1")
+        cart = [x["resource"] for x in got["types"]["cds"]["resources"] if x["name"] == "cart"][0]
+        self.assertEqual(cart["@type"], "type.googleapis.com/envoy.config.cluster.v3.Cluster")
+        self.assertEqual(cart["connectTimeout"], "5s")  # Duration
+        self.assertEqual(cart["type"], "EDS")  # enum by name
+        self.assertEqual(cart["commonLbConfig"]["overrideHostStatus"]["statuses"],
+                         ["UNKNOWN", "HEALTHY", "DEGRADED", "DRAINING"])
+        opts = cart["typedExtensionProtocolOptions"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        self.assertEqual(opts["commonHttpProtocolOptions"]["maxConnectionDuration"], "3600s")  # Any, unpacked
+        self.assertNotIn("lbPolicy", cart)  # ROUND_ROBIN is the default: left out
+
+    def test_nack_is_traced_to_the_resources(self):
+        c, responses = self.keep["envoy-1"]
+        # A change, then the proxy rejects the new route table.
+        self.assertEqual(self.hf.patch(API + "/services/search", {"affinity": {"ttl_s": 700}}).status, 200)
+        r = c.recv()
+        while r.type_url != RDS:
+            c.ack(r, [] if r.type_url != EDS else sorted(x.cluster_name for x in unpack(r, endpoint_pb2.ClusterLoadAssignment)))
+            r = c.recv()
+        c.request(RDS, ["edge"], version=responses[RDS].version_info, nonce=r.nonce, error="bad hash policy")
+        deadline = time.monotonic() + 5
+        while True:
+            t = self.dump("envoy-1")["types"]["rds"]
+            if t["last_nack"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(t["last_nack"]["version"], r.version_info)
+        self.assertEqual(t["last_nack"]["error"], "bad hash policy")
+        self.assertEqual(t["sent_version"], r.version_info)
+        self.assertEqual(t["acked_version"], responses[RDS].version_info)  # still the old one
+        (edge,) = t["resources"]  # what was rejected, to find the culprit in
+        search = [v for v in edge["resource"]["virtualHosts"] if v["name"] == "search"][0]
+        self.assertEqual(search["routes"][0]["route"]["hashPolicy"][0]["cookie"]["ttl"], "700s")
+
+    def test_delta_stream_dump(self):
+        c = AdsClient(self.hf.xds, delta=True)
+        self.addCleanup(c.close)
+        from adsclient import discovery_pb2
+        c.send(discovery_pb2.DeltaDiscoveryRequest(type_url=CDS, node=node("delta-1", "edge")))
+        r = c.recv()
+        c.send(discovery_pb2.DeltaDiscoveryRequest(type_url=CDS, response_nonce=r.nonce))
+        got = self.dump("delta-1")
+        self.assertEqual(got["mode"], "delta")
+        names = sorted(x.name for x in r.resources)
+        self.assertEqual([x["name"] for x in got["types"]["cds"]["resources"]], names)
+        self.assertEqual({x["name"]: x["version"] for x in got["types"]["cds"]["resources"]},
+                         {x.name: x.version for x in r.resources})
+
+    def test_unknown_node_is_404(self):
+        r = self.hf.get(API + "/proxies/nobody/config")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json["error"]["code"], "not_found")
 
 
 if __name__ == "__main__":

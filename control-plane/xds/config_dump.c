@@ -1,0 +1,255 @@
+/*
+ * What each stream was last sent, per type, and its dump as JSON (GET
+ * /api/v1/proxies/{node_id}/config, issue 12 item 8): every resource the proxy holds from us,
+ * with the version it ACKed or NACKed, so a NACK can be traced to the object that caused it.
+ *
+ * ads.c records a type's resources when a response goes out (state of the world: the whole set
+ * the subscription selects; delta: the changes applied). Records share the snapshot's encoded
+ * Any buffers by reference; rendering to JSON (pbjson.c) happens outside the stream's lock.
+ */
+#include "xds_internal.h"
+
+#include "buf.h"
+#include "pbjson.h"
+#include "timeutil.h"
+#include "xalloc.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    return strcmp(((const xds_sent_item *)a)->name, ((const xds_sent_item *)b)->name);
+}
+
+static xds_sent_item *sent_find(const xds_sent *s, const char *name)
+{
+    xds_sent_item key = {.name = (char *)name};
+    return s->n ? bsearch(&key, s->items, s->n, sizeof(*s->items), item_cmp) : NULL;
+}
+
+static void item_set(xds_sent_item *it, const xds_resource *r)
+{
+    hf_rbuf_unref(it->any);
+    it->any = hf_rbuf_ref(r->any);
+    memcpy(it->version, r->version, HF_VERSION_LEN);
+}
+
+static void sent_put(xds_sent *s, const xds_resource *r)
+{
+    xds_sent_item *it = sent_find(s, r->name);
+    if (it != NULL) {
+        item_set(it, r);
+        return;
+    }
+    s->items = xrealloc(s->items, (s->n + 1) * sizeof(*s->items));
+    it = &s->items[s->n++];
+    memset(it, 0, sizeof(*it));
+    it->name = xstrdup(r->name);
+    item_set(it, r);
+    qsort(s->items, s->n, sizeof(*s->items), item_cmp);
+}
+
+static void sent_remove(xds_sent *s, const char *name)
+{
+    xds_sent_item *it = sent_find(s, name);
+    if (it == NULL) {
+        return;
+    }
+    free(it->name);
+    hf_rbuf_unref(it->any);
+    size_t i = (size_t)(it - s->items);
+    memmove(it, it + 1, (s->n - i - 1) * sizeof(*it));
+    s->n--;
+}
+
+void xds__sent_clear(xds_sent *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].name);
+        hf_rbuf_unref(s->items[i].any);
+    }
+    free(s->items);
+    s->items = NULL;
+    s->n = 0;
+}
+
+void xds__sent_sotw(xds_sent *s, const xds_view *v, enum xds_type t, const xds_names *sub)
+{
+    const xds_resource_list *l = &v->res[t];
+    xds__sent_clear(s);
+    for (size_t i = 0; i < l->n; i++) {
+        const xds_resource *r = &l->items[i];
+        if (sub->wildcard ||
+            (sub->n && bsearch(&r->name, sub->names, sub->n, sizeof(char *), name_cmp))) {
+            sent_put(s, r);
+        }
+    }
+}
+
+void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending)
+{
+    for (size_t i = 0; i < pending->n; i++) {
+        const xds_kv *kv = &pending->items[i];
+        const xds_resource *r = kv->version[0] ? xds_resource_find(&v->res[t], kv->name) : NULL;
+        if (r != NULL) {
+            sent_put(s, r);
+        } else {
+            sent_remove(s, kv->name);
+        }
+    }
+}
+
+/* ---- the dump ---------------------------------------------------------------------------- */
+
+/* A copy of one stream's state, taken under its lock and rendered after. */
+typedef struct dump_copy {
+    xds_stream_info info;
+    bool delta;
+    xds_type_status status[XDS_NTYPES];
+    xds_sent sent[XDS_NTYPES];
+} dump_copy;
+
+static void copy_sent(xds_sent *dst, const xds_sent *src)
+{
+    dst->n = src->n;
+    dst->items = xcalloc(src->n ? src->n : 1, sizeof(*dst->items));
+    for (size_t i = 0; i < src->n; i++) {
+        dst->items[i].name = xstrdup(src->items[i].name);
+        dst->items[i].any = hf_rbuf_ref(src->items[i].any);
+        memcpy(dst->items[i].version, src->items[i].version, HF_VERSION_LEN);
+    }
+}
+
+static void copy_stream(dump_copy *c, const xds_stream *s)
+{
+    c->info = s->info;
+    c->delta = s->delta;
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        const xds_type_state *ts = &s->types[t];
+        xds_type_status *o = &c->status[t];
+        o->subscribed = ts->active;
+        memcpy(o->sent, ts->sent, HF_VERSION_LEN);
+        memcpy(o->acked, ts->acked, HF_VERSION_LEN);
+        memcpy(o->nack_version, ts->nack_version, HF_VERSION_LEN);
+        snprintf(o->nack_error, sizeof(o->nack_error), "%s", ts->nack_error ? ts->nack_error : "");
+        o->sent_at = ts->sent_at;
+        o->acked_at = ts->acked_at;
+        o->nack_at = ts->nack_at;
+        copy_sent(&c->sent[t], &ts->last);
+    }
+}
+
+static void version_json(hf_buf *b, const char *v)
+{
+    if (v[0]) {
+        pbjson_string(b, v, strlen(v));
+    } else {
+        hf_buf_puts(b, "null");
+    }
+}
+
+static void time_json(hf_buf *b, int64_t ms)
+{
+    char t[40];
+    if (ms == 0) {
+        hf_buf_puts(b, "null");
+        return;
+    }
+    hf_time_format(ms, t, sizeof(t));
+    hf_buf_printf(b, "\"%s\"", t);
+}
+
+static void type_json(hf_buf *b, enum xds_type t, const xds_type_status *st, const xds_sent *sent)
+{
+    hf_buf_printf(b, "\"%s\":{\"type_url\":\"%s\",\"subscribed\":%s,\"sent_version\":",
+                  xds_type_name(t), xds_type_url(t), st->subscribed ? "true" : "false");
+    version_json(b, st->sent);
+    hf_buf_puts(b, ",\"sent_at\":");
+    time_json(b, st->sent_at);
+    hf_buf_puts(b, ",\"acked_version\":");
+    version_json(b, st->acked);
+    hf_buf_puts(b, ",\"acked_at\":");
+    time_json(b, st->acked_at);
+    hf_buf_puts(b, ",\"last_nack\":");
+    if (st->nack_at != 0) {
+        hf_buf_puts(b, "{\"version\":");
+        version_json(b, st->nack_version);
+        hf_buf_puts(b, ",\"error\":");
+        pbjson_string(b, st->nack_error, strlen(st->nack_error));
+        hf_buf_puts(b, ",\"at\":");
+        time_json(b, st->nack_at);
+        hf_buf_puts(b, "}");
+    } else {
+        hf_buf_puts(b, "null");
+    }
+    hf_buf_puts(b, ",\"resources\":[");
+    for (size_t i = 0; i < sent->n; i++) {
+        const xds_sent_item *it = &sent->items[i];
+        hf_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        pbjson_string(b, it->name, strlen(it->name));
+        hf_buf_printf(b, ",\"version\":\"%s\",\"resource\":", it->version);
+        if (pbjson_any_bytes(b, it->any->data, it->any->len) != 0) {
+            hf_buf_puts(b, "null");
+        }
+        hf_buf_puts(b, "}");
+    }
+    hf_buf_puts(b, "]}");
+}
+
+static char *render(const dump_copy *c)
+{
+    hf_buf b = {0};
+    hf_buf_puts(&b, "{\"id\":");
+    pbjson_string(&b, c->info.node_id, strlen(c->info.node_id));
+    hf_buf_printf(&b, ",\"stream_id\":%llu,\"kind\":\"%s\",\"mode\":\"%s\",\"proxy_group\":",
+                  (unsigned long long)c->info.stream_id, xds_node_kind_name(c->info.kind),
+                  c->delta ? "delta" : "sotw");
+    pbjson_string(&b, c->info.group, strlen(c->info.group));
+    hf_buf_puts(&b, ",\"types\":{");
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        hf_buf_puts(&b, t ? "," : "");
+        type_json(&b, (enum xds_type)t, &c->status[t], &c->sent[t]);
+    }
+    hf_buf_puts(&b, "}}");
+    return hf_buf_take(&b);
+}
+
+int xds_proxy_config(xds_server *srv, const char *node_id, char **json)
+{
+    dump_copy *c = NULL;
+    uint64_t best = 0;
+    pthread_mutex_lock(&srv->reg_lock);
+    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->have_node && strcmp(s->info.node_id, node_id) == 0 &&
+            (c == NULL || s->info.stream_id > best)) {
+            if (c != NULL) {
+                for (int t = 0; t < XDS_NTYPES; t++) {
+                    xds__sent_clear(&c->sent[t]);
+                }
+            } else {
+                c = xcalloc(1, sizeof(*c));
+            }
+            copy_stream(c, s);
+            best = s->info.stream_id;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&srv->reg_lock);
+    if (c == NULL) {
+        return HF_ENOTFOUND;
+    }
+    *json = render(c);
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        xds__sent_clear(&c->sent[t]);
+    }
+    free(c);
+    return HF_OK;
+}
