@@ -157,6 +157,47 @@ class ValidateTest(unittest.TestCase):
         ls.filter_chains[0].filters[0].typed_config.Unpack(h)
         self.assertEqual([u.upgrade_type for u in h.upgrade_configs], ["websocket"])
 
+    def first_response(self, method, request, response_cls):
+        """Opens a stream, sends one request, returns the first response (the stream is ended)."""
+        import grpc
+        import queue
+        ch = grpc.insecure_channel(self.hf.xds)
+        out = queue.Queue()
+        out.put(request)
+        done = object()
+        call = ch.stream_stream(method, request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=response_cls.FromString)
+        responses = call(iter(lambda: out.get(timeout=10), done), timeout=10)
+        try:
+            return next(responses)
+        finally:
+            responses.cancel()
+            ch.close()
+
+    def test_hds_and_lrs_responses_are_valid(self):
+        """What holdfast sends health checkers (HDS) and load reporters (LRS) follows the protos'
+        rules too: the HealthCheckSpecifier's health checks (timeout, interval, thresholds, the
+        HTTP check's path and expected statuses), and the LoadStatsResponse."""
+        from envoy.service.health.v3 import hds_pb2
+        from envoy.service.load_stats.v3 import lrs_pb2
+        from envoy.config.core.v3 import base_pb2
+        n = base_pb2.Node(id="checker-1", locality=base_pb2.Locality(zone="z1"))
+        req = hds_pb2.HealthCheckRequestOrEndpointHealthResponse(
+            health_check_request=hds_pb2.HealthCheckRequest(
+                node=n, capability=hds_pb2.Capability(health_check_protocols=[0, 1])))
+        spec = self.first_response("/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck",
+                                   req, hds_pb2.HealthCheckSpecifier)
+        self.assertGreater(len(spec.cluster_health_checks), 0)
+        self.assertEqual(pgv.validate(spec), [])
+        lrs = self.first_response("/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats",
+                                  lrs_pb2.LoadStatsRequest(node=n), lrs_pb2.LoadStatsResponse)
+        self.assertTrue(lrs.send_all_clusters)
+        self.assertEqual(pgv.validate(lrs), [])
+        # and the rules bite there too
+        broken = type(spec).FromString(spec.SerializeToString())
+        broken.cluster_health_checks[0].health_checks[0].ClearField("timeout")
+        self.assertIn("health_checks[0].timeout: duration is required", "\n".join(pgv.validate(broken)))
+
     def test_envoy_node_resources_are_valid(self):
         self.assertEqual(self.check_world(self.envoy), [])
 
