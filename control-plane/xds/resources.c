@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- short names for the generated types ---- */
 typedef Google__Protobuf__Any Any;
@@ -174,6 +175,36 @@ static HttpFilter *router_filter(hf_arena *a)
 static int by_name(const void *x, const void *y)
 {
     return strcmp(((const xds_resource *)x)->name, ((const xds_resource *)y)->name);
+}
+
+/* By name, then by content: a total order, so the choice among duplicates is stable. */
+static int by_name_content(const void *x, const void *y)
+{
+    const xds_resource *p = x, *q = y;
+    int c = strcmp(p->name, q->name);
+    if (c == 0 && p->any->len != q->any->len) {
+        return p->any->len < q->any->len ? -1 : 1;
+    }
+    return c != 0 ? c : memcmp(p->any->data, q->any->data, p->any->len);
+}
+
+/* Sorts l by name and keeps one resource per name. A gRPC client outside any proxy group sees
+ * every service, and two groups may route the same host (or a name another group uses as a
+ * domain): it gets one listener of that name, the same one after every rebuild. */
+static void unique_names(xds_resource_list *l)
+{
+    qsort(l->items, l->n, sizeof(*l->items), by_name_content);
+    size_t m = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (m > 0 && strcmp(l->items[i].name, l->items[m - 1].name) == 0) {
+            free(l->items[i].name);
+            hf_rbuf_unref(l->items[i].any);
+            hf_rbuf_unref(l->items[i].delta);
+            continue;
+        }
+        l->items[m++] = l->items[i];
+    }
+    l->n = m;
 }
 
 /* Encodes m as a resource of type t named name, appended to l. */
@@ -606,6 +637,67 @@ static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
     return vh;
 }
 
+/* One domain of a route table: virtual host vh, position pos; by_name: the service's name. */
+typedef struct host_ref {
+    const char *host;
+    size_t vh, pos;
+    bool by_name;
+} host_ref;
+
+static int host_cmp(const void *x, const void *y)
+{
+    const host_ref *p = x, *q = y;
+    int c = strcasecmp(p->host, q->host);
+    if (c != 0) {
+        return c;
+    }
+    if (p->by_name != q->by_name) {
+        return p->by_name ? 1 : -1; /* an explicit domain wins over routing by name */
+    }
+    return p->vh < q->vh ? -1 : p->vh > q->vh;
+}
+
+/* Envoy rejects a whole route table over one duplicate domain (compared lower-cased). The REST
+ * API refuses them (issue 12 item 2), but a database written before may hold a service routed
+ * by its name that another service claims as a domain: the explicit domain is kept, the
+ * duplicate left out, and a virtual host left without a domain is left out. */
+static void unique_domains(RouteConfiguration *rc, const xds_service_input *svcs)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        total += rc->virtual_hosts[i]->n_domains;
+    }
+    host_ref *refs = xcalloc(total ? total : 1, sizeof(*refs));
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        for (size_t d = 0; d < rc->virtual_hosts[i]->n_domains; d++) {
+            refs[k++] =
+                (host_ref){rc->virtual_hosts[i]->domains[d], i, d, svcs[i].svc->n_domains == 0};
+        }
+    }
+    qsort(refs, total, sizeof(*refs), host_cmp);
+    for (k = 1; k < total; k++) {
+        if (strcasecmp(refs[k].host, refs[k - 1].host) == 0) {
+            rc->virtual_hosts[refs[k].vh]->domains[refs[k].pos] = NULL;
+        }
+    }
+    free(refs);
+    size_t kept = 0;
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        VirtualHost *vh = rc->virtual_hosts[i];
+        size_t m = 0;
+        for (size_t d = 0; d < vh->n_domains; d++) {
+            if (vh->domains[d] != NULL) {
+                vh->domains[m++] = vh->domains[d];
+            }
+        }
+        vh->n_domains = m;
+        if (m > 0) {
+            rc->virtual_hosts[kept++] = vh;
+        }
+    }
+    rc->n_virtual_hosts = kept;
+}
+
 static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
                       const xds_service_input *svcs, size_t n)
 {
@@ -617,6 +709,7 @@ static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g
     for (size_t i = 0; i < n; i++) {
         rc->virtual_hosts[i] = virtual_host(a, svcs[i].svc);
     }
+    unique_domains(rc, svcs);
     emit(a, l, XDS_RDS, g->name, &rc->base);
 }
 
@@ -796,7 +889,9 @@ void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, 
         build_envoy_listener(a, &out[XDS_LDS], group, svcs, n);
     }
     for (int t = 0; t < XDS_NTYPES; t++) {
-        if (out[t].n > 1) {
+        if (t == XDS_LDS && kind == XDS_NODE_GRPC) {
+            unique_names(&out[t]);
+        } else if (out[t].n > 1) {
             qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
         }
     }

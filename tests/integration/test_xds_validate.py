@@ -54,6 +54,11 @@ def setup_world(hf):
             ok(hf.post(API + "/services/%s/fleets/%s/endpoints" % (svc, fleet),
                        {"address": "127.0.0.1", "port": port, "zone": "z%d" % (i % 2 + 1)}))
     ok(hf.patch(API + "/services/cart/fleets/blue/endpoints/127.0.0.1:8003", {"admin_state": "disabled"}))
+    # Another group routes a host of edge too: a gRPC client outside any group sees both.
+    ok(hf.post(API + "/proxy-groups", {"name": "edge2", "listener_port": 10001}))
+    ok(hf.post(API + "/services", {"name": "cart-b", "proxy_group": "edge2",
+                                   "domains": ["cart.example.com", "search"]}))
+    ok(hf.post(API + "/services/cart-b/fleets", {"name": "a"}))
     # A blue-green deployment of cart, cut over: blue drains.
     d = ok(hf.post(API + "/deployments", {"service": "cart", "to_fleet": "green", "lowered_ttl_s": 60}))
     ok(hf.post(API + "/deployments/%s/lower-ttl" % d["id"]))
@@ -69,14 +74,14 @@ def setup_world(hf):
         time.sleep(0.05)
 
 
-def fetch(hf, node_id, user_agent, keep=None):
+def fetch(hf, node_id, user_agent, keep=None, group="edge"):
     """Does what the client does on a fresh state-of-the-world stream (wildcard listeners and
     clusters, then the endpoints and route tables they name); returns resources by type. With
     keep (a list), the stream stays open and keep receives the client and the responses."""
     c = AdsClient(hf.xds)
     responses = {}
     try:
-        c.request(CDS, node_=node(node_id, "edge", user_agent))
+        c.request(CDS, node_=node(node_id, group, user_agent))
         r = responses[CDS] = c.recv()
         c.ack(r)
         clusters = unpack(r, cluster_pb2.Cluster)
@@ -113,6 +118,7 @@ class ValidateTest(unittest.TestCase):
             setup_world(cls.hf)
             cls.envoy = fetch(cls.hf, "envoy-1", "envoy")
             cls.grpc = fetch(cls.hf, "grpc-1", "gRPC C-core")
+            cls.grpc_all = fetch(cls.hf, "grpc-2", "gRPC C-core", group="no-such-group")
         except BaseException:
             cls.hf.__exit__()
             raise
@@ -203,6 +209,12 @@ class ValidateTest(unittest.TestCase):
 
     def test_grpc_node_resources_are_valid(self):
         self.assertEqual(self.check_world(self.grpc), [])
+
+    def test_grpc_node_outside_any_group_gets_unique_listeners(self):
+        names = [x.name for x in self.grpc_all["listeners"]]
+        self.assertIn("cart.example.com", names)  # routed in both groups: one listener
+        self.assertIn("cart-b", names)
+        self.assertEqual(self.check_world(self.grpc_all), [])
 
     # --- the validator fails on broken resources -------------------------------------------
 
