@@ -180,7 +180,7 @@ static void on_closed(void *user)
         kv_clear(&s->types[t].known);
         kv_clear(&s->types[t].pending);
         kv_clear(&s->types[t].rejected);
-        xds__sent_clear(&s->types[t].last);
+        xds__sent_clear(&s->types[t]);
     }
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -414,7 +414,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         s->info.kind != XDS_NODE_GRPC) {
         memcpy(ts->sent, version, HF_VERSION_LEN);
         memcpy(ts->acked, version, HF_VERSION_LEN);
-        xds__sent_sotw(&ts->last, v, t, &ts->sub); /* the client holds them */
+        xds__sent_sotw(ts, body); /* the client holds them */
         owed = false;
     }
     bool sent = false;
@@ -423,7 +423,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         sent = send_parts(s, t, parts, 2);
         if (sent) {
             memcpy(ts->sent, version, HF_VERSION_LEN);
-            xds__sent_sotw(&ts->last, v, t, &ts->sub);
+            xds__sent_sotw(ts, body);
         }
         hf_rbuf_unref(parts[1]);
     }

@@ -3,9 +3,11 @@
  * /api/v1/proxies/{node_id}/config, issue 12 item 8): every resource the proxy holds from us,
  * with the version it ACKed or NACKed, so a NACK can be traced to the object that caused it.
  *
- * ads.c records a type's resources when a response goes out (state of the world: the whole set
- * the subscription selects; delta: the changes applied). Records share the snapshot's encoded
- * Any buffers by reference; rendering to JSON (pbjson.c) happens outside the stream's lock.
+ * ads.c records a type's resources when a response goes out. State of the world: a reference to
+ * the response body, which is encoded once per snapshot and subscription and shared by every
+ * stream that sends it, so recording costs a stream one pointer per type. Delta: the changes
+ * applied to what the stream holds, sharing the snapshot's encoded Any buffers by reference.
+ * Rendering to JSON (pbjson.c) happens outside the stream's lock.
  */
 #include "xds_internal.h"
 
@@ -14,14 +16,9 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int item_cmp(const void *a, const void *b)
 {
@@ -69,7 +66,7 @@ static void sent_remove(xds_sent *s, const char *name)
     s->n--;
 }
 
-void xds__sent_clear(xds_sent *s)
+static void sent_items_clear(xds_sent *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->items[i].name);
@@ -80,17 +77,17 @@ void xds__sent_clear(xds_sent *s)
     s->n = 0;
 }
 
-void xds__sent_sotw(xds_sent *s, const xds_view *v, enum xds_type t, const xds_names *sub)
+void xds__sent_clear(xds_type_state *ts)
 {
-    const xds_resource_list *l = &v->res[t];
-    xds__sent_clear(s);
-    for (size_t i = 0; i < l->n; i++) {
-        const xds_resource *r = &l->items[i];
-        if (sub->wildcard ||
-            (sub->n && bsearch(&r->name, sub->names, sub->n, sizeof(char *), name_cmp))) {
-            sent_put(s, r);
-        }
-    }
+    sent_items_clear(&ts->last);
+    hf_rbuf_unref(ts->last_body);
+    ts->last_body = NULL;
+}
+
+void xds__sent_sotw(xds_type_state *ts, hf_rbuf *body)
+{
+    hf_rbuf_unref(ts->last_body);
+    ts->last_body = hf_rbuf_ref(body);
 }
 
 void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending)
@@ -114,7 +111,103 @@ typedef struct dump_copy {
     bool delta;
     xds_type_status status[XDS_NTYPES];
     xds_sent sent[XDS_NTYPES];
+    hf_rbuf *body[XDS_NTYPES]; /* SotW: the last response body sent */
 } dump_copy;
+
+/* Reads one field of protobuf wire format at *p: its number and, for a length-delimited field,
+ * its bytes. Returns false at the end or on malformed input. */
+static bool wire_next(const uint8_t **p, const uint8_t *end, uint32_t *field, const uint8_t **val,
+                      size_t *len)
+{
+    uint64_t key = 0, n = 0;
+    for (int shift = 0;; shift += 7) {
+        if (*p >= end || shift > 63) {
+            return false;
+        }
+        uint8_t c = *(*p)++;
+        key |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            break;
+        }
+    }
+    *field = (uint32_t)(key >> 3);
+    switch (key & 7) {
+    case 0: /* varint */
+        while (*p < end && (*(*p)++ & 0x80)) {
+        }
+        *val = NULL;
+        return true;
+    case 1:
+    case 5: {
+        size_t w = (key & 7) == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < w) {
+            return false;
+        }
+        *p += w;
+        *val = NULL;
+        return true;
+    }
+    case 2:
+        for (int shift = 0;; shift += 7) {
+            if (*p >= end || shift > 63) {
+                return false;
+            }
+            uint8_t c = *(*p)++;
+            n |= (uint64_t)(c & 0x7f) << shift;
+            if (!(c & 0x80)) {
+                break;
+            }
+        }
+        if (n > (uint64_t)(end - *p)) {
+            return false;
+        }
+        *val = *p;
+        *len = (size_t)n;
+        *p += n;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The first length-delimited field number f of a message, or NULL. */
+static const uint8_t *wire_find(const uint8_t *p, size_t n, uint32_t f, size_t *len)
+{
+    const uint8_t *end = p + n, *val;
+    uint32_t field;
+    while (wire_next(&p, end, &field, &val, len)) {
+        if (field == f && val != NULL) {
+            return val;
+        }
+    }
+    return NULL;
+}
+
+/* The resources of a state-of-the-world response body (DiscoveryResponse.resources = 2): each
+ * Any's resource name (field 1 of Listener, RouteConfiguration, Cluster, ClusterLoadAssignment)
+ * and content-hash version, as the snapshot computed them. */
+static void body_items(const hf_rbuf *body, xds_sent *out)
+{
+    const uint8_t *p = body->data, *end = body->data + body->len, *any;
+    uint32_t field;
+    size_t len;
+    while (wire_next(&p, end, &field, &any, &len)) {
+        if (field != 2 || any == NULL) {
+            continue;
+        }
+        size_t vlen = 0, nlen = 0;
+        const uint8_t *value = wire_find(any, len, 2, &vlen);
+        const uint8_t *name = value ? wire_find(value, vlen, 1, &nlen) : NULL;
+        out->items = xrealloc(out->items, (out->n + 1) * sizeof(*out->items));
+        xds_sent_item *it = &out->items[out->n++];
+        it->name = xcalloc(1, nlen + 1);
+        if (name != NULL) {
+            memcpy(it->name, name, nlen);
+        }
+        it->any = hf_rbuf_copy(any, len);
+        hf_hash_hex(hf_hash_update(HF_HASH_INIT, any, len), it->version);
+    }
+}
 
 static void copy_sent(xds_sent *dst, const xds_sent *src)
 {
@@ -143,6 +236,17 @@ static void copy_stream(dump_copy *c, const xds_stream *s)
         o->acked_at = ts->acked_at;
         o->nack_at = ts->nack_at;
         copy_sent(&c->sent[t], &ts->last);
+        c->body[t] = ts->last_body != NULL ? hf_rbuf_ref(ts->last_body) : NULL;
+    }
+}
+
+/* Releases what copy_stream took (c itself stays). */
+static void copy_free(dump_copy *c)
+{
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        sent_items_clear(&c->sent[t]);
+        hf_rbuf_unref(c->body[t]);
+        c->body[t] = NULL;
     }
 }
 
@@ -215,7 +319,12 @@ static char *render(const dump_copy *c)
     hf_buf_puts(&b, ",\"types\":{");
     for (int t = 0; t < XDS_NTYPES; t++) {
         hf_buf_puts(&b, t ? "," : "");
-        type_json(&b, (enum xds_type)t, &c->status[t], &c->sent[t]);
+        xds_sent from_body = {0};
+        if (c->body[t] != NULL) {
+            body_items(c->body[t], &from_body);
+        }
+        type_json(&b, (enum xds_type)t, &c->status[t], c->body[t] ? &from_body : &c->sent[t]);
+        sent_items_clear(&from_body);
     }
     hf_buf_puts(&b, "}}");
     return hf_buf_take(&b);
@@ -231,9 +340,7 @@ int xds_proxy_config(xds_server *srv, const char *node_id, char **json)
         if (s->have_node && strcmp(s->info.node_id, node_id) == 0 &&
             (c == NULL || s->info.stream_id > best)) {
             if (c != NULL) {
-                for (int t = 0; t < XDS_NTYPES; t++) {
-                    xds__sent_clear(&c->sent[t]);
-                }
+                copy_free(c);
             } else {
                 c = xcalloc(1, sizeof(*c));
             }
@@ -247,9 +354,7 @@ int xds_proxy_config(xds_server *srv, const char *node_id, char **json)
         return HF_ENOTFOUND;
     }
     *json = render(c);
-    for (int t = 0; t < XDS_NTYPES; t++) {
-        xds__sent_clear(&c->sent[t]);
-    }
+    copy_free(c);
     free(c);
     return HF_OK;
 }

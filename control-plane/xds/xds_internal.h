@@ -52,7 +52,10 @@ typedef struct xds_type_state {
     xds_kvset known;    /* what the client holds */
     xds_kvset pending;  /* what the last response changes ("" = removed) */
     xds_kvset rejected; /* versions the client NACKed: not re-sent */
-    xds_sent last;      /* what the client was sent and holds (GET .../config) */
+    /* what the client was last sent (GET .../config): SotW, the shared response body; delta,
+     * the resources it holds */
+    hf_rbuf *last_body;
+    xds_sent last;
 } xds_type_state;
 
 /* What a stream shows in GET /api/v1/proxies, apart from its types. */
@@ -162,10 +165,11 @@ void xds__hds_destroy(struct xds_server *srv);
 /* Wakes the xDS thread for HDS work (dirty: reassign; otherwise: verdicts queued). */
 void xds__hds_wake(struct xds_server *srv, bool dirty);
 /* Records what a response of type t carried (config_dump.c; s->lock held): state of the world,
- * every resource of v that sub selects; delta, the changes in pending ("" = removed). */
-void xds__sent_sotw(xds_sent *s, const xds_view *v, enum xds_type t, const xds_names *sub);
+ * a reference to its shared body (the stream costs one pointer per type); delta, the changes in
+ * pending ("" = removed) applied to what the stream holds. xds__sent_clear releases both. */
+void xds__sent_sotw(xds_type_state *ts, hf_rbuf *body);
 void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending);
-void xds__sent_clear(xds_sent *s);
+void xds__sent_clear(xds_type_state *ts);
 /* The LRS handler (lrs.c). */
 extern const hf_stream_handler xds__lrs_handler;
 
