@@ -193,6 +193,9 @@ static int by_name_content(const void *x, const void *y)
  * domain): it gets one listener of that name, the same one after every rebuild. */
 static void unique_names(xds_resource_list *l)
 {
+    if (l->n < 2) {
+        return;
+    }
     qsort(l->items, l->n, sizeof(*l->items), by_name_content);
     size_t m = 0;
     for (size_t i = 0; i < l->n; i++) {
