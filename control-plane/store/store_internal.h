@@ -71,11 +71,10 @@
     X(ST_DOMAINS_DELETE, "DELETE FROM service_domains WHERE service_id = ?1")                      \
     X(ST_DOMAIN_INSERT, "INSERT INTO service_domains(service_id, group_id, position, domain) "     \
                         "VALUES(?1, ?2, ?3, ?4)")                                                  \
-    X(ST_DOMAIN_OWNER,                                                                             \
-      "SELECT s.name FROM service_domains d JOIN services s ON "                                   \
-      "s.id = d.service_id WHERE d.group_id = ?1 AND lower(d.domain) = lower(?2)")                 \
+    X(ST_DOMAIN_OWNER, "SELECT s.name FROM service_domains d JOIN services s ON "                  \
+                       "s.id = d.service_id WHERE d.group_id = ?1 AND d.domain = ?2")              \
     X(ST_GROUP_SERVICE_NAMED, "SELECT name FROM services WHERE group_id = ?1 AND "                 \
-                              "lower(name) = lower(?2) AND id <> ?3")                              \
+                              "name = ?2 AND id <> ?3")                                            \
     X(ST_DOMAIN_LIST, "SELECT domain FROM service_domains WHERE service_id = ?1 ORDER BY "         \
                       "position")                                                                  \
     X(ST_FORMATS_DELETE, "DELETE FROM service_formats WHERE service_id = ?1")                      \

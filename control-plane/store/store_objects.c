@@ -219,7 +219,9 @@ static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t gr
 /* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains
  * is routed and a gRPC client resolves it) is already claimed in the group by another service:
  * as one of its domains, or as its name. Envoy compares domains lower-cased and rejects a whole
- * route table over one duplicate; a gRPC node would get two listeners of the same name. */
+ * route table over one duplicate; a gRPC node would get two listeners of the same name. Names
+ * and domains are lower case (model validation), so exact comparison is case-insensitive and
+ * both lookups use an index. */
 static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
                         const char *host, bool is_name, hf_detail *d)
 {

@@ -394,6 +394,30 @@ static const ProtobufCMessageDescriptor *lookup(const char *type_url)
     return NULL;
 }
 
+/* An Any: {"@type", the fields of the message it holds} (a well-known type's JSON goes under
+ * "value"); a type outside the registry keeps its bytes, in base64, under "value". */
+static void any_json(hf_buf *out, const Google__Protobuf__Any *a, int depth)
+{
+    const ProtobufCMessageDescriptor *inner = lookup(a->type_url ? a->type_url : "");
+    ProtobufCMessage *im =
+        inner ? protobuf_c_message_unpack(inner, NULL, a->value.len, a->value.data) : NULL;
+    hf_buf_puts(out, "{\"@type\":");
+    cstring(out, a->type_url);
+    if (im == NULL) {
+        hf_buf_puts(out, ",\"value\":");
+        base64(out, a->value.data, a->value.len);
+    } else if (strncmp(im->descriptor->name, "google.protobuf.", 16) == 0) {
+        hf_buf_puts(out, ",\"value\":");
+        message_at(out, im, depth + 1);
+    } else {
+        members(out, im, 1, depth + 1);
+    }
+    if (im != NULL) {
+        protobuf_c_message_free_unpacked(im, NULL);
+    }
+    hf_buf_puts(out, "}");
+}
+
 /* Writes the special JSON form of a well-known type; false when m is not one. */
 static bool well_known(hf_buf *out, const ProtobufCMessage *m, int depth)
 {
@@ -440,25 +464,7 @@ static bool well_known(hf_buf *out, const ProtobufCMessage *m, int depth)
         return true;
     }
     if (strcmp(name, "Any") == 0) {
-        const Google__Protobuf__Any *a = (const Google__Protobuf__Any *)m;
-        const ProtobufCMessageDescriptor *inner = lookup(a->type_url ? a->type_url : "");
-        ProtobufCMessage *im =
-            inner ? protobuf_c_message_unpack(inner, NULL, a->value.len, a->value.data) : NULL;
-        hf_buf_puts(out, "{\"@type\":");
-        cstring(out, a->type_url);
-        if (im == NULL) {
-            hf_buf_puts(out, ",\"value\":");
-            base64(out, a->value.data, a->value.len);
-        } else if (strncmp(im->descriptor->name, "google.protobuf.", 16) == 0) {
-            hf_buf_puts(out, ",\"value\":");
-            message_at(out, im, depth + 1);
-        } else {
-            members(out, im, 1, depth + 1);
-        }
-        if (im != NULL) {
-            protobuf_c_message_free_unpacked(im, NULL);
-        }
-        hf_buf_puts(out, "}");
+        any_json(out, (const Google__Protobuf__Any *)m, depth);
         return true;
     }
     return false;
