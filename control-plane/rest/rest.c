@@ -86,6 +86,7 @@ static const struct route routes[] = {
     {"GET", API "/events", rest__h_events_list, VIEWER},
     {"GET", API "/whoami", rest__h_whoami, VIEWER},
     {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
+    {"GET", API "/proxies/{node_id}/config", rest__h_proxies_config, VIEWER},
     {"GET", API "/health", rest__h_health_list, VIEWER},
     {"POST", API "/restarts", rest__h_restarts_plan, VIEWER},
     {"GET", API "/restarts", rest__h_restarts_list, VIEWER},

@@ -34,6 +34,7 @@ static_assert(sizeof(enum hf_fleet_role) == sizeof(int), "enums are int-sized");
 
 static const char *const affinity_modes[] = {"none", "cookie", "hash_cookie", NULL};
 static const char *const hc_protocols[] = {"http", "tcp", NULL};
+static const char *const upstream_protocols[] = {"http1", "http2", "auto", NULL};
 static const char *const fleet_roles[] = {"active", "standby", "draining", "retired", NULL};
 static const char *const admin_states[] = {"active", "draining", "disabled", NULL};
 
@@ -72,6 +73,8 @@ static const struct field connection_fields[] = {
     {"max_connection_age_s", U32(hf_connection, max_connection_age_s)},
     {"drain_timeout_s", U32(hf_connection, drain_timeout_s)},
     {"max_stream_duration_s", U32(hf_connection, max_stream_duration_s)},
+    {"websocket", BOOL(hf_connection, websocket)},
+    {"upstream_protocol", ENUM(hf_connection, upstream_protocol, upstream_protocols)},
     {NULL},
 };
 

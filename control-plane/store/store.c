@@ -134,6 +134,12 @@ static const struct {
     /* Issue 13: whose load reports a tail sample is made of. */
     {7, "ALTER TABLE tail_samples ADD COLUMN reporters INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE tail_samples ADD COLUMN connected_proxies INTEGER NOT NULL DEFAULT -1;"},
+    /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
+     * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
+    {8, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
+        "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
+        "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -173,6 +173,9 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     v->updated_at = sqlite3_column_int64(s, 17);
     v->ttl_in_force_s = (uint32_t)sqlite3_column_int64(s, 19);
     v->health_check.reuse_connection = sqlite3_column_int(s, 20) != 0;
+    v->connection.websocket = sqlite3_column_int(s, 21) != 0;
+    hf_upstream_protocol_parse((const char *)sqlite3_column_text(s, 22),
+                               &v->connection.upstream_protocol);
 
     int64_t id = sqlite3_column_int64(s, 18);
     sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -190,7 +193,7 @@ static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
     sqlite3_reset(q);
 }
 
-/* Binds ?2..?16 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
+/* Binds ?2..?20 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
 static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t group_id)
 {
     sqlite3_bind_int64(s, 2, group_id);
@@ -209,6 +212,46 @@ static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t gr
     sqlite3_bind_int64(s, 15, v->connection.drain_timeout_s);
     sqlite3_bind_int64(s, 16, v->connection.max_stream_duration_s);
     sqlite3_bind_int(s, 18, v->health_check.reuse_connection);
+    sqlite3_bind_int(s, 19, v->connection.websocket);
+    bind_text(s, 20, hf_upstream_protocol_name(v->connection.upstream_protocol));
+}
+
+/* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains
+ * is routed and a gRPC client resolves it) is already claimed in the group by another service:
+ * as one of its domains, or as its name. Envoy compares domains lower-cased and rejects a whole
+ * route table over one duplicate; a gRPC node would get two listeners of the same name. Names
+ * and domains are lower case (model validation), so exact comparison is case-insensitive and
+ * both lookups use an index. */
+static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
+                        const char *host, bool is_name, hf_detail *d)
+{
+    const char *what = is_name ? "name" : "domain";
+    int rc = HF_OK;
+    sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
+    sqlite3_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    if (sqlite3_step(o) == SQLITE_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, is_name ? "name" : "domains",
+                     "%s '%s' of service '%s' is already a domain of service '%s' in proxy "
+                     "group '%s'",
+                     what, host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+    }
+    sqlite3_reset(o);
+    if (rc != HF_OK || is_name) {
+        return rc;
+    }
+    o = store__stmt(st, ST_GROUP_SERVICE_NAMED);
+    sqlite3_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    sqlite3_bind_int64(o, 3, id);
+    if (sqlite3_step(o) == SQLITE_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, "domains",
+                     "domain '%s' of service '%s' is the name of service '%s' in proxy group "
+                     "'%s' (a service is routed by its name)",
+                     host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+    }
+    sqlite3_reset(o);
+    return rc;
 }
 
 /* Replaces the domains and compatible formats of service id (lock held, inside a tx). */
@@ -218,16 +261,11 @@ static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, in
     sqlite3_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
     sqlite3_bind_int64(s, 1, id);
     int rc = store__exec(st, s, d);
+    if (rc == HF_OK) {
+        rc = host_claimed(st, v, id, group_id, v->name, true, d);
+    }
     for (uint32_t i = 0; rc == HF_OK && i < v->n_domains; i++) {
-        sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
-        sqlite3_bind_int64(o, 1, group_id);
-        bind_text(o, 2, v->domains[i]);
-        if (sqlite3_step(o) == SQLITE_ROW) {
-            rc = hf_fail(d, HF_ECONFLICT, "domains",
-                         "domain '%s' is already routed to service '%s' in proxy group '%s'",
-                         v->domains[i], (const char *)sqlite3_column_text(o, 0), v->proxy_group);
-        }
-        sqlite3_reset(o);
+        rc = host_claimed(st, v, id, group_id, v->domains[i], false, d);
         if (rc != HF_OK) {
             break;
         }

@@ -290,6 +290,7 @@ int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
             memcpy(p->peer, s->info.peer, sizeof(p->peer));
             p->delta = s->delta;
             p->connected_since = s->info.connected_since;
+            p->build_version = s->info.build_version;
             for (int t = 0; t < XDS_NTYPES; t++) {
                 const xds_type_state *ts = &s->types[t];
                 xds_type_status *o = &p->types[t];

@@ -7,6 +7,7 @@
 #ifndef HF_XDS_H
 #define HF_XDS_H
 
+#include "compat.h"
 #include "hash.h"
 #include "grpc_transport.h"
 #include "hf_err.h"
@@ -80,11 +81,18 @@ typedef struct xds_proxy_info {
     char peer[64];
     bool delta;
     int64_t connected_since;
+    xds_build_version build_version; /* what the node announced (Envoy), if it did */
     xds_type_status types[XDS_NTYPES];
 } xds_proxy_info;
 
 /* A copy of what every connected stream has; the caller frees *out. Thread-safe. */
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n);
+
+/* The configuration dump of the newest stream of node_id, as JSON text (the caller frees
+ * *json): per type the versions sent, ACKed and NACKed (with the error), and every resource the
+ * node was last sent, in the proto3 JSON mapping. HF_ENOTFOUND when no such node is connected.
+ * Thread-safe. */
+int xds_proxy_config(xds_server *srv, const char *node_id, char **json);
 
 /* A connected health checker (HDS). */
 typedef struct xds_checker_info {
