@@ -585,6 +585,9 @@ static json_t *proxy_json(const xds_proxy_info *p)
                                       "sent_at", rest__time_json(ts->sent_at), "acked_version",
                                       version_or_null(ts->acked), "acked_at",
                                       rest__time_json(ts->acked_at), "last_nack", nack));
+        /* the version the proxy should end up with (null when unknown: delta streams) */
+        json_object_set_new(json_object_get(types, xds_type_name((enum xds_type)t)),
+                            "current_version", version_or_null(ts->current));
     }
     json_t *o =
         json_pack("{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o}", "id", p->node_id,
@@ -916,6 +919,12 @@ void rest__h_ui_asset(rest_req *req, rest_resp *resp)
     char path[128];
     snprintf(path, sizeof(path), "/ui/%.100s", req->params[0]);
     serve_asset(resp, path);
+}
+
+void rest__h_ui_favicon(rest_req *req, rest_resp *resp)
+{
+    (void)req;
+    serve_asset(resp, "/favicon.ico");
 }
 
 void rest__h_whoami(rest_req *req, rest_resp *resp)

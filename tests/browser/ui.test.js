@@ -177,6 +177,10 @@ test('a rollback mid-drain, and a refused action shows the API message', { timeo
     await p.locator('#plan-go').waitFor();
     await p.fill('#lead', '1');
     await p.click('#plan-go');
+    // the preview warns first; planning anyway is refused by the server, with its message
+    await p.locator('#modal:not([hidden])').waitFor();
+    assert.match(await p.locator('#modal-body').innerText(), /shorter than the normal TTL/);
+    await p.click('#modal-confirm');
     await p.locator('.error').filter({ hasText: 'shorter than the normal TTL' }).waitFor();
   } finally {
     await stop(sim);
@@ -241,10 +245,12 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
     await p.fill('#rrs', '1');
     await p.click('#rplan-go');
     await p.locator('#plan-why').waitFor();
-    assert.match(await p.locator('#plan-figures').innerText(), /10 of 1/);
+    assert.match(await p.locator('#plan-figures').innerText(), /10 batches of 1 endpoint\b/);
     assert.match(await p.locator('#plan-why').innerText(), /10 instances in 10 batches of 1/);
     await shot(p, '7-restart-plan');
     await p.click('#rstart');
+    await p.locator('#modal:not([hidden])').waitFor();
+    assert.match(await p.locator('#modal-body').innerText(), /10 batches of 1 endpoint.*mark it restarted/s);
     await p.click('#modal-confirm');
     await p.locator('#restart[data-state="running"]').waitFor();
     const id = new URL(p.url()).hash.split('/')[2];
