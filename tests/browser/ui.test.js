@@ -4,104 +4,20 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
+const { spawn } = require('node:child_process');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 
-const SRC = path.resolve(__dirname, '..', '..');
-const HOLDFAST = process.env.HOLDFAST_BIN || path.join(SRC, 'build/control-plane/holdfast');
-const SHOTS = process.env.HOLDFAST_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'hf-shots-'));
-const PY = '/usr/bin/python3';
-const NORMAL_TTL = 4;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-async function startHoldfast() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-ui-'));
-  const http = await freePort();
-  const xds = await freePort();
-  const log = fs.openSync(path.join(dir, 'holdfast.log'), 'a');
-  const proc = spawn(HOLDFAST, ['--db', path.join(dir, 'db'), '--http', `127.0.0.1:${http}`,
-    '--xds', `127.0.0.1:${xds}`, '--lrs-interval', '200'], { stdio: ['ignore', log, log] });
-  const base = `http://127.0.0.1:${http}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + '/healthz')).ok) break; } catch (e) { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, base, xds: `127.0.0.1:${xds}`, dir };
-}
-
-async function call(hf, method, p, body, token) {
-  const headers = { 'Content-Type': 'application/json' };
-  if (token) headers.Authorization = 'Bearer ' + token;
-  const r = await fetch(hf.base + '/api/v1' + p, { method, headers, body: body && JSON.stringify(body) });
-  const t = await r.text();
-  return { status: r.status, json: t ? JSON.parse(t) : null };
-}
-
-async function world(hf, greenFormat = 'cart-v3') {
-  await call(hf, 'POST', '/proxy-groups', { name: 'edge', listener_port: 10000 });
-  await call(hf, 'POST', '/services', { name: 'cart', proxy_group: 'edge', domains: ['cart.example.com'],
-    affinity: { mode: 'cookie', cookie_name: 'hf_cart', ttl_s: NORMAL_TTL } });
-  await call(hf, 'POST', '/services/cart/fleets', { name: 'blue', version: '1.4.2', session_format: 'cart-v3' });
-  await call(hf, 'POST', '/services/cart/fleets', { name: 'green', version: '1.5.0', session_format: greenFormat });
-  for (const [fleet, base] of [['blue', 9100], ['green', 9200]]) {
-    for (let i = 0; i < 3; i++) {
-      await call(hf, 'POST', `/services/cart/fleets/${fleet}/endpoints`, { address: '127.0.0.1', port: base + i, zone: `z${i % 2}` });
-    }
-  }
-}
-
-function startSim(hf) {
-  const env = { ...process.env, HOLDFAST_PB_PY: process.env.HOLDFAST_PB_PY || path.join(SRC, 'build/api/pb/py') };
-  const sim = spawn(PY, [path.join(SRC, 'tests/sim/run_sim.py'), '--xds', hf.xds, '--cluster', 'cart'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    sim.stdout.once('data', () => resolve(sim));
-    sim.once('exit', (c) => reject(new Error('simulator exited ' + c)));
-  });
-}
-
-async function stop(proc) {
-  if (proc.exitCode !== null) return proc.exitCode;
-  const done = new Promise((r) => proc.once('exit', (code) => r(code)));
-  proc.kill('SIGTERM');
-  return done;
-}
-
+const { SRC, PY, NORMAL_TTL, startHoldfast, call, world, startSim, stop, launch, page, shot } = require('./harness');
 let browser;
-test.before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-default-apps'],
-  });
-});
+test.before(async () => { browser = await launch(); });
 test.after(async () => { await browser.close(); });
-
-async function page() {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const p = await ctx.newPage();
-  p.on('pageerror', (e) => { throw e; });
-  p.cspErrors = [];
-  p.on('console', (m) => { if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) p.cspErrors.push(m.text()); });
-  return p;
-}
-const shot = (p, name) => p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
 
 test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async () => {
   const hf = await startHoldfast();
   await world(hf);
   const sim = await startSim(hf);
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/');
     const card = p.locator('.service[data-service="cart"]');
     await card.waitFor();
@@ -159,7 +75,7 @@ test('a rollback mid-drain, and a refused action shows the API message', { timeo
   const sim = await startSim(hf);
   try {
     const d = (await call(hf, 'POST', '/deployments', { service: 'cart', to_fleet: 'green', lowered_ttl_s: 1, lead_s: 0, force: true })).json;
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/#/deployments/' + d.id);
     await p.click('#lower');
     await p.click('#modal-confirm');
@@ -194,7 +110,7 @@ test('a viewer token signs in and cannot act', { timeout: 30000 }, async () => {
   const viewer = (await call(hf, 'POST', '/tokens', { role: 'viewer', name: 'watcher' })).json.token;
   await call(hf, 'POST', '/tokens', { role: 'admin', name: 'root' });
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/');
     await p.locator('#signin').waitFor();
     await p.fill('#token', viewer);
@@ -213,7 +129,7 @@ test('a NACK appears live, with the proxy error text', { timeout: 30000 }, async
   const hf = await startHoldfast();
   await world(hf);
   const env = { ...process.env, HOLDFAST_PB_PY: process.env.HOLDFAST_PB_PY || path.join(SRC, 'build/api/pb/py') };
-  const p = await page();
+  const p = await page(browser);
   await p.goto(hf.base + '/');
   await p.locator('.service[data-service="cart"]').waitFor();
   const nack = spawn(PY, [path.join(__dirname, 'nack_client.py'), hf.xds, 'envoy-bad'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -236,7 +152,7 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
   const patched = await call(hf, 'PATCH', '/services/cart', { connection: { max_connection_age_s: 1, drain_timeout_s: 1 } });
   assert.equal(patched.status, 200, JSON.stringify(patched.json));
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/#/restarts');
     await p.locator('#rfleet option').first().waitFor({ state: 'attached' });
     await p.fill('#ravg', '60');
