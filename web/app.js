@@ -878,47 +878,57 @@ function objectLink(obj) {
   return null;
 }
 
-async function eventsPage() {
-  const [services, deps, rs] = await Promise.all([api('GET', '/services'), api('GET', '/deployments'), api('GET', '/restarts')]);
-  /* deployments and restarts name their service in the record, not in the event object */
+async function eventsPage(params) {
+  const services = (await api('GET', '/services')).items;
+  /* deployments and restarts name their service in their record, not in the event's object */
   const owner = {};
-  deps.items.forEach((d) => { owner['deployments/' + d.id] = d.service; });
-  rs.items.forEach((r) => { owner['restarts/' + r.id] = r.service; });
+  const owners = async () => {
+    const [deps, rs] = await Promise.all([api('GET', '/deployments'), api('GET', '/restarts')]);
+    deps.items.forEach((d) => { owner['deployments/' + d.id] = d.service; });
+    rs.items.forEach((r) => { owner['restarts/' + r.id] = r.service; });
+  };
+  await owners();
   const serviceOf = (e) => owner[e.object] || ((/^services\/([^/]+)/.exec(e.object) || [])[1]) || null;
   setMain(`<div class="card"><h2>Events</h2><div class="toolbar">
-      <label>service <select id="filter"><option value="">all</option>${services.items.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select></label>
-      <label>action <input id="faction" type="search" placeholder="e.g. deployment, nack"></label>
-      <label>actor <input id="factor" type="search" placeholder="e.g. token:3"></label></div>
-    <div class="scroll"><table class="events" id="events"><tr><th>when</th><th>action</th><th>object</th><th>what</th><th>who</th></tr></table></div>
-    <div class="actions"><button id="older">Show older</button><span class="muted" id="ev-count"></span></div></div>`);
-  const shown = [];
-  let limit = 100;
-  const matches = (e) => (!$('#filter').value || serviceOf(e) === $('#filter').value) &&
-    (!$('#faction').value || e.action.includes($('#faction').value.trim())) && (!$('#factor').value || e.actor.includes($('#factor').value.trim()));
+      <label>service <select id="filter"><option value="">all</option>${services.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select></label>
+      <label>action <input id="faction" type="search" placeholder="e.g. deployment. or endpoint"></label></div>
+    <div class="scroll"><table class="events" id="events"></table></div>
+    <div class="actions"><button id="older">Older events</button><span class="muted" id="ev-count"></span></div></div>`);
+  $('#filter').value = params.get('service') || '';
+  let shown = [];
+  let nextBefore = null;
   const render = () => {
-    const m = shown.filter(matches);
-    const rows = m.slice(-limit).reverse().map((e) => {
+    const rows = shown.slice().reverse().map((e) => {
       const link = objectLink(e.object);
       return `<tr class="ev ${severity(e)}" data-id="${e.id}" data-action="${esc(e.action)}"><td class="nowrap">${fmtDate(e.at)}</td><td><strong>${esc(e.action)}</strong></td><td>${link ? `<a href="${link}">${esc(e.object)}</a>` : esc(e.object)}</td><td>${esc(e.summary)}</td><td class="muted">${esc(e.actor)}</td></tr>`;
     }).join('');
     paint($('#events'), '<tr><th>when</th><th>action</th><th>object</th><th>what</th><th>who</th></tr>' + (rows || '<tr><td colspan="5" class="muted">No event matches.</td></tr>'));
-    $('#ev-count').textContent = `${Math.min(limit, m.length)} of ${m.length} matching (${shown.length} read)`;
-    $('#older').disabled = m.length <= limit;
+    $('#ev-count').textContent = `${shown.length} shown${nextBefore === null ? ', the oldest included' : ''}`;
+    $('#older').disabled = nextBefore === null || !state.online;
   };
-  let since = 0;
-  for (;;) {
-    const page = await api('GET', `/events?since=${since}&limit=1000`);
-    shown.push(...page.items);
-    if (page.items.length < 1000) break;
-    since = page.next_since;
-  }
-  render();
-  fresh();
-  $('#filter').onchange = render;
-  $('#faction').oninput = render;
-  $('#factor').oninput = render;
-  $('#older').onclick = () => { limit += 100; render(); };
-  state.liveListeners.add((e) => { if (!shown.some((x) => x.id === e.id)) shown.push(e); fresh(); render(); });
+  /* the newest matching events from the server, or (older) the page before what is shown */
+  const load = async (older) => {
+    const q = new URLSearchParams({ before: older ? nextBefore : 0, limit: 100 });
+    if ($('#filter').value) q.set('service', $('#filter').value);
+    if ($('#faction').value.trim()) q.set('action', $('#faction').value.trim());
+    const page = await api('GET', '/events?' + q);
+    shown = older ? page.items.concat(shown) : page.items;
+    nextBefore = page.next_before;
+    render();
+    fresh();
+  };
+  await load(false);
+  const reload = () => load(false).catch(() => {});
+  $('#filter').onchange = reload;
+  $('#faction').oninput = debounce(reload, 300);
+  $('#older').onclick = (e) => act(e.target, () => load(true));
+  const matches = (e) => (!$('#filter').value || serviceOf(e) === $('#filter').value) && e.action.startsWith($('#faction').value.trim());
+  state.liveListeners.add(async (e) => {
+    if (/^(deployments|restarts)\//.test(e.object) && !owner[e.object]) await owners().catch(() => {});
+    if (matches(e) && !shown.some((x) => x.id === e.id)) shown.push(e);
+    render();
+    fresh();
+  });
 }
 
 /* ---------------- router ---------------- */
@@ -943,7 +953,7 @@ async function route(keep) {
     else if (path.startsWith('/deployments/')) await deploymentPage(path.split('/')[2]);
     else if (path === '/restarts') await restartsPage();
     else if (path.startsWith('/restarts/')) await restartPage(path.split('/')[2]);
-    else if (path === '/events') await eventsPage();
+    else if (path === '/events') await eventsPage(params);
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {
     if (e.status === 0) {

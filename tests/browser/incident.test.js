@@ -234,7 +234,6 @@ test('every page: no console error, and no horizontal overflow at 390 px', { tim
         assert.ok(over.doc <= over.win, `${h} at ${over.win} px is ${over.doc} px wide`);
         await p.evaluate(() => window.scrollTo(0, 0));
         if (p === phone && ['#/', `#/deployments/${d.id}`].includes(h)) await shot(p, h === '#/' ? '14-phone-overview' : '15-phone-deployment', false);
-        if (p === wide && h === `#/deployments/${d.id}`) await shot(p, '4-draining');
         if (p === wide && h === '#/events') await shot(p, '16-events', false);
       }
     }
@@ -255,6 +254,41 @@ test('every page: no console error, and no horizontal overflow at 390 px', { tim
     assert.equal(await phone.evaluate(() => sessionStorage.getItem('holdfast-token')), null);
   } finally {
     if (sim) await stop(sim);
+    assert.equal(await stop(hf.proc), 0);
+  }
+});
+
+test('events: filtered by service on the server (deployments included), by action, paged back, linked', { timeout: 60000 }, async () => {
+  const hf = await startHoldfast();
+  await world(hf);
+  try {
+    await call(hf, 'POST', '/services', { name: 'cartx', proxy_group: 'edge' });
+    await call(hf, 'POST', '/services/cartx/fleets', { name: 'main' });
+    for (let i = 0; i < 120; i++) await call(hf, 'POST', '/services/cartx/fleets/main/endpoints', { address: '127.0.0.1', port: 10000 + i });
+    const d = (await call(hf, 'POST', '/deployments', { service: 'cart', to_fleet: 'green', lead_s: 0, force: true })).json;
+    await call(hf, 'POST', `/deployments/${d.id}/abort`);
+    const total = (await call(hf, 'GET', '/events?limit=1000')).json.items.length;
+    const p = await page(browser);
+    await p.goto(hf.base + '/#/events');
+    await p.locator('#events tr.ev').first().waitFor();
+    assert.equal(await p.locator('#events tr.ev').count(), 100);
+    assert.equal(await p.locator('#events tr.ev').first().getAttribute('data-action'), 'deployment.abort');
+    await p.click('#older');
+    await p.waitForFunction((n) => document.querySelectorAll('#events tr.ev').length === n, total);
+    assert.ok(await p.locator('#older').isDisabled());
+    await p.selectOption('#filter', 'cart');
+    await p.waitForFunction(() => document.querySelectorAll('#events tr.ev').length < 100);
+    const actions = await p.locator('#events tr.ev').evaluateAll((rows) => rows.map((r) => r.dataset.action));
+    assert.ok(actions.includes('deployment.abort') && actions.includes('deployment.plan'), actions.join());
+    assert.equal(await p.locator('#events tr.ev', { hasText: 'cartx' }).count(), 0);
+    await p.fill('#faction', 'deployment.');
+    await p.waitForFunction(() => [...document.querySelectorAll('#events tr.ev')].every((r) => r.dataset.action.startsWith('deployment.')));
+    assert.equal(await p.locator('#events tr.ev').count(), 2);
+    assert.ok(await p.locator('#events tr.ev.sev-bad', { hasText: 'deployment.abort' }).count() === 1);
+    await p.locator('#events tr.ev a', { hasText: d.id }).first().click();
+    await p.locator(`#deployment[data-state="aborted"]`).waitFor();
+    assert.deepEqual(p.consoleErrors, []);
+  } finally {
     assert.equal(await stop(hf.proc), 0);
   }
 });
