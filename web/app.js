@@ -714,28 +714,34 @@ function renderStep(d) {
 }
 
 /* The chart: tail samples, the threshold, and the fitted exponential decay, on one timeline
- * from the cutover (seconds). A log axis (default) keeps a 1-2 % threshold visible; the linear
- * axis is zoomed to the data. A pause in the samples (an outage) is drawn as a gap. */
+ * from the first cutover (seconds): after a rollback the forward drain stays, and the drain back
+ * is its own series. A log axis (default) keeps a 1-2 % threshold visible; the linear axis is
+ * zoomed to the data. A pause in the samples (an outage) is drawn as a gap. */
 function chartData(d) {
-  const origin = new Date(d.cutover_at).getTime() / 1000;
-  const samples = d.tail.filter((s) => new Date(s.t).getTime() / 1000 - origin >= -0.001);
-  const xs = samples.map((s) => new Date(s.t).getTime() / 1000 - origin);
+  const back = ['rolling_back', 'rolled_back'].includes(d.state);
+  const cut = new Date(d.cutover_at).getTime() / 1000; /* the rollback's time after one */
+  const t0 = d.tail.length ? Math.min(cut, new Date(d.tail[0].t).getTime() / 1000) : cut;
+  const xs = d.tail.map((s) => new Date(s.t).getTime() / 1000 - t0);
   const steps = xs.slice(1).map((x, i) => x - xs[i]).sort((p, q) => p - q);
   const step = steps.length ? steps[Math.floor(steps.length / 2)] : 1;
-  const X = [], Y = [], T = [], F = [], S = [];
+  const X = [], Fw = [], Bk = [], T = [], F = [], S = [];
   const log = !$('#logscale') || $('#logscale').checked;
+  const floor = (v) => (log ? Math.max(v, 0.01) : v);
+  const fitOrigin = d.fit && d.fit.origin ? new Date(d.fit.origin).getTime() / 1000 - t0 : cut - t0;
+  const push = (x, s) => {
+    const isBack = back && x >= cut - t0 - 0.001;
+    X.push(x); T.push(d.tail_threshold_pct); S.push(s);
+    Fw.push(s && !isBack ? floor(s.pct) : null);
+    Bk.push(s && isBack ? floor(s.pct) : null);
+    F.push(s && d.fit && x >= fitOrigin ? floor(d.fit.pct_at_origin * Math.exp(-d.fit.rate_per_s * (x - fitOrigin))) : null);
+  };
   xs.forEach((x, i) => {
-    if (i > 0 && x - xs[i - 1] > Math.max(3 * step, 2)) { /* a gap */
-      const mid = (x + xs[i - 1]) / 2;
-      X.push(mid); Y.push(null); T.push(d.tail_threshold_pct); F.push(null); S.push(null);
-    }
-    const pct = samples[i].pct;
-    X.push(x); Y.push(log ? Math.max(pct, 0.01) : pct); T.push(d.tail_threshold_pct);
-    F.push(d.fit ? Math.max(d.fit.pct_at_origin * Math.exp(-d.fit.rate_per_s * x), log ? 0.01 : 0) : null);
-    S.push(samples[i]);
+    if (i > 0 && x - xs[i - 1] > Math.max(3 * step, 2)) push((x + xs[i - 1]) / 2, null); /* a gap */
+    push(x, d.tail[i]);
   });
   state.chartSamples = S;
-  return [X, Y, T, F];
+  state.chartRollbackX = back ? cut - t0 : null;
+  return [X, Fw, Bk, T, F];
 }
 
 function renderChart(d) {
@@ -746,9 +752,19 @@ function renderChart(d) {
     width: Math.max(280, Math.min(1100, el.clientWidth || 900)), height: 300,
     scales: { x: { time: false }, y: log ? { distr: 3, log: 10, range: [0.01, 100] } : { range: [0, Math.min(100, ymax)] } },
     axes: [{ label: 'seconds since cutover' }, { label: '% of requests' + (log ? ' (log)' : ''), size: 60 }],
-    series: [{}, { label: 'tail %', stroke: '#2563eb', width: 2, points: { show: true }, spanGaps: false },
-      { label: 'threshold', stroke: '#b91c1c', dash: [6, 4] }, { label: 'fitted decay', stroke: '#15803d', dash: [2, 3] }],
-    hooks: { setCursor: [(u) => {
+    series: [{}, { label: `tail % (${d.from_fleet})`, stroke: '#2563eb', width: 2, points: { show: true }, spanGaps: false },
+      { label: `after rollback (${d.to_fleet})`, stroke: '#c2410c', width: 2, points: { show: true }, spanGaps: false, show: ['rolling_back', 'rolled_back'].includes(d.state) },
+      { label: 'threshold', stroke: '#b91c1c', dash: [6, 4], points: { show: false } }, { label: 'fitted decay', stroke: '#15803d', dash: [2, 3], points: { show: false } }],
+    hooks: { draw: [(u) => {
+      if (state.chartRollbackX === null || state.chartRollbackX === undefined) return;
+      const x = u.valToPos(state.chartRollbackX, 'x', true);
+      const c = u.ctx;
+      c.save(); c.strokeStyle = '#c2410c'; c.setLineDash([4, 4]); c.beginPath();
+      c.moveTo(x, u.bbox.top); c.lineTo(x, u.bbox.top + u.bbox.height); c.stroke();
+      c.fillStyle = '#c2410c'; c.font = `${12 * devicePixelRatio}px system-ui`; c.fillText('rollback', x + 4, u.bbox.top + 14 * devicePixelRatio);
+      c.restore();
+    }],
+    setCursor: [(u) => {
       const i = u.cursor.idx;
       const s = i === null || i === undefined ? null : state.chartSamples[i];
       const out = $('#chart-hover');
@@ -921,7 +937,11 @@ async function eventsPage(params) {
   const reload = () => load(false).catch(() => {});
   $('#filter').onchange = reload;
   $('#faction').oninput = debounce(reload, 300);
-  $('#older').onclick = (e) => act(e.target, () => load(true));
+  $('#older').onclick = async (e) => {
+    e.target.disabled = true;
+    await load(true).catch(() => {});
+    render(); /* enables it again when there is more */
+  };
   const matches = (e) => (!$('#filter').value || serviceOf(e) === $('#filter').value) && e.action.startsWith($('#faction').value.trim());
   state.liveListeners.add(async (e) => {
     if (/^(deployments|restarts)\//.test(e.object) && !owner[e.object]) await owners().catch(() => {});

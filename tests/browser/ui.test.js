@@ -88,6 +88,10 @@ test('a rollback mid-drain, and a refused action shows the API message', { timeo
     await p.click('#modal-confirm');
     await p.locator('#deployment[data-state="rolling_back"]').waitFor();
     await p.locator('#deployment[data-state="rolled_back"]').waitFor({ timeout: 30000 });
+    // one timeline: the forward drain stays on the chart, the drain back is its own series
+    await p.locator('#chart .uplot').waitFor();
+    assert.match(await p.locator('#chart').innerText(), /tail % \(blue\)[\s\S]*after rollback \(green\)/);
+    await shot(p, '17-rolled-back');
     await p.goto(hf.base + '/#/deployments');
     await p.goto(hf.base + '/#/deployments/new');
     await p.locator('#plan-go').waitFor();
