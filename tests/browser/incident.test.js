@@ -208,6 +208,12 @@ test('every page: no console error, and no horizontal overflow at 390 px', { tim
   try {
     const wide = await page(browser);
     const phone = await page(browser, { width: 390, height: 844 });
+    // what a browser asks for by itself
+    const head = await fetch(hf.base + '/', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    const icon = await fetch(hf.base + '/favicon.ico');
+    assert.equal(icon.status, 200);
+    assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
     // an empty database says what to do first
     await wide.goto(hf.base + '/');
     await wide.locator('#empty').waitFor();
@@ -287,6 +293,32 @@ test('events: filtered by service on the server (deployments included), by actio
     assert.ok(await p.locator('#events tr.ev.sev-bad', { hasText: 'deployment.abort' }).count() === 1);
     await p.locator('#events tr.ev a', { hasText: d.id }).first().click();
     await p.locator(`#deployment[data-state="aborted"]`).waitFor();
+    assert.deepEqual(p.consoleErrors, []);
+  } finally {
+    assert.equal(await stop(hf.proc), 0);
+  }
+});
+
+test('the plan preview warns when the new fleet has less capacity, before anything is created', { timeout: 30000 }, async () => {
+  const hf = await startHoldfast();
+  await world(hf);
+  try {
+    for (const port of [9201, 9202]) await call(hf, 'PATCH', `/services/cart/fleets/green/endpoints/127.0.0.1:${port}`, { admin_state: 'disabled' });
+    const p = await page(browser);
+    await p.goto(hf.base + '/#/deployments/new?service=cart');
+    await p.locator('#to option').first().waitFor({ state: 'attached' });
+    await p.click('#plan-check');
+    await p.locator('#preview .capacity').first().waitFor();
+    assert.match(await p.locator('#preview').innerText(), /green has 1 serving endpoints against 3 in blue/);
+    assert.match(await p.locator('#preview-figures').innerText(), /4 s → 4 s during the deployment/);
+    assert.equal((await call(hf, 'GET', '/deployments')).json.items.length, 0, 'a preview creates nothing');
+    await p.click('#plan-go');
+    await p.locator('#modal:not([hidden])').waitFor();
+    assert.match(await p.locator('#modal-body').innerText(), /less capacity/);
+    assert.equal(await p.locator('#modal-confirm').getAttribute('class'), 'primary');
+    await p.click('#modal-cancel');
+    assert.equal((await call(hf, 'GET', '/deployments')).json.items.length, 0, 'cancelled: nothing planned');
+    await shot(p, '2-plan-preview');
     assert.deepEqual(p.consoleErrors, []);
   } finally {
     assert.equal(await stop(hf.proc), 0);
