@@ -454,7 +454,7 @@ function renderOverview() {
       const a = s.affinity;
       const fleets = d.fleets[s.name] || [];
       html += `<div class="card service" data-service="${esc(s.name)}"><h3>${esc(s.name)}</h3>
-        <div class="kv"><span class="muted">affinity</span><span>${esc(a.mode)}${a.mode !== 'none' ? ` · cookie <code>${esc(a.cookie_name)}</code> · TTL in force <strong class="ttl-in-force">${s.ttl_in_force_s} s</strong> (normal ${a.ttl_s} s)` : ''}</span>
+        <div class="kv"><span class="muted">affinity</span><span>${esc(a.mode)}${a.mode !== 'none' ? ` · cookie <code>${esc(a.cookie_name)}</code> · TTL in force <strong class="ttl-in-force">${fmtDur(s.ttl_in_force_s)}</strong> (normal ${fmtDur(a.ttl_s)})` : ''}</span>
         <span class="muted">domains</span><span>${esc(s.domains.join(', ') || s.name)}</span></div>
         <div class="scroll"><table class="fleets"><tr><th>fleet</th><th>role</th><th>version</th><th>session format</th><th>serving</th><th>not active</th></tr>`;
       for (const f of fleets) {
