@@ -630,7 +630,7 @@ async function planPreview(body) {
   const factor = body.deadline_factor || 3;
   const warn = [];
   if (count(to) === 0) warn.push(`${to.name} has no endpoint that can serve (${total(to)} in all): cutting over would send every new session nowhere.`);
-  else if (from && count(to) < count(from)) warn.push(`${to.name} has ${count(to)} serving endpoints against ${count(from)} in ${from.name}: it takes all the traffic with less capacity.`);
+  else if (from && count(to) < count(from)) warn.push(`${to.name} has ${plural(count(to), 'serving endpoint')} against ${count(from)} in ${from.name}: it takes all the traffic with less capacity.`);
   if (formatChange) warn.push(`The session format changes (${from.session_format} → ${to.session_format}): sessions that cross versions may fail.`);
   if (lead < ttl && !body.force) warn.push(`A lead of ${fmtDur(lead)} is shorter than the normal TTL (${fmtDur(ttl)}): the server refuses it unless "accept a short lead" is ticked.`);
   $('#preview').innerHTML = `<div class="kv" id="preview-figures"><span class="muted">moves</span><span>${esc(svc.name)}: ${esc(from ? from.name : '—')} (${count(from)} of ${total(from)} serving) → ${esc(to.name)} (${count(to)} of ${total(to)} serving)</span>
@@ -855,7 +855,7 @@ async function restartPage(id) {
   setMain(`<div class="card" id="restart" data-state="${r.state}"><h2>Rolling restart of ${esc(r.service)} / ${esc(r.fleet)} <span class="badge ${ready.length && r.state === 'running' ? 'waiting' : r.state}" id="rstate">${ready.length && r.state === 'running' ? 'waiting on you' : r.state}</span></h2>
     ${ready.length && r.state === 'running' ? `<div class="warn-box" id="rwait">${plural(ready.length, 'batch', 'batches')} drained and waiting for the instances to be restarted: restart them, then “Mark restarted”.</div>` : ''}
     <div class="kv"><span class="muted">progress</span><span id="rprogress">${done} of ${plural(r.batches, 'batch', 'batches')} done${eta ? ` · ETA about ${fmtTime(eta)} if nothing waits` : ''}</span>
-      <span class="muted">batches</span><span>${r.batches} × ${r.batch_size}, at most ${r.concurrent_batches} at once, one every ${fmtDur(r.interval_s)}</span>
+      <span class="muted">batches</span><span>${plural(r.batches, 'batch', 'batches')} of ${plural(r.batch_size, 'endpoint')}, at most ${r.concurrent_batches} at once, one every ${fmtDur(r.interval_s)}</span>
       <span class="muted">drain window</span><span>${fmtDur(r.drain_window_s)}</span>
       <span class="muted">webhook</span><span>${esc(r.webhook_url) || '—'}</span></div>
     <div class="actions">${r.state === 'paused' ? '<button class="primary" id="rresume">Resume</button>' : '<button id="rpause">Pause</button>'}${ready.length > 1 ? '<button class="primary" id="rmarkall">Mark all restarted</button>' : ''}<button id="rabort">Abort…</button></div>

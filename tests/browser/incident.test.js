@@ -309,7 +309,7 @@ test('the plan preview warns when the new fleet has less capacity, before anythi
     await p.locator('#to option').first().waitFor({ state: 'attached' });
     await p.click('#plan-check');
     await p.locator('#preview .capacity').first().waitFor();
-    assert.match(await p.locator('#preview').innerText(), /green has 1 serving endpoints against 3 in blue/);
+    assert.match(await p.locator('#preview').innerText(), /green has 1 serving endpoint against 3 in blue/);
     assert.match(await p.locator('#preview-figures').innerText(), /4 s → 4 s during the deployment/);
     assert.equal((await call(hf, 'GET', '/deployments')).json.items.length, 0, 'a preview creates nothing');
     await p.click('#plan-go');
