@@ -321,7 +321,12 @@ async function refreshStrip() {
   const items = [];
   const add = (cls, n, text, href) => items.push(`<a class="inc ${cls}" href="${href}" data-inc="${esc(text.split(' ')[0])}"><strong>${n}</strong> ${esc(text)}</a>`);
   const nack = f.proxies.filter((p) => Object.values(p.types).some((t) => syncState(t).s === 'NACK'));
-  const behind = f.proxies.filter((p) => !proxyInSync(p) && !nack.includes(p));
+  /* a push takes a moment to be ACKed: the strip counts a proxy behind after 5 s of it */
+  const lagging = (p) => Object.values(p.types).some((t) => {
+    const st = syncState(t);
+    return st.s === 'STALE' || (st.s === 'PENDING' && (st.age === null ? Date.now() - Date.parse(p.connected_since) > 5000 : st.age >= 5));
+  });
+  const behind = f.proxies.filter((p) => lagging(p) && !nack.includes(p));
   const evicted = f.endpoints.filter((e) => e.health === 'unhealthy');
   const drained = f.endpoints.filter((e) => e.admin_state !== 'active');
   if (nack.length) add('red', nack.length, `${nack.length === 1 ? 'proxy' : 'proxies'} rejected configuration (NACK)`, '#/?show=proxies');

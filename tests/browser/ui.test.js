@@ -53,6 +53,15 @@ test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async 
     await p.locator('#deployment[data-state="draining"]').waitFor();
     await p.locator('#chart .uplot').waitFor();
     await p.waitForFunction(() => /%/.test(document.querySelector('#tail-now').textContent), null, { timeout: 10000 });
+    // hovering a sample shows its time, share and request counts
+    await p.waitForFunction(() => document.querySelectorAll('#chart .u-series').length > 0);
+    const over = p.locator('#chart .u-over');
+    const box = await over.boundingBox();
+    for (let i = 0; i < 20 && !/requests/.test(await p.locator('#chart-hover').innerText()); i++) {
+      await p.mouse.move(box.x + box.width * (0.05 + i * 0.045), box.y + box.height / 2);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(await p.locator('#chart-hover').innerText(), /\d+\.\d\d % · \d+ of \d+ requests/);
     await shot(p, '4-draining');
 
     // The engine finishes the drain by itself; the page follows live.
@@ -180,6 +189,15 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
     await mark.click();
     await p.locator('tr[data-batch="1"] .badge.done').waitFor({ timeout: 10000 });
     await shot(p, '8-restart-progress');
+    // several batches waiting on the operator: the page says so, and one click marks them all
+    await p.locator('#rmarkall').waitFor({ timeout: 15000 });
+    assert.match(await p.locator('#rstate').innerText(), /waiting on you/);
+    const waiting = await p.locator('tr[data-batch]:has(.badge.ready)').evaluateAll((rows) => rows.map((r) => Number(r.dataset.batch)));
+    assert.ok(waiting.length >= 2, waiting.join());
+    await p.click('#rmarkall');
+    await p.waitForFunction((ns) => ns.every((n) => !document.querySelector(`tr[data-batch="${n}"] button.restarted`)), waiting, { timeout: 10000 });
+    const marked = (await call(hf, 'GET', '/restarts/' + id)).json.batch_list.filter((b) => waiting.includes(b.n));
+    assert.ok(marked.every((b) => b.restarted_at), JSON.stringify(marked));
     await p.click('#rpause');
     await p.locator('#restart[data-state="paused"]').waitFor();
     await p.click('#rabort');
