@@ -692,7 +692,7 @@ function renderStep(d) {
       if (!$('#countdown')) return;
       const s = secondsUntil(d.cutover_unlocks_at);
       $('#countdown').textContent = s > 0 ? `${s} s` : 'unlocked';
-      $('#cutover').disabled = !can('operator') || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
+      $('#cutover').disabled = !can('operator') || !state.online || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
     };
     tick();
     every(500, tick);
@@ -746,7 +746,8 @@ function chartData(d) {
   });
   state.chartSamples = S;
   state.chartRollbackX = back ? cut - t0 : null;
-  return [X, Fw, Bk, T, F];
+  if ($('#chart')) $('#chart').dataset.gaps = S.filter((x) => x === null).length;
+  return back ? [X, Fw, Bk, T, F] : [X, Fw, T, F];
 }
 
 function renderChart(d) {
@@ -758,7 +759,7 @@ function renderChart(d) {
     scales: { x: { time: false }, y: log ? { distr: 3, log: 10, range: [0.01, 100] } : { range: [0, Math.min(100, ymax)] } },
     axes: [{ label: 'seconds since cutover' }, { label: '% of requests' + (log ? ' (log)' : ''), size: 60 }],
     series: [{}, { label: `tail % (${d.from_fleet})`, stroke: '#2563eb', width: 2, points: { show: true }, spanGaps: false },
-      { label: `after rollback (${d.to_fleet})`, stroke: '#c2410c', width: 2, points: { show: true }, spanGaps: false, show: ['rolling_back', 'rolled_back'].includes(d.state) },
+      ...(['rolling_back', 'rolled_back'].includes(d.state) ? [{ label: `after rollback (${d.to_fleet})`, stroke: '#c2410c', width: 2, points: { show: true }, spanGaps: false }] : []),
       { label: 'threshold', stroke: '#b91c1c', dash: [6, 4], points: { show: false } }, { label: 'fitted decay', stroke: '#15803d', dash: [2, 3], points: { show: false } }],
     hooks: { draw: [(u) => {
       if (state.chartRollbackX === null || state.chartRollbackX === undefined) return;

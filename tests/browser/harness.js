@@ -63,8 +63,8 @@ async function world(hf, greenFormat = 'cart-v3') {
 
 const pyEnv = () => ({ ...process.env, HOLDFAST_PB_PY: PB_PY });
 
-function startSim(hf) {
-  const sim = spawn(PY, [path.join(SRC, 'tests/sim/run_sim.py'), '--xds', hf.xds, '--cluster', 'cart'], { env: pyEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
+function startSim(hf, extra = []) {
+  const sim = spawn(PY, [path.join(SRC, 'tests/sim/run_sim.py'), '--xds', hf.xds, '--cluster', 'cart', ...extra], { env: pyEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     sim.stdout.once('data', () => resolve(sim));
     sim.once('exit', (c) => reject(new Error('simulator exited ' + c)));

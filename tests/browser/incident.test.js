@@ -324,3 +324,36 @@ test('the plan preview warns when the new fleet has less capacity, before anythi
     assert.equal(await stop(hf.proc), 0);
   }
 });
+
+test('an outage during a drain is a gap on the tail chart, not a straight line', { timeout: 90000 }, async () => {
+  let hf = await startHoldfast();
+  await world(hf);
+  const sim = await startSim(hf, ['--session', '60']); /* long sessions: a slow drain */
+  try {
+    const d = (await call(hf, 'POST', '/deployments', { service: 'cart', to_fleet: 'green', lowered_ttl_s: 4, lead_s: 0, force: true, tail_threshold_pct: 0.1, deadline_factor: 10 })).json;
+    assert.ok(d.id, JSON.stringify(d));
+    await call(hf, 'POST', `/deployments/${d.id}/lower-ttl`);
+    await sleep(3000); /* sessions start on blue */
+    await call(hf, 'POST', `/deployments/${d.id}/cutover`);
+    const p = await page(browser);
+    await p.goto(hf.base + '/#/deployments/' + d.id);
+    await p.locator('#chart .uplot').waitFor();
+    const samples = async () => (await call(hf, 'GET', '/deployments/' + d.id)).json.tail.length;
+    for (let i = 0; i < 50 && (await samples()) < 3; i++) await sleep(200);
+    const now = (await call(hf, 'GET', '/deployments/' + d.id)).json;
+    assert.equal(now.state, 'draining', JSON.stringify({ state: now.state, reason: now.finish_reason, tail: now.tail.map((s) => s.pct) }));
+    assert.equal(await p.locator('#chart').getAttribute('data-gaps'), '0');
+    assert.equal(await stop(hf.proc), 0);
+    await p.locator('#asof.stale').waitFor({ timeout: 10000 });
+    assert.ok(await p.locator('#finish').isDisabled(), 'no action while holdfast is down');
+    await sleep(3000);
+    hf = await startHoldfast(hf);
+    await p.locator('#asof:not(.stale)').waitFor({ timeout: 15000 });
+    await p.waitForFunction(() => Number(document.querySelector('#chart').dataset.gaps) >= 1, null, { timeout: 20000 });
+    await shot(p, '18-drain-with-outage', false);
+    assert.deepEqual(p.consoleErrors.filter((e) => !/ERR_CONNECTION_REFUSED|Failed to load resource/.test(e)), []);
+  } finally {
+    await stop(sim);
+    assert.equal(await stop(hf.proc), 0);
+  }
+});
