@@ -963,8 +963,15 @@ async function eventsPage(params) {
 document.addEventListener('submit', (e) => e.preventDefault());
 
 /* Renders the view the hash names; keep (a live refresh or a reconnect) keeps what the operator
- * opened and where the page was scrolled. */
-async function route(keep) {
+ * opened and where the page was scrolled. One at a time: a view still loading when the hash
+ * changes again finishes first, so it cannot paint over the newer one. */
+let routeQueue = Promise.resolve();
+function route(keep) {
+  routeQueue = routeQueue.then(() => renderRoute(keep)).catch((e) => console.error(e)); /* never stalls the queue */
+  return routeQueue;
+}
+
+async function renderRoute(keep) {
   stopPage();
   if (keep !== true) state.painted = null;
   if (state.role === null) return;
