@@ -521,7 +521,7 @@ async function endpointAction(btn, keys, to, wholeFleet = false) {
   const left = serve.filter((e) => (change.includes(e) ? to === 'active' && e.health !== 'unhealthy' : serving(e))).length;
   const verb = { draining: 'Drain', disabled: 'Disable', active: 'Enable' }[to];
   const ok = await confirmDialog(`${verb} ${plural(change.length, 'endpoint')} of ${where}?`,
-    `<p>${wholeFleet ? '<strong>The whole fleet:</strong> ' : ''}${plural(change.length, 'endpoint')} go to <strong>${to}</strong> and ${STATE_MEANS[to]}:</p>
+    `<p>${wholeFleet ? '<strong>The whole fleet:</strong> ' : ''}${plural(change.length, 'endpoint')} ${change.length === 1 ? 'goes' : 'go'} to <strong>${to}</strong> and ${STATE_MEANS[to]}:</p>
      <ul class="change-list">${change.slice(0, 12).map((e) => `<li><code>${esc(e.id)}</code> ${e.admin_state} → ${to}</li>`).join('')}${change.length > 12 ? `<li>… and ${change.length - 12} more</li>` : ''}</ul>
      ${same ? `<p class="muted">${plural(same, 'endpoint')} already ${to}: left as ${same === 1 ? 'it is' : 'they are'}.</p>` : ''}
      <p>${where} keeps <strong>${left} of ${serve.length}</strong> endpoints serving.${left === 0 ? ' <strong class="error">Nothing will serve new sessions.</strong>' : ''}</p>`,
