@@ -5,6 +5,7 @@
 #ifndef HF_XDS_INTERNAL_H
 #define HF_XDS_INTERNAL_H
 
+#include "ads.h"
 #include "grpc_transport.h"
 #include "snapshot.h"
 #include "xds.h"
@@ -12,61 +13,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* A sorted map name -> version (delta xDS bookkeeping). */
-typedef struct xds_kv {
-    char *name;
-    char version[HF_VERSION_LEN];
-} xds_kv;
-
-typedef struct xds_kvset {
-    xds_kv *items;
-    size_t n;
-} xds_kvset;
-
-/* One type on one stream. */
-typedef struct xds_type_state {
-    bool active;                  /* the client subscribed to this type */
-    xds_names sub;                /* what it subscribed to */
-    char nonce[24];               /* of the last response sent */
-    bool awaiting;                /* that response is not ACKed or NACKed yet */
-    uint64_t sent_ns;             /* monotonic time it was sent */
-    char initial[HF_VERSION_LEN]; /* SotW: the version the client had when it subscribed */
-    char sent[HF_VERSION_LEN];    /* visible state, copied out by xds_proxies */
-    char acked[HF_VERSION_LEN];
-    char nack_version[HF_VERSION_LEN];
-    char *nack_error; /* heap, only once a NACK came */
-    int64_t sent_at, acked_at, nack_at;
-    /* delta only */
-    xds_kvset known;    /* what the client holds */
-    xds_kvset pending;  /* what the last response changes ("" = removed) */
-    xds_kvset rejected; /* versions the client NACKed: not re-sent */
-} xds_type_state;
-
-/* What a stream shows in GET /api/v1/proxies, apart from its types. */
-typedef struct xds_stream_info {
-    uint64_t stream_id;
-    char node_id[128];
-    char group[64];
-    bool group_known;
-    char user_agent[128];
-    enum xds_node_kind kind;
-    char peer[64];
-    int64_t connected_since;
-} xds_stream_info;
-
-typedef struct xds_stream {
-    struct xds_stream *prev, *next; /* registry, under srv->reg_lock */
+/* One ADS stream in the server's registry: the transport and the protocol state (ads.h). */
+typedef struct xds_conn {
+    struct xds_conn *prev, *next; /* registry, under srv->reg_lock */
     struct xds_server *srv;
     hf_stream *transport;
-    pthread_mutex_t lock; /* everything below */
-    bool closed;
-    bool delta;
-    bool send_busy;
-    bool have_node;
-    uint64_t nonce_counter;
-    xds_stream_info info;
-    xds_type_state types[XDS_NTYPES];
-} xds_stream;
+    xds_stream *proto;
+} xds_conn;
 
 #define HDS_MAX_K 5
 
@@ -102,9 +55,11 @@ struct xds_server {
 
     pthread_mutex_t snap_lock;
     xds_snapshot *snap;
+    store_input *input; /* the input snap was built from; xDS thread only after start */
+    xds_ads ads;        /* the protocol's snapshot source and callbacks (xds.c) */
 
     pthread_mutex_t reg_lock;
-    xds_stream *streams;
+    xds_conn *streams;
 
     /* HDS (hds.c). hds_dirty and hds_pending are under lock; the rest under hds_lock. */
     int hds_replicas;
@@ -129,12 +84,10 @@ xds_snapshot *xds__snapshot(struct xds_server *srv);
 /* Queues an audit event for the xDS thread to write. Never blocks on disk. */
 void xds__event(struct xds_server *srv, const char *action, const char *object, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));
-/* Sends whatever the stream is owed; called with s->lock held. */
-void xds__pump(xds_stream *s);
 /* Updates the connected-streams gauge. */
 void xds__update_gauges(struct xds_server *srv);
 
-/* The transport handlers for SotW and delta ADS (ads.c). */
+/* The transport handlers for SotW and delta ADS (xds.c, on the protocol in ads.c). */
 extern const hf_stream_handler xds__sotw_handler;
 extern const hf_stream_handler xds__delta_handler;
 /* HDS (hds.c): the stream handler, and the xDS thread's work. */
