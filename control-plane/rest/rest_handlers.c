@@ -592,6 +592,12 @@ static json_t *proxy_json(const xds_proxy_info *p)
                   "proxy_group_known", p->group_known, "user_agent", p->user_agent, "kind",
                   xds_node_kind_name(p->kind), "peer", p->peer, "mode", p->delta ? "delta" : "sotw",
                   "connected_since", rest__time_json(p->connected_since), "types", types);
+    json_t *ignored = json_array();
+    for (int i = 0; i < p->n_ignored_types; i++) {
+        json_array_append_new(ignored, json_string(p->ignored_types[i]));
+    }
+    json_object_set_new(o, "ignored_type_urls", ignored);
+    json_object_set_new(o, "api", json_string(p->api ? p->api : "ads"));
     return o;
 }
 

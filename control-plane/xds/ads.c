@@ -277,7 +277,18 @@ struct xds_stream {
      * and EDS subscription (so it is worked out once per change, not per pump) */
     uint64_t cover_serial, cover_key;
     bool covered;
+    int only; /* a per-type stream: its enum xds_type + 1; 0 for ADS */
+    /* type URLs asked for that holdfast does not serve (shown in /api/v1/proxies) */
+    char ignored[4][128];
+    int n_ignored;
 };
+
+void xds_stream_only(xds_stream *s, enum xds_type t)
+{
+    pthread_mutex_lock(&s->lock);
+    s->only = (int)t + 1;
+    pthread_mutex_unlock(&s->lock);
+}
 
 xds_stream *xds_stream_open(const xds_ads *ads, const xds_stream_io *io, uint64_t id,
                             const char *peer, bool delta)
@@ -328,6 +339,9 @@ bool xds_stream_status(xds_stream *s, xds_proxy_info *p)
         memcpy(p->peer, s->info.peer, sizeof(p->peer));
         p->delta = s->delta;
         p->connected_since = s->info.connected_since;
+        memcpy(p->ignored_types, s->ignored, sizeof(p->ignored_types));
+        p->n_ignored_types = s->n_ignored;
+        p->api = s->only ? xds_type_name((enum xds_type)(s->only - 1)) : "ads";
         for (int t = 0; t < XDS_NTYPES; t++) {
             const type_state *ts = &s->types[t];
             xds_type_status *o = &p->types[t];
@@ -393,7 +407,10 @@ static bool take_node(xds_stream *s, const Node *node)
     return true;
 }
 
-/* Resolves a request's type URL; fails the stream for an unknown one. */
+/* Resolves a request's type URL. A type holdfast does not serve (secrets, runtime, extension
+ * configs asked for over the same ADS stream) is ignored, as the protocol allows, and noted for
+ * /api/v1/proxies: the stream and every other type go on. Returns false when the request is to
+ * be ignored or the stream failed. */
 static bool take_type(xds_stream *s, const char *url, enum xds_type *t)
 {
     if (url == NULL || url[0] == '\0') {
@@ -401,7 +418,24 @@ static bool take_type(xds_stream *s, const char *url, enum xds_type *t)
         return false;
     }
     if (xds_type_from_url(url, t) != 0) {
-        fail(s, ST_INVALID_ARGUMENT, "unknown type_url '%.120s'", url);
+        bool seen = false;
+        for (int i = 0; i < s->n_ignored && !seen; i++) {
+            seen = strncmp(s->ignored[i], url, sizeof(s->ignored[i]) - 1) == 0;
+        }
+        if (!seen && s->n_ignored < (int)(sizeof(s->ignored) / sizeof(s->ignored[0]))) {
+            char *o = s->ignored[s->n_ignored++];
+            size_t i = 0;
+            for (; url[i] != '\0' && i < sizeof(s->ignored[0]) - 1; i++) {
+                /* peer-supplied: printable ASCII only */
+                o[i] = url[i] >= 0x20 && url[i] < 0x7f ? url[i] : '?';
+            }
+            o[i] = '\0';
+        }
+        return false;
+    }
+    if (s->only && (int)*t + 1 != s->only) {
+        fail(s, ST_INVALID_ARGUMENT, "this service serves %s only, not '%.120s'",
+             xds_type_name((enum xds_type)(s->only - 1)), url);
         return false;
     }
     return true;

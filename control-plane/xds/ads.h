@@ -75,6 +75,9 @@ typedef struct xds_stream xds_stream;
 /* A new stream from peer. io is copied; delta picks the incremental variant. */
 xds_stream *xds_stream_open(const xds_ads *ads, const xds_stream_io *io, uint64_t id,
                             const char *peer, bool delta);
+/* Makes s a per-type stream (ClusterDiscoveryService and the like): requests for any other
+ * type end it with INVALID_ARGUMENT. Call right after xds_stream_open. */
+void xds_stream_only(xds_stream *s, enum xds_type t);
 /* One serialised DiscoveryRequest (or DeltaDiscoveryRequest) from the client. */
 void xds_stream_message(xds_stream *s, const uint8_t *data, size_t len);
 /* The send started through io completed: the next response may go. */

@@ -229,6 +229,53 @@ static void on_closed(void *user)
 const hf_stream_handler xds__sotw_handler = {open_sotw, on_message, on_sent, on_closed, on_wake};
 const hf_stream_handler xds__delta_handler = {open_delta, on_message, on_sent, on_closed, on_wake};
 
+/* Per-type services (ClusterDiscoveryService and the like): the same protocol and snapshots, one
+ * type per stream. */
+static void *open_typed(void *ctx, hf_stream *t, const char *peer, bool delta)
+{
+    struct xds_typed_ctx *tc = ctx;
+    xds_conn *c = open_conn(tc->srv, t, peer, delta);
+    xds_stream_only(c->proto, tc->type);
+    return c;
+}
+
+static void *open_typed_sotw(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_typed(ctx, t, peer, false);
+}
+
+static void *open_typed_delta(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_typed(ctx, t, peer, true);
+}
+
+static const hf_stream_handler typed_sotw_handler = {open_typed_sotw, on_message, on_sent,
+                                                     on_closed, on_wake};
+static const hf_stream_handler typed_delta_handler = {open_typed_delta, on_message, on_sent,
+                                                      on_closed, on_wake};
+
+/* Registers the per-type services' methods after the first four. */
+static size_t typed_methods(struct xds_server *srv)
+{
+    static const char *const paths[XDS_NTYPES][2] = {
+        [XDS_CDS] = {"/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+                     "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters"},
+        [XDS_EDS] = {"/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+                     "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints"},
+        [XDS_LDS] = {"/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+                     "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners"},
+        [XDS_RDS] = {"/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+                     "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes"},
+    };
+    size_t n = 4;
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        srv->typed[t] = (struct xds_typed_ctx){srv, (enum xds_type)t};
+        srv->methods[n++] = (hf_grpc_method){paths[t][0], &typed_sotw_handler, &srv->typed[t]};
+        srv->methods[n++] = (hf_grpc_method){paths[t][1], &typed_delta_handler, &srv->typed[t]};
+    }
+    return n;
+}
+
 /* ---- the xDS thread ---- */
 
 static void on_store_change(void *arg, uint64_t generation)
@@ -410,11 +457,12 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     srv->methods[3] =
         (hf_grpc_method){"/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck",
                          &xds__hds_handler, srv};
+    size_t n_methods = typed_methods(srv);
     hf_grpc_config gc = {.address = cfg->address,
                          .threads = cfg->threads > 0 ? cfg->threads : 1,
                          .max_message = MAX_MESSAGE,
                          .methods = srv->methods,
-                         .n_methods = 4};
+                         .n_methods = n_methods};
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);
     if (rc != HF_OK) {
         store_set_change_hook(cfg->store, NULL, NULL);

@@ -41,7 +41,11 @@ typedef struct hds_checker hds_checker;
 struct xds_server {
     hf_store *store;
     hf_grpc_server *grpc;
-    hf_grpc_method methods[4];
+    hf_grpc_method methods[4 + 2 * XDS_NTYPES]; /* ADS, LRS, HDS, then per-type services */
+    struct xds_typed_ctx {
+        struct xds_server *srv;
+        enum xds_type type;
+    } typed[XDS_NTYPES]; /* the per-type services' handler contexts */
     uint32_t lrs_interval_ms;
     xds_load_sink load_sink;
 

@@ -144,7 +144,8 @@ static store_input_service *copy_service(size_t i)
     return s;
 }
 
-/* Publishes a new input: the current one with service i replaced by s (NULL: removed). */
+/* Publishes a new input: the current one with service i replaced by s (NULL: removed; i equal
+ * to the number of services: s appended, its name sorting last). */
 static void publish(size_t i, store_input_service *s)
 {
     store_input *in = xcalloc(1, sizeof(*in));
@@ -163,6 +164,10 @@ static void publish(size_t i, store_input_service *s)
         if (o != NULL) {
             in->services[in->n_services++] = o;
         }
+    }
+    if (i == F.input->n_services) {
+        in->services = xrealloc(in->services, (in->n_services + 1) * sizeof(*in->services));
+        in->services[in->n_services++] = s;
     }
     xds_snapshot *snap;
     assert_int_equal(xds_snapshot_build(in, F.snap, &snap, NULL), HF_OK);
@@ -637,6 +642,75 @@ static void test_no_node_fails(void **state)
     assert_int_equal(F.disconnects, 0);
 }
 
+/* Issue 12 item 4: a rejected cluster does not hold back an unrelated route change. */
+static void test_nacked_cluster_does_not_hold_back_routes(void **state)
+{
+    (void)state;
+    xds_stream *s = open_stream(false);
+    envoy_steady(s);
+    /* one snapshot: a new cluster (that Envoy will reject) and a lower cookie TTL for cart */
+    store_input_service *c = copy_service(0);
+    c->svc.ttl_in_force_s = 300;
+    publish(0, c);
+    publish(2, make_service("zed", 3, 1));
+    xds_stream_pump(s);
+    char n[24];
+    expect(4, CDS, 3, n);
+    xds_stream_sent(s);
+    const char *clusters[] = {"cart", "shop"};
+    sotw(s, CDS, NULL, 0, n, "zed: rejected");
+    (void)clusters;
+    assert_int_equal(F.nacks, 1);
+    bool rds = false;
+    for (int i = 5; i < F.n_sent; i++) {
+        DiscoveryResponse *r = response(i);
+        rds |= strcmp(r->type_url, RDS) == 0;
+        response_free(r);
+        xds_stream_sent(s);
+    }
+    assert_true(rds);
+    xds_stream_close(s);
+}
+
+/* Issue 12 item 3: a type holdfast does not serve is ignored; the stream goes on and shows it. */
+static void test_unknown_type_ignored(void **state)
+{
+    (void)state;
+    xds_stream *s = open_stream(false);
+    sotw(s, "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", NULL, 0, NULL,
+         NULL);
+    assert_int_equal(F.finished_status, -1);
+    assert_int_equal(F.n_sent, 0);
+    sotw(s, CDS, NULL, 0, NULL, NULL);
+    expect(0, CDS, 2, NULL);
+    xds_proxy_info info;
+    assert_true(xds_stream_status(s, &info));
+    assert_int_equal(info.n_ignored_types, 1);
+    assert_string_equal(info.ignored_types[0],
+                        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret");
+    assert_string_equal(info.api, "ads");
+    xds_stream_close(s);
+}
+
+/* A per-type stream (ClusterDiscoveryService) serves its type and refuses the others. */
+static void test_typed_stream(void **state)
+{
+    (void)state;
+    xds_stream *s = open_stream(false);
+    xds_stream_only(s, XDS_CDS);
+    sotw(s, CDS, NULL, 0, NULL, NULL);
+    expect(0, CDS, 2, NULL);
+    xds_stream_sent(s);
+    xds_proxy_info info;
+    assert_true(xds_stream_status(s, &info));
+    assert_string_equal(info.api, "cds");
+    const char *one[] = {"cart"};
+    sotw(s, EDS, one, 1, NULL, NULL);
+    assert_int_equal(F.finished_status, 3);
+    assert_int_equal(F.n_sent, 1);
+    xds_stream_close(s);
+}
+
 /* Incremental build: an unchanged service's resources are the same objects. */
 static void test_incremental_build(void **state)
 {
@@ -686,6 +760,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delta_bookkeeping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delta_unsubscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_node_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nacked_cluster_does_not_hold_back_routes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_type_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_build, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consistency_check, setup, teardown),
     };
