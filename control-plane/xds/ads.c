@@ -202,18 +202,33 @@ static void names_normalise(xds_names *s)
     s->n = k;
 }
 
-/* Adds names (n of them) to s, sorting once: O((|s| + n) log). */
+/* Adds names (n of them) to s, sorting once, and only when one is new: O(n log |s|) for names
+ * already there, O((|s| + n) log) otherwise. */
 static void names_add_all(xds_names *s, char *const *names, size_t n)
 {
+    size_t old = s->n;
     s->names = xrealloc(s->names, (s->n + n + 1) * sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         if (strcmp(names[i], "*") == 0) {
             s->wildcard = true;
-        } else {
+        } else if (old == 0 || bsearch(&names[i], s->names, old, sizeof(char *), cmp_str) == NULL) {
             s->names[s->n++] = xstrdup(names[i]);
         }
     }
-    names_normalise(s);
+    if (s->n > old) {
+        names_normalise(s);
+    }
+}
+
+/* An order-insensitive hash of a list of names (a sum, so a repeated name counts twice and
+ * does not match a set without repeats). */
+static uint64_t names_sum(char *const *names, size_t n)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++) {
+        h += hf_hash_str(HF_HASH_INIT, names[i]);
+    }
+    return h;
 }
 
 /* Removes names (n of them) from s: O((|s| + n) log). */
@@ -248,6 +263,7 @@ typedef struct type_state {
     bool named;                   /* it has subscribed by name at least once */
     xds_names sub;                /* what it subscribed to */
     uint64_t sub_key;             /* xds_names_key(sub) */
+    uint64_t sub_sum;             /* names_sum(sub): a request repeating sub changes nothing */
     char nonce[24];               /* of the last response sent */
     bool awaiting;                /* that response is not ACKed or NACKed yet */
     uint64_t sent_ns;             /* monotonic time it was sent */
@@ -791,6 +807,11 @@ static void on_sotw_request(xds_stream *s, DiscoveryRequest *rq)
     if (!names_bounded(s, &none, rq->n_resource_names)) {
         return;
     }
+    if (rq->n_resource_names > 0 && rq->n_resource_names == ts->sub.n && !ts->sub.wildcard &&
+        names_sum(rq->resource_names, rq->n_resource_names) == ts->sub_sum) {
+        pump_locked(s); /* the same subscription again (as every ACK repeats it) */
+        return;
+    }
     names_clear(&ts->sub);
     /* No names is the wildcard only until the client has named resources; after that it
      * unsubscribes from everything (xDS protocol, "How the client specifies..."). */
@@ -798,6 +819,7 @@ static void on_sotw_request(xds_stream *s, DiscoveryRequest *rq)
     ts->named |= rq->n_resource_names > 0;
     names_add_all(&ts->sub, rq->resource_names, rq->n_resource_names);
     ts->sub_key = xds_names_key(t, &ts->sub);
+    ts->sub_sum = names_sum(ts->sub.names, ts->sub.n);
     known_restrict(ts);
     pump_locked(s);
 }
