@@ -33,6 +33,8 @@ typedef Envoy__Service__Discovery__V3__DiscoveryRequest DiscoveryRequest;
 typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest DeltaDiscoveryRequest;
 typedef Envoy__Config__Core__V3__Node Node;
 
+#define MAX_IGNORED 4 /* unserved type URLs remembered per stream (xds_proxy_info) */
+
 /* gRPC status codes (the transport's enum lives in the gRPC module). */
 enum { ST_INVALID_ARGUMENT = 3, ST_RESOURCE_EXHAUSTED = 8 };
 
@@ -85,7 +87,7 @@ static const char *nm_version_of(const void *map, const char *name)
 
 static void nm_grow(namemap *m)
 {
-    namemap bigger = {.cap = m->cap ? 2 * m->cap : 16, .fp = m->fp, .n = m->n};
+    namemap bigger = {.cap = m->cap ? 2 * m->cap : 4, .fp = m->fp, .n = m->n};
     bigger.slots = xcalloc(bigger.cap, sizeof(*bigger.slots));
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].name != NULL) {
@@ -294,8 +296,9 @@ struct xds_stream {
     uint64_t cover_serial, cover_key;
     bool covered;
     int only; /* a per-type stream: its enum xds_type + 1; 0 for ADS */
-    /* type URLs asked for that holdfast does not serve (shown in /api/v1/proxies) */
-    char ignored[4][128];
+    /* type URLs asked for that holdfast does not serve (shown in /api/v1/proxies; heap, only
+     * once one came) */
+    char (*ignored)[128];
     int n_ignored;
 };
 
@@ -335,6 +338,7 @@ void xds_stream_close(xds_stream *s)
         nm_clear(&s->types[t].pending);
         nm_clear(&s->types[t].rejected);
     }
+    free(s->ignored);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -355,7 +359,9 @@ bool xds_stream_status(xds_stream *s, xds_proxy_info *p)
         memcpy(p->peer, s->info.peer, sizeof(p->peer));
         p->delta = s->delta;
         p->connected_since = s->info.connected_since;
-        memcpy(p->ignored_types, s->ignored, sizeof(p->ignored_types));
+        if (s->n_ignored > 0) {
+            memcpy(p->ignored_types, s->ignored, (size_t)s->n_ignored * sizeof(*s->ignored));
+        }
         p->n_ignored_types = s->n_ignored;
         p->api = s->only ? xds_type_name((enum xds_type)(s->only - 1)) : "ads";
         for (int t = 0; t < XDS_NTYPES; t++) {
@@ -438,7 +444,10 @@ static bool take_type(xds_stream *s, const char *url, enum xds_type *t)
         for (int i = 0; i < s->n_ignored && !seen; i++) {
             seen = strncmp(s->ignored[i], url, sizeof(s->ignored[i]) - 1) == 0;
         }
-        if (!seen && s->n_ignored < (int)(sizeof(s->ignored) / sizeof(s->ignored[0]))) {
+        if (!seen && s->n_ignored < MAX_IGNORED) {
+            if (s->ignored == NULL) {
+                s->ignored = xcalloc(MAX_IGNORED, sizeof(*s->ignored));
+            }
             char *o = s->ignored[s->n_ignored++];
             size_t i = 0;
             for (; url[i] != '\0' && i < sizeof(s->ignored[0]) - 1; i++) {

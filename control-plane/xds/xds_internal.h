@@ -1,6 +1,6 @@
 /*
  * Internals shared by xds.c (lifecycle, the builder thread, the stream registry, the event
- * queue) and ads.c (the ADS protocol on one stream).
+ * queue, the glue between gRPC streams and the protocol of ads.h), hds.c and lrs.c.
  */
 #ifndef HF_XDS_INTERNAL_H
 #define HF_XDS_INTERNAL_H
