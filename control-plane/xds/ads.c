@@ -233,20 +233,13 @@ static uint64_t names_sum(char *const *names, size_t n)
     return h;
 }
 
-/* Removes names (n of them) from s: O((|s| + n) log). */
+/* Removes names (n of them, sorted by the caller) from s: O(|s| log n). */
 static void names_remove_all(xds_names *s, char *const *names, size_t n)
 {
+    xds_names drop = {.names = (char **)names, .n = n};
     size_t k = 0;
     for (size_t i = 0; i < s->n; i++) {
-        bool gone = false;
-        for (size_t j = 0; j < n && !gone && n <= 8; j++) {
-            gone = strcmp(names[j], s->names[i]) == 0;
-        }
-        if (n > 8) {
-            xds_names drop = {.names = (char **)names, .n = n};
-            gone = names_has(&drop, s->names[i]); /* names sorted by the caller */
-        }
-        if (gone) {
+        if (names_has(&drop, s->names[i])) {
             free(s->names[i]);
         } else {
             s->names[k++] = s->names[i];
@@ -861,8 +854,11 @@ static void on_delta_request(xds_stream *s, DeltaDiscoveryRequest *rq)
         return;
     }
     type_state *ts = &s->types[t];
-    if (!names_bounded(s, &ts->sub, rq->n_resource_names_subscribe) ||
-        rq->n_initial_resource_versions > XDS_MAX_NAMES) {
+    if (!names_bounded(s, &ts->sub, rq->n_resource_names_subscribe)) {
+        return;
+    }
+    if (rq->n_initial_resource_versions > XDS_MAX_NAMES) {
+        fail(s, ST_RESOURCE_EXHAUSTED, "at most %d initial_resource_versions", XDS_MAX_NAMES);
         return;
     }
     if (!ts->active) {

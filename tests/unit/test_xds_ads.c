@@ -711,6 +711,48 @@ static void test_typed_stream(void **state)
     xds_stream_close(s);
 }
 
+/* Issue 14 item 4: a subscription over the cap ends the stream with RESOURCE_EXHAUSTED; one at
+ * the cap is served. */
+static void test_name_cap(void **state)
+{
+    (void)state;
+    size_t n = XDS_MAX_NAMES + 1;
+    char **names = xcalloc(n, sizeof(*names));
+    for (size_t i = 0; i < n; i++) {
+        names[i] = xcalloc(1, 16);
+        snprintf(names[i], 16, "c%zu", i);
+    }
+    node.id = "n1";
+    node.cluster = "edge";
+    node.user_agent_name = "envoy";
+    DiscoveryRequest rq = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+    rq.node = &node;
+    rq.type_url = EDS;
+    rq.resource_names = names;
+    rq.n_resource_names = n - 1;
+    uint8_t *buf = xmalloc(envoy__service__discovery__v3__discovery_request__get_packed_size(&rq));
+    xds_stream *at = open_stream(false);
+    size_t len = envoy__service__discovery__v3__discovery_request__pack(&rq, buf);
+    xds_stream_message(at, buf, len);
+    assert_int_equal(F.finished_status, -1);
+    assert_int_equal(F.n_sent, 1);
+    xds_stream_close(at);
+    free(buf);
+    rq.n_resource_names = n;
+    buf = xmalloc(envoy__service__discovery__v3__discovery_request__get_packed_size(&rq));
+    xds_stream *over = open_stream(false);
+    len = envoy__service__discovery__v3__discovery_request__pack(&rq, buf);
+    xds_stream_message(over, buf, len);
+    assert_int_equal(F.finished_status, 8);
+    assert_int_equal(F.n_sent, 1);
+    xds_stream_close(over);
+    free(buf);
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+}
+
 /* Incremental build: an unchanged service's resources are the same objects. */
 static void test_incremental_build(void **state)
 {
@@ -764,6 +806,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_type_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typed_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_build, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consistency_check, setup, teardown),
     };
