@@ -35,6 +35,7 @@ struct svc_built {
     atomic_uint refs;
     int64_t id;
     uint64_t rev;
+    uint64_t row; /* hash of the service row alone: what Envoy's routes and listener depend on */
     xds_service_resources res;
 };
 
@@ -90,31 +91,32 @@ static struct svc_built *svc_get(const xds_built *prev, size_t *cursor,
     atomic_init(&b->refs, 1);
     b->id = s->id;
     b->rev = s->rev;
+    b->row = hf_hash_update(HF_HASH_INIT, &s->svc, sizeof(s->svc)); /* zero-padded by readers */
     xds_service_input in = service_input(s);
     xds_build_service(&in, &b->res);
     (*rebuilt)++;
     return b;
 }
 
-static uint64_t group_key(const hf_proxy_group *g, const store_input *in)
+/* The group's route configuration and listener depend on the group row and its services'
+ * rows, not on their endpoints: an endpoint change keeps them. */
+static uint64_t group_key(const hf_proxy_group *g, const store_input *in, const xds_built *b)
 {
     uint64_t h = hf_hash_str(HF_HASH_INIT, g->name);
     h = hf_hash_update(h, &g->listener_port, sizeof(g->listener_port));
     for (size_t i = 0; i < in->n_services; i++) {
-        const store_input_service *s = in->services[i];
-        if (strcmp(s->svc.proxy_group, g->name) == 0) {
-            h = hf_hash_update(h, &s->id, sizeof(s->id));
-            h = hf_hash_update(h, &s->rev, sizeof(s->rev));
+        if (strcmp(in->services[i]->svc.proxy_group, g->name) == 0) {
+            h = hf_hash_update(h, &b->svcs[i]->row, sizeof(b->svcs[i]->row));
         }
     }
     return h;
 }
 
-static void group_build(const hf_proxy_group *g, const store_input *in, const xds_built *prev,
-                        struct group_built *out)
+static void group_build(const hf_proxy_group *g, const store_input *in, const xds_built *b,
+                        const xds_built *prev, struct group_built *out)
 {
     snprintf(out->name, sizeof(out->name), "%s", g->name);
-    out->key = group_key(g, in);
+    out->key = group_key(g, in, b);
     for (size_t i = 0; prev != NULL && i < prev->n_groups; i++) {
         const struct group_built *p = &prev->groups[i];
         if (p->key == out->key && strcmp(p->name, g->name) == 0) {
@@ -226,7 +228,7 @@ int xds_snapshot_build(const store_input *in, const xds_snapshot *prev, xds_snap
     s->views = xcalloc(2 * in->n_groups + 1, sizeof(*s->views));
     for (size_t g = 0; g < in->n_groups; g++) {
         struct group_built *gb = &b->groups[b->n_groups++];
-        group_build(&in->groups[g], in, pb, gb);
+        group_build(&in->groups[g], in, b, pb, gb);
         for (int k = XDS_NODE_ENVOY; k <= XDS_NODE_GRPC; k++) {
             xds_view *v = &s->views[s->n_views++];
             view_init(v, in->groups[g].name, (enum xds_node_kind)k);

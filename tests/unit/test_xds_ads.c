@@ -760,6 +760,7 @@ static void test_incremental_build(void **state)
     xds_view *v = xds_snapshot_view(F.snap, "edge", XDS_NODE_ENVOY);
     const xds_resource *shop = xds_resource_find(&v->res[XDS_EDS], "shop");
     const xds_resource *cart = xds_resource_find(&v->res[XDS_EDS], "cart");
+    const xds_resource *routes = xds_resource_find(&v->res[XDS_RDS], "edge");
     store_input_service *c = copy_service(0);
     c->endpoints[0].weight = 4;
     publish(0, c);
@@ -767,6 +768,13 @@ static void test_incremental_build(void **state)
     v = xds_snapshot_view(F.snap, "edge", XDS_NODE_ENVOY);
     assert_ptr_equal(xds_resource_find(&v->res[XDS_EDS], "shop"), shop);
     assert_ptr_not_equal(xds_resource_find(&v->res[XDS_EDS], "cart"), cart);
+    /* an endpoint change leaves the routes alone; a service change rebuilds them */
+    assert_ptr_equal(xds_resource_find(&v->res[XDS_RDS], "edge"), routes);
+    c = copy_service(0);
+    c->svc.ttl_in_force_s = 60;
+    publish(0, c);
+    v = xds_snapshot_view(F.snap, "edge", XDS_NODE_ENVOY);
+    assert_ptr_not_equal(xds_resource_find(&v->res[XDS_RDS], "edge"), routes);
 }
 
 /* The consistency check refuses a view whose cluster has no ClusterLoadAssignment. */
