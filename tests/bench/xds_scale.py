@@ -92,14 +92,22 @@ class Rest:
         self.local = threading.local()
         self.pool = concurrent.futures.ThreadPoolExecutor(workers)
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, retry=True):
         c = getattr(self.local, "c", None)
         if c is None:
             c = self.local.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request(method, "/api/v1" + path, body=json.dumps(body) if body is not None else None,
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        data = r.read()
+        try:
+            c.request(method, "/api/v1" + path,
+                      body=json.dumps(body) if body is not None else None,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+        except (OSError, http.client.HTTPException):
+            c.close()  # an idle keep-alive connection the server closed: once more, anew
+            self.local.c = None
+            if not retry:
+                raise
+            return self.call(method, path, body, retry=False)
         if r.status >= 300:
             raise RuntimeError("%s %s: %d %s" % (method, path, r.status, data[:200]))
         return data
