@@ -17,6 +17,20 @@
 
 /* ---- migrations: one transaction each, keyed on PRAGMA user_version ---- */
 
+/* Gives the service `id` (an SQL expression) a new configuration revision. */
+#define REV_BUMP(id)                                                                               \
+    "UPDATE config_seq SET n = n + 1; UPDATE services SET config_rev = (SELECT n FROM "            \
+    "config_seq) WHERE id = " id ";"
+/* Insert, update and delete triggers on table that bump its service's revision. */
+#define REV_TRIGGERS(tag, table, col)                                                              \
+    "CREATE TRIGGER " tag "_rev_insert AFTER INSERT ON " table " BEGIN " REV_BUMP(                 \
+        "NEW." col) " END;"                                                                        \
+                    "CREATE TRIGGER " tag "_rev_update AFTER UPDATE ON " table                     \
+                    " BEGIN " REV_BUMP("NEW." col) " END;"                                         \
+                                                   "CREATE TRIGGER " tag                           \
+                                                   "_rev_delete AFTER DELETE ON " table            \
+                                                   " BEGIN " REV_BUMP("OLD." col) " END;"
+
 static const struct {
     int version;
     const char *sql;
@@ -134,9 +148,27 @@ static const struct {
     /* Issue 13: whose load reports a tail sample is made of. */
     {7, "ALTER TABLE tail_samples ADD COLUMN reporters INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE tail_samples ADD COLUMN connected_proxies INTEGER NOT NULL DEFAULT -1;"},
+    /* A revision per service, bumped by triggers whenever anything that shapes its resources
+     * changes (its row, domains, formats, fleets, endpoints, deployments, restarts): the
+     * snapshot reader re-reads only services whose revision moved. Revisions come from one
+     * counter, so a deleted and re-created service never repeats one. */
+    {8, "CREATE TABLE config_seq (n INTEGER NOT NULL);"
+        "INSERT INTO config_seq SELECT coalesce(max(id), 0) FROM services;"
+        "ALTER TABLE services ADD COLUMN config_rev INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE services SET config_rev = id;"
+        "CREATE TRIGGER services_rev_insert AFTER INSERT ON services BEGIN " REV_BUMP(
+            "NEW.id") " END;"
+                      "CREATE TRIGGER services_rev_update AFTER UPDATE ON services "
+                      "WHEN NEW.config_rev = OLD.config_rev BEGIN " REV_BUMP(
+                          "NEW.id") " END;" REV_TRIGGERS("domains", "service_domains", "service_id")
+                          REV_TRIGGERS("formats", "service_formats", "service_id")
+                              REV_TRIGGERS("fleets", "fleets", "service_id")
+                                  REV_TRIGGERS("endpoints", "endpoints", "service_id")
+                                      REV_TRIGGERS("deployments", "deployments", "service_id")
+                                          REV_TRIGGERS("restarts", "restarts", "service_id")},
     /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
      * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
-    {8, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+    {9, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
         "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
         "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},

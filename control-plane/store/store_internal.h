@@ -29,6 +29,21 @@
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at, e.health_changed_at "
 
+/* The whole-configuration reader (store_input.c). */
+#define STORE_INPUT_STATEMENTS(X)                                                                  \
+    X(ST_INPUT_SERVICES, "SELECT id, config_rev FROM services ORDER BY name")                      \
+    X(ST_INPUT_SERVICE, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "           \
+                        "g.id = s.group_id WHERE s.id = ?1")                                       \
+    X(ST_INPUT_FLEETS, "SELECT " FLEET_COLS "FROM fleets f JOIN services s ON "                    \
+                       "s.id = f.service_id WHERE s.id = ?1 ORDER BY f.name")                      \
+    X(ST_INPUT_ENDPOINTS, "SELECT " ENDPOINT_COLS "FROM endpoints e JOIN fleets f ON "             \
+                          "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "        \
+                          "s.id = ?1 ORDER BY e.address, e.port")                                  \
+    X(ST_INPUT_RUNNING,                                                                            \
+      "SELECT (SELECT id FROM deployments WHERE service_id = ?1 AND state IN " RUNNING_STATES      \
+      "), (SELECT id FROM restarts WHERE service_id = ?1 AND "                                     \
+      "state IN ('running','paused'))")
+
 /* Every statement the store runs, prepared once at open. X(id, sql) */
 #define STORE_STATEMENTS(X)                                                                        \
     X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
@@ -187,7 +202,8 @@
     X(ST_TOKEN_LOOKUP, "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1")            \
     X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \
     X(ST_TOKEN_LIST, "SELECT id, name, role, created_at FROM tokens ORDER BY id")                  \
-    X(ST_TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")
+    X(ST_TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")                                         \
+    STORE_INPUT_STATEMENTS(X)
 
 #define STORE_STMT_ENUM(id, sql) id,
 enum store_stmt { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
@@ -239,6 +255,10 @@ int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
 void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem);
+/* Row readers for ST_GROUP_LIST, SERVICE_COLS and FLEET_COLS rows (store_objects.c). */
+void store__read_group(hf_store *st, sqlite3_stmt *s, void *elem);
+void store__read_service(hf_store *st, sqlite3_stmt *s, void *elem);
+void store__read_fleet(hf_store *st, sqlite3_stmt *s, void *elem);
 /* Looks up a service's row id, with a not-found detail naming it. */
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d);
 
