@@ -37,58 +37,73 @@ struct rest_server {
 
 enum access { OPEN, VIEWER, OPERATOR, ADMIN };
 
+/* What a route does with a request body. Whatever is sent must be JSON (400 otherwise). */
+enum body {
+    NO_BODY,   /* none expected (GET, DELETE); the handler ignores one */
+    OPT_BODY,  /* optional; when sent, a JSON object (422 otherwise) checked by the handler */
+    NEED_BODY, /* required (400 when absent), a JSON object (422 otherwise) */
+};
+
+/* One route. Access and body rules are enforced here, before the handler runs: a handler
+ * never checks roles or the presence of a body itself. */
 struct route {
     const char *method;
     const char *pattern;
     rest_handler_fn handler;
     enum access access;
+    enum body body;
+    enum access dry_run_access; /* when != OPEN: enough when the body's dry_run is true */
 };
 
 #define API "/api/v1"
 #define SVC API "/services/{service}"
 #define FLEET SVC "/fleets/{fleet}"
 static const struct route routes[] = {
-    {"GET", API "/proxy-groups", rest__h_groups_list, VIEWER},
-    {"POST", API "/proxy-groups", rest__h_groups_create, ADMIN},
-    {"GET", API "/proxy-groups/{group}", rest__h_groups_get, VIEWER},
-    {"DELETE", API "/proxy-groups/{group}", rest__h_groups_delete, ADMIN},
-    {"GET", API "/services", rest__h_services_list, VIEWER},
-    {"POST", API "/services", rest__h_services_create, ADMIN},
-    {"GET", SVC, rest__h_services_get, VIEWER},
-    {"PATCH", SVC, rest__h_services_patch, ADMIN},
-    {"DELETE", SVC, rest__h_services_delete, ADMIN},
-    {"GET", SVC "/fleets", rest__h_fleets_list, VIEWER},
-    {"POST", SVC "/fleets", rest__h_fleets_create, ADMIN},
-    {"GET", FLEET, rest__h_fleets_get, VIEWER},
-    {"PATCH", FLEET, rest__h_fleets_patch, ADMIN},
-    {"DELETE", FLEET, rest__h_fleets_delete, ADMIN},
-    {"GET", FLEET "/endpoints", rest__h_endpoints_list, VIEWER},
-    {"POST", FLEET "/endpoints", rest__h_endpoints_create, OPERATOR},
-    {"GET", FLEET "/endpoints/{endpoint}", rest__h_endpoints_get, VIEWER},
-    {"PATCH", FLEET "/endpoints/{endpoint}", rest__h_endpoints_patch, OPERATOR},
-    {"DELETE", FLEET "/endpoints/{endpoint}", rest__h_endpoints_delete, OPERATOR},
-    {"GET", API "/tokens", rest__h_tokens_list, ADMIN},
-    {"POST", API "/tokens", rest__h_tokens_create, ADMIN},
-    {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN},
-    {"GET", API "/events", rest__h_events_list, VIEWER},
-    {"GET", API "/whoami", rest__h_whoami, VIEWER},
-    {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
-    {"GET", API "/health", rest__h_health_list, VIEWER},
-    {"POST", API "/restarts", rest__h_restarts_plan, VIEWER},
-    {"GET", API "/restarts", rest__h_restarts_list, VIEWER},
-    {"GET", API "/restarts/{restart}", rest__h_restarts_get, VIEWER},
-    {"POST", API "/restarts/{restart}/{action}", rest__h_restarts_action, OPERATOR},
+    {"GET", API "/proxy-groups", rest__h_groups_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/proxy-groups", rest__h_groups_create, ADMIN, .body = NEED_BODY},
+    {"GET", API "/proxy-groups/{group}", rest__h_groups_get, VIEWER, .body = NO_BODY},
+    {"DELETE", API "/proxy-groups/{group}", rest__h_groups_delete, ADMIN, .body = NO_BODY},
+    {"GET", API "/services", rest__h_services_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/services", rest__h_services_create, ADMIN, .body = NEED_BODY},
+    {"GET", SVC, rest__h_services_get, VIEWER, .body = NO_BODY},
+    {"PATCH", SVC, rest__h_services_patch, ADMIN, .body = NEED_BODY},
+    {"DELETE", SVC, rest__h_services_delete, ADMIN, .body = NO_BODY},
+    {"GET", SVC "/fleets", rest__h_fleets_list, VIEWER, .body = NO_BODY},
+    {"POST", SVC "/fleets", rest__h_fleets_create, ADMIN, .body = NEED_BODY},
+    {"GET", FLEET, rest__h_fleets_get, VIEWER, .body = NO_BODY},
+    {"PATCH", FLEET, rest__h_fleets_patch, ADMIN, .body = NEED_BODY},
+    {"DELETE", FLEET, rest__h_fleets_delete, ADMIN, .body = NO_BODY},
+    {"GET", FLEET "/endpoints", rest__h_endpoints_list, VIEWER, .body = NO_BODY},
+    {"POST", FLEET "/endpoints", rest__h_endpoints_create, OPERATOR, .body = NEED_BODY},
+    {"GET", FLEET "/endpoints/{endpoint}", rest__h_endpoints_get, VIEWER, .body = NO_BODY},
+    {"PATCH", FLEET "/endpoints/{endpoint}", rest__h_endpoints_patch, OPERATOR, .body = NEED_BODY},
+    {"DELETE", FLEET "/endpoints/{endpoint}", rest__h_endpoints_delete, OPERATOR, .body = NO_BODY},
+    {"GET", API "/tokens", rest__h_tokens_list, ADMIN, .body = NO_BODY},
+    {"POST", API "/tokens", rest__h_tokens_create, ADMIN, .body = NEED_BODY},
+    {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN, .body = NO_BODY},
+    {"GET", API "/events", rest__h_events_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/whoami", rest__h_whoami, VIEWER, .body = NO_BODY},
+    {"GET", API "/proxies", rest__h_proxies_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/health", rest__h_health_list, VIEWER, .body = NO_BODY},
+    /* A dry run only plans (viewer); starting a restart needs the operator role. */
+    {"POST", API "/restarts", rest__h_restarts_plan, OPERATOR, .body = NEED_BODY,
+     .dry_run_access = VIEWER},
+    {"GET", API "/restarts", rest__h_restarts_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/restarts/{restart}", rest__h_restarts_get, VIEWER, .body = NO_BODY},
+    {"POST", API "/restarts/{restart}/{action}", rest__h_restarts_action, OPERATOR,
+     .body = OPT_BODY},
     {"POST", API "/restarts/{restart}/batches/{batch}/restarted", rest__h_restarts_batch_restarted,
-     OPERATOR},
-    {"GET", API "/deployments", rest__h_deployments_list, VIEWER},
-    {"POST", API "/deployments", rest__h_deployments_create, OPERATOR},
-    {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER},
-    {"POST", API "/deployments/{deployment}/{action}", rest__h_deployments_action, OPERATOR},
-    {"GET", "/healthz", rest__h_healthz, OPEN},
-    {"GET", "/readyz", rest__h_readyz, OPEN},
-    {"GET", "/metrics", rest__h_metrics, OPEN},
-    {"GET", "/", rest__h_ui_index, OPEN},
-    {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN},
+     OPERATOR, .body = OPT_BODY},
+    {"GET", API "/deployments", rest__h_deployments_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/deployments", rest__h_deployments_create, OPERATOR, .body = NEED_BODY},
+    {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER, .body = NO_BODY},
+    {"POST", API "/deployments/{deployment}/{action}", rest__h_deployments_action, OPERATOR,
+     .body = OPT_BODY},
+    {"GET", "/healthz", rest__h_healthz, OPEN, .body = NO_BODY},
+    {"GET", "/readyz", rest__h_readyz, OPEN, .body = NO_BODY},
+    {"GET", "/metrics", rest__h_metrics, OPEN, .body = NO_BODY},
+    {"GET", "/", rest__h_ui_index, OPEN, .body = NO_BODY},
+    {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN, .body = NO_BODY},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -217,7 +232,8 @@ const char *rest__accept(rest_req *req)
 
 static const char *const access_names[] = {"open", "viewer", "operator", "admin"};
 
-/* Resolves the caller's role. Returns true when the request may proceed. */
+/* Resolves the caller's role (401 when a token is needed and missing or wrong). Returns true
+ * when the request may proceed; authorize() then checks the role against the route. */
 static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
                          const struct route *r, rest_req *req, rest_resp *resp)
 {
@@ -246,11 +262,36 @@ static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
     req->role = t.role;
     snprintf(req->actor, sizeof(req->actor), "token:%lld%s%s", (long long)t.id,
              t.name[0] ? ":" : "", t.name);
-    if ((int)t.role + 1 < (int)r->access) {
-        rest__error_status(resp, 403, "forbidden", "",
-                           "this action needs the %s role; the token "
-                           "has %s",
-                           access_names[r->access], hf_role_name(t.role));
+    return true;
+}
+
+/* Checks the caller's role against the route (403). A route with a dry_run_access lets that
+ * role through when the (parsed) body asks for a dry run only. */
+static bool authorize(const struct route *r, rest_req *req, rest_resp *resp)
+{
+    enum access need = r->access;
+    if (r->dry_run_access != OPEN && rest__body_dry_run(req->body)) {
+        need = r->dry_run_access;
+    }
+    if (need == OPEN || (int)req->role + 1 >= (int)need) {
+        return true;
+    }
+    rest__error_status(resp, 403, "forbidden", "",
+                       "this action needs the %s role%s; the token has %s", access_names[need],
+                       r->dry_run_access != OPEN ? " (a dry run needs less)" : "",
+                       hf_role_name(req->role));
+    return false;
+}
+
+/* Checks the parsed body against the route: present when needed (400), an object (422). */
+static bool check_body(const struct route *r, rest_req *req, rest_resp *resp)
+{
+    if (r->body == NEED_BODY && req->body == NULL) {
+        rest__error_status(resp, 400, "malformed_json", "", "this request needs a JSON body");
+        return false;
+    }
+    if (r->body != NO_BODY && req->body != NULL && !json_is_object(req->body)) {
+        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
         return false;
     }
     return true;
@@ -318,7 +359,11 @@ static const char *dispatch(struct rest_server *srv, struct MHD_Connection *conn
                            REST_MAX_BODY);
         return r->pattern;
     }
-    if (authenticate(srv, conn, r, req, resp) && parse_body(rs, req, resp)) {
+    /* A route whose role depends on the body is authorized once the body is parsed. */
+    bool by_body = r->dry_run_access != OPEN;
+    if (authenticate(srv, conn, r, req, resp) && (by_body || authorize(r, req, resp)) &&
+        parse_body(rs, req, resp) && (!by_body || authorize(r, req, resp)) &&
+        check_body(r, req, resp)) {
         r->handler(req, resp);
     }
     return r->pattern;
