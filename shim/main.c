@@ -79,7 +79,12 @@ int main(int argc, char **argv)
     sh_checker *checker = sh_checker_new(node_id, hds_client_report, client);
     hds_client_set_checker(client, checker);
     pthread_t t;
-    pthread_create(&t, NULL, grpc_main, client);
+    if (pthread_create(&t, NULL, grpc_main, client) != 0) {
+        fprintf(stderr, "shim: cannot start the gRPC thread\n");
+        sh_checker_free(checker);
+        hds_client_free(client);
+        return 1;
+    }
     int rc = sh_checker_run(checker, &stop);
     stop = 1;
     pthread_join(t, NULL);

@@ -1,6 +1,7 @@
 /* The webhook worker; see webhook.h. */
 #include "webhook.h"
 
+#include "thread.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
@@ -139,7 +140,7 @@ webhooks *webhooks_start(void)
     webhooks *w = xcalloc(1, sizeof(*w));
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    pthread_create(&w->thread, NULL, worker, w);
+    hf_thread_start(&w->thread, worker, w, "webhooks");
     return w;
 }
 

@@ -8,6 +8,7 @@
 #include "grpc_transport.h"
 
 #include "log.h"
+#include "thread.h"
 #include "xalloc.h"
 
 #include <grpc/byte_buffer.h>
@@ -497,7 +498,7 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
             sl->registered = m < cfg->n_methods ? srv->registered[m] : NULL;
             post_slot(sl);
         }
-        pthread_create(&w->thread, NULL, worker_main, w);
+        hf_thread_start(&w->thread, worker_main, w, "grpc-worker");
     }
     *port = bound;
     *out = srv;

@@ -31,6 +31,8 @@ struct rest_server {
     xds_server *xds;
     bool loopback;
     uint16_t port;
+    hf_metric *requests; /* holdfast_http_requests_total{method,route,status} */
+    hf_metric *latency;  /* holdfast_http_request_seconds{route} */
 };
 
 /* ---- the route table ---- */
@@ -506,16 +508,28 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, rest_resp *res
     return ret;
 }
 
-static void record(const char *method, const char *route, int status, uint64_t start_ns,
-                   const char *actor, const char *url)
+/* The method as a label value: a peer chooses it, so only the known ones are counted by name
+ * and any other as "other" (one series, however many made-up methods arrive). */
+static const char *method_label(const char *method)
 {
-    char labels[384];
-    snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"", method, route,
-             status);
-    hf_counter_add("holdfast_http_requests_total", "REST requests by route and status.", labels, 1);
-    snprintf(labels, sizeof(labels), "route=\"%s\"", route);
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(method, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return "other";
+}
+
+static void record(struct rest_server *srv, const char *method, const char *route, int status,
+                   uint64_t start_ns, const char *actor, const char *url)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *labels[] = {method_label(method), route, code};
+    hf_series_add(hf_metric_series(srv->requests, labels), 1);
     double secs = (double)(hf_mono_ns() - start_ns) / 1e9;
-    hf_histogram_observe("holdfast_http_request_seconds", "REST request latency.", labels, secs);
+    hf_series_observe(hf_metric_series(srv->latency, &route), secs);
     bool mutation = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
     hf_log(mutation ? HF_LOG_INFO : HF_LOG_DEBUG, "rest", "%s %s -> %d (%s, %.1f ms)", method, url,
            status, actor, secs * 1000);
@@ -554,7 +568,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ret = resp.stream_events || resp.static_body != NULL
                               ? send_special(srv, conn, &resp)
                               : send_response(conn, &resp);
-    record(method, route, resp.status, rs->start_ns, req.actor[0] ? req.actor : "-", url);
+    record(srv, method, route, resp.status, rs->start_ns, req.actor[0] ? req.actor : "-", url);
     json_decref(req.body);
     json_decref(resp.json);
     free(resp.text);
@@ -627,6 +641,11 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
     srv->store = cfg->store;
     srv->xds = cfg->xds;
     srv->loopback = loopback;
+    /* Labels are bounded: known methods or "other", route patterns, statuses. */
+    srv->requests = hf_metric_get(HF_METRIC_COUNTER, "holdfast_http_requests_total",
+                                  "REST requests by route and status.", "method,route,status", 0);
+    srv->latency = hf_metric_get(HF_METRIC_HISTOGRAM, "holdfast_http_request_seconds",
+                                 "REST request latency.", "route", 0);
     /* poll(), not select(): with thousands of proxies connected, descriptors pass FD_SETSIZE. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
