@@ -225,6 +225,10 @@ int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read
 /* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
  * or HF_ENOTFOUND. Lock held. */
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
+/* The one "service is busy" check: HF_ECONFLICT (field "service", naming what runs) while the
+ * service has a running blue-green deployment or rolling restart, else HF_OK. Called inside
+ * the transaction that would start either, so two starts cannot both pass. */
+int store__service_busy(hf_store *st, int64_t service_id, const char *service, hf_detail *d);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
 void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem);
 /* Looks up a service's row id, with a not-found detail naming it. */
