@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -31,8 +32,14 @@ struct rest_server {
     xds_server *xds;
     bool loopback;
     uint16_t port;
-    hf_metric *requests; /* holdfast_http_requests_total{method,route,status} */
-    hf_metric *latency;  /* holdfast_http_request_seconds{route} */
+    /* Event streams wait for new audit events on ev_cond: the store's event hook (called with
+     * the store's lock held) bumps ev_gen. Lock order: store lock -> ev_lock; ev_lock is a leaf
+     * and is never held while calling the store. */
+    pthread_mutex_t ev_lock;
+    pthread_cond_t ev_cond; /* CLOCK_MONOTONIC */
+    uint64_t ev_gen;        /* under ev_lock: commits that wrote events */
+    hf_metric *requests;    /* holdfast_http_requests_total{method,route,status} */
+    hf_metric *latency;     /* holdfast_http_request_seconds{route} */
 };
 
 /* ---- the route table ---- */
@@ -373,6 +380,14 @@ static const char *dispatch(struct rest_server *srv, struct MHD_Connection *conn
 
 /* ---- server-sent events: the audit log, live ---- */
 
+#define KEEPALIVE_MS 10000
+
+/* CLOCK_MONOTONIC in ms, the clock ev_cond waits on. */
+static int64_t mono_ms(void)
+{
+    return (int64_t)(hf_mono_ns() / 1000000u);
+}
+
 struct event_stream {
     struct rest_server *srv;
     int64_t since;
@@ -394,8 +409,42 @@ static void format_events(struct event_stream *es, const hf_event *ev, size_t n)
     }
 }
 
-/* Feeds the stream: new events as they are committed (polled every 200 ms), a comment every
- * 10 s so proxies and browsers keep the connection. Blocks: one thread per connection. */
+/* The store's event hook: wakes every event stream. Store lock held; ev_lock is a leaf. */
+static void on_events(void *arg)
+{
+    struct rest_server *srv = arg;
+    pthread_mutex_lock(&srv->ev_lock);
+    srv->ev_gen++;
+    pthread_cond_broadcast(&srv->ev_cond);
+    pthread_mutex_unlock(&srv->ev_lock);
+}
+
+/* Waits until events were committed after generation seen, the server stops, or deadline_ms
+ * (mono_ms time) passes. */
+static void wait_events(struct rest_server *srv, uint64_t seen, int64_t deadline_ms)
+{
+    struct timespec until = {.tv_sec = (time_t)(deadline_ms / 1000),
+                             .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    pthread_mutex_lock(&srv->ev_lock);
+    while (srv->ev_gen == seen && !atomic_load(&srv->stopping)) {
+        if (pthread_cond_timedwait(&srv->ev_cond, &srv->ev_lock, &until) != 0) {
+            break; /* the deadline */
+        }
+    }
+    pthread_mutex_unlock(&srv->ev_lock);
+}
+
+static uint64_t events_seen(struct rest_server *srv)
+{
+    pthread_mutex_lock(&srv->ev_lock);
+    uint64_t g = srv->ev_gen;
+    pthread_mutex_unlock(&srv->ev_lock);
+    return g;
+}
+
+/* Feeds the stream: new events as they are committed (woken by the store's event hook, no
+ * polling), a comment every 10 s so proxies and browsers keep the connection. Blocks: one
+ * thread per connection. */
 static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -413,21 +462,23 @@ static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
         if (atomic_load(&es->srv->stopping)) {
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
+        /* Read the generation first: an event committed after it wakes the wait below. */
+        uint64_t seen = events_seen(es->srv);
         hf_event *ev;
         size_t n = 0;
         if (store_event_list(es->srv->store, es->since, 200, &ev, &n) == HF_OK) {
             format_events(es, ev, n);
             free(ev);
         }
-        int64_t now = hf_now_ms();
-        if (es->pending.len == 0 && now - es->last_write_ms >= 10000) {
+        int64_t now = mono_ms();
+        if (es->pending.len == 0 && now - es->last_write_ms >= KEEPALIVE_MS) {
             hf_buf_puts(&es->pending, ": keep-alive\n\n");
         }
         if (es->pending.len > 0) {
             es->last_write_ms = now;
             continue;
         }
-        usleep(200 * 1000);
+        wait_events(es->srv, seen, es->last_write_ms + KEEPALIVE_MS);
     }
 }
 
@@ -457,7 +508,7 @@ static enum MHD_Result send_special(struct rest_server *srv, struct MHD_Connecti
         struct event_stream *es = xcalloc(1, sizeof(*es));
         es->srv = srv;
         es->since = resp->stream_since;
-        es->last_write_ms = 0; /* a first comment at once: the client knows it is connected */
+        es->last_write_ms = -KEEPALIVE_MS; /* a first comment at once: the client knows */
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_events, es, free_events);
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -641,6 +692,12 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
     srv->store = cfg->store;
     srv->xds = cfg->xds;
     srv->loopback = loopback;
+    pthread_mutex_init(&srv->ev_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->ev_cond, &ca);
+    pthread_condattr_destroy(&ca);
     /* Labels are bounded: known methods or "other", route patterns, statuses. */
     srv->requests = hf_metric_get(HF_METRIC_COUNTER, "holdfast_http_requests_total",
                                   "REST requests by route and status.", "method,route,status", 0);
@@ -655,12 +712,15 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 512u,
         MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
     if (srv->daemon == NULL) {
+        pthread_cond_destroy(&srv->ev_cond);
+        pthread_mutex_destroy(&srv->ev_lock);
         free(srv);
         return hf_fail(d, HF_EIO, "http", "cannot listen on %s port %u (in use?)", cfg->address,
                        cfg->port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
+    store_set_event_hook(srv->store, on_events, srv);
     *out = srv;
     return HF_OK;
 }
@@ -675,7 +735,13 @@ void rest_stop(rest_server *srv)
     if (srv == NULL) {
         return;
     }
+    store_set_event_hook(srv->store, NULL, NULL); /* no call in progress after this */
+    pthread_mutex_lock(&srv->ev_lock);
     atomic_store(&srv->stopping, true);
+    pthread_cond_broadcast(&srv->ev_cond); /* event streams end */
+    pthread_mutex_unlock(&srv->ev_lock);
     MHD_stop_daemon(srv->daemon);
+    pthread_cond_destroy(&srv->ev_cond);
+    pthread_mutex_destroy(&srv->ev_lock);
     free(srv);
 }

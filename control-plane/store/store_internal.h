@@ -196,6 +196,9 @@ struct hf_store {
     uint64_t tx_start_ns;
     store_change_fn change_fn;
     void *change_arg;
+    store_event_fn event_fn; /* under lock; called with lock held (a leaf after it) */
+    void *event_arg;
+    bool tx_events; /* the open transaction wrote audit events */
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
