@@ -97,7 +97,7 @@ struct call {
 
 struct webhooks {
     pthread_t thread;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* a leaf: never held while posting or calling the store */
     pthread_cond_t cond;
     bool stopping;
     struct call *queue; /* to send, oldest first */

@@ -190,7 +190,10 @@ enum store_stmt { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
 
 struct hf_store {
     sqlite3 *db;
-    pthread_mutex_t lock; /* serialises every use of db and stmts */
+    /* Serialises every use of db and stmts. Lock order: callers hold no other Holdfast lock when
+     * they call the store; under this lock only the event hook's lock (REST's ev_lock, a leaf)
+     * and the metrics' locks are taken. The change hook runs after it is released. */
+    pthread_mutex_t lock;
     sqlite3_stmt *stmts[ST__COUNT];
     uint64_t generation;
     uint64_t tx_start_ns;
