@@ -411,7 +411,7 @@ static void on_spec(hds_client *c, struct stream *st, bool *connected)
     post_recv(st);
 }
 
-static void run_stream(hds_client *c, volatile sig_atomic_t *stop, bool *connected)
+static void run_stream(hds_client *c, atomic_int *stop, bool *connected)
 {
     struct stream st;
     start_stream(c, &st);
@@ -461,7 +461,7 @@ static void run_stream(hds_client *c, volatile sig_atomic_t *stop, bool *connect
     grpc_call_unref(st.call);
 }
 
-void hds_client_run(hds_client *c, volatile sig_atomic_t *stop)
+void hds_client_run(hds_client *c, atomic_int *stop)
 {
     grpc_init();
     c->cq = grpc_completion_queue_create_for_next(NULL);

@@ -11,12 +11,14 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop;
+/* Set by the signal handler, read by the checker and gRPC threads: a lock-free atomic. */
+static atomic_int stop;
 
 static void on_signal(int sig)
 {
