@@ -19,9 +19,14 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$top/scripts/tsan.supp:second_deadlock_stack=1:exitcode=66}
 cd "$dir"
 if [ "${1:-}" = "--tsan" ]; then
-    # Unit and integration tests (all of them run cleanly today; about 4 minutes on 2 cores).
-    # Not the browser test (Chromium) nor the slow benchmarks' smoke runs.
-    ctest --output-on-failure -j 2 --timeout 900 -L '^(unit|integration)$'
+    # Unit and integration tests, one at a time (TSan slows our threads 5-15x). Left out: the
+    # browser test, the benchmarks' smoke runs, and three integration tests whose assertions
+    # are timings (health: verdicts within 5 s; health_grpc_client: eviction within its window;
+    # xds_envoy: a stalled client delays nobody by more than 20 s). They run cleanly under TSan
+    # alone, but miss those bounds on a loaded machine; the same paths (HDS, ADS, LRS) are
+    # exercised under TSan by restart, bluegreen and the gRPC client tests.
+    ctest --output-on-failure -j 1 --timeout 900 -L '^(unit|integration)$' \
+        -E '^integration\.(health|health_grpc_client|xds_envoy)$'
     exit
 fi
 ctest --output-on-failure -j 2 --timeout 600
