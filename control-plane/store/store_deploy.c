@@ -102,6 +102,18 @@ int store__service_busy(hf_store *st, int64_t service_id, const char *service, h
     return rc;
 }
 
+int store_service_busy(hf_store *st, const char *service, hf_detail *d)
+{
+    pthread_mutex_lock(&st->lock);
+    int64_t service_id = 0;
+    int rc = store__service_id(st, service, &service_id, d);
+    if (rc == HF_OK) {
+        rc = store__service_busy(st, service_id, service, d);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
 int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep, hf_detail *d)
 {
     int rc = store__begin(st, d);
