@@ -331,6 +331,14 @@ void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg)
     st->change_arg = arg;
 }
 
+void store_set_event_hook(hf_store *st, store_event_fn fn, void *arg)
+{
+    pthread_mutex_lock(&st->lock);
+    st->event_fn = fn;
+    st->event_arg = arg;
+    pthread_mutex_unlock(&st->lock);
+}
+
 uint64_t store_generation(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
@@ -393,6 +401,10 @@ static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
             generation = ++st->generation;
         }
     }
+    if (rc == HF_OK && st->tx_events && st->event_fn != NULL) {
+        st->event_fn(st->event_arg);
+    }
+    st->tx_events = false;
     if (rc != HF_OK) {
         sqlite3_step(store__stmt(st, ST_ROLLBACK));
         sqlite3_reset(st->stmts[ST_ROLLBACK]);
@@ -432,6 +444,7 @@ int store__event(hf_store *st, const char *actor, const char *action, const char
     sqlite3_bind_text(s, 3, action, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, object, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 5, summary, -1, SQLITE_TRANSIENT);
+    st->tx_events = true;
     int rc = store__exec(st, s, d);
     return rc == HF_OK ? store__retain(st, action, object, d) : rc;
 }

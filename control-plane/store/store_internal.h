@@ -210,14 +210,20 @@ enum store_stmt { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
 
 struct hf_store {
     sqlite3 *db;
-    pthread_mutex_t lock; /* serialises every use of db and stmts */
+    /* Serialises every use of db and stmts. Lock order: callers hold no other Holdfast lock when
+     * they call the store; under this lock only the event hook's lock (REST's ev_lock, a leaf)
+     * and the metrics' locks are taken. The change hook runs after it is released. */
+    pthread_mutex_t lock;
     sqlite3_stmt *stmts[ST__COUNT];
     uint64_t generation;
     uint64_t tx_start_ns;
     store_change_fn change_fn;
     void *change_arg;
-    int64_t audit_max;      /* audit rows kept (store_set_audit_retention) */
-    uint32_t audit_appends; /* events since the last count against audit_max */
+    int64_t audit_max;       /* audit rows kept (store_set_audit_retention) */
+    uint32_t audit_appends;  /* events since the last count against audit_max */
+    store_event_fn event_fn; /* under lock; called with lock held (a leaf after it) */
+    void *event_arg;
+    bool tx_events; /* the open transaction wrote audit events */
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
@@ -253,6 +259,10 @@ int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read
 /* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
  * or HF_ENOTFOUND. Lock held. */
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
+/* The one "service is busy" check: HF_ECONFLICT (field "service", naming what runs) while the
+ * service has a running blue-green deployment or rolling restart, else HF_OK. Called inside
+ * the transaction that would start either, so two starts cannot both pass. */
+int store__service_busy(hf_store *st, int64_t service_id, const char *service, hf_detail *d);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
 void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem);
 /* Row readers for ST_GROUP_LIST, SERVICE_COLS and FLEET_COLS rows (store_objects.c). */
