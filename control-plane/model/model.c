@@ -1,6 +1,8 @@
 /* Model defaults, enum names and validation; see model.h. */
 #include "model.h"
 
+#include "endpoint_key.h"
+
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,39 +382,10 @@ int hf_endpoint_validate(hf_endpoint *e, hf_detail *d)
 
 void hf_endpoint_id(const hf_endpoint *e, char *buf, size_t len)
 {
-    if (strchr(e->address, ':') != NULL) {
-        snprintf(buf, len, "[%s]:%u", e->address, e->port);
-    } else {
-        snprintf(buf, len, "%s:%u", e->address, e->port);
-    }
+    hf_addr_port_format(e->address, e->port, buf, len);
 }
 
 int hf_endpoint_id_parse(const char *id, char *address, size_t alen, uint32_t *port)
 {
-    const char *colon = strrchr(id, ':');
-    if (colon == NULL || colon == id) {
-        return HF_EINVAL;
-    }
-    const char *start = id;
-    const char *end = colon;
-    if (id[0] == '[') {
-        if (colon[-1] != ']') {
-            return HF_EINVAL;
-        }
-        start = id + 1;
-        end = colon - 1;
-    }
-    size_t n = (size_t)(end - start);
-    if (n == 0 || n >= alen) {
-        return HF_EINVAL;
-    }
-    char *stop;
-    unsigned long p = strtoul(colon + 1, &stop, 10);
-    if (*stop != '\0' || colon[1] == '\0' || p < 1 || p > 65535) {
-        return HF_EINVAL;
-    }
-    memcpy(address, start, n);
-    address[n] = '\0';
-    *port = (uint32_t)p;
-    return HF_OK;
+    return hf_addr_port_parse(id, address, alen, port);
 }

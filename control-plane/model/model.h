@@ -275,7 +275,7 @@ int hf_fleet_validate(const hf_fleet *f, hf_detail *d);
 /* Also normalises e->address (e.g. "::0001" -> "::1"). */
 int hf_endpoint_validate(hf_endpoint *e, hf_detail *d);
 
-/* The endpoint's id: "address:port", or "[address]:port" for IPv6. */
+/* The endpoint's id: "address:port", or "[address]:port" for IPv6 (hf_addr_port_format). */
 void hf_endpoint_id(const hf_endpoint *e, char *buf, size_t len);
 /* Parses an id back into address and port; returns HF_OK or HF_EINVAL. */
 int hf_endpoint_id_parse(const char *id, char *address, size_t alen, uint32_t *port);
