@@ -122,6 +122,7 @@ typedef struct hf_verdict {
     char checker[128]; /* the checker's node id */
     enum hf_health verdict;
     int64_t at;
+    char reason[64]; /* why, as the checker says: "HTTP 503 in 2 ms", "connect refused"... */
 } hf_verdict;
 
 /* A quorum decision: the endpoint's health becomes health. */
