@@ -850,9 +850,9 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
             if (vs[j].port == eps[i].port && strcmp(vs[j].address, eps[i].address) == 0 &&
                 strcmp(vs[j].service, eps[i].service) == 0) {
                 json_array_append_new(verdicts,
-                                      json_pack("{s:s, s:s, s:o}", "checker", vs[j].checker,
+                                      json_pack("{s:s, s:s, s:o, s:s}", "checker", vs[j].checker,
                                                 "verdict", hf_health_name(vs[j].verdict), "at",
-                                                rest__time_json(vs[j].at)));
+                                                rest__time_json(vs[j].at), "reason", vs[j].reason));
             }
         }
         json_object_set_new(o, "verdicts", verdicts);

@@ -129,6 +129,8 @@ static const struct {
      "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
      "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
+    /* health: why a checker said what it said ("HTTP 503 in 2 ms", "connect refused") */
+    {6, "ALTER TABLE health_verdicts ADD COLUMN reason TEXT NOT NULL DEFAULT '';"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

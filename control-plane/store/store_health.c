@@ -104,6 +104,7 @@ int store_health_apply(hf_store *st, const hf_verdict *v, size_t nv, const hf_he
         sqlite3_bind_text(s, 2, v[i].checker, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 3, hf_health_name(v[i].verdict), -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 4, v[i].at);
+        sqlite3_bind_text(s, 5, v[i].reason, -1, SQLITE_STATIC);
         rc = store__exec(st, s, d);
     }
     bool changed = false;
@@ -123,6 +124,7 @@ static void read_verdict(hf_store *st, sqlite3_stmt *s, void *elem)
     store__col_text(s, 3, v->checker, sizeof(v->checker));
     hf_health_parse((const char *)sqlite3_column_text(s, 4), &v->verdict);
     v->at = sqlite3_column_int64(s, 5);
+    store__col_text(s, 6, v->reason, sizeof(v->reason));
 }
 
 int store_verdict_list(hf_store *st, hf_verdict **out, size_t *n)

@@ -139,10 +139,12 @@
                        "s.id = e.service_id WHERE s.name = ?1 AND e.address = ?2 AND e.port = ?3") \
     X(ST_ENDPOINT_SET_HEALTH, "UPDATE endpoints SET health = ?2, health_changed_at = ?3 WHERE "    \
                               "id = ?1")                                                           \
-    X(ST_VERDICT_UPSERT, "INSERT INTO health_verdicts(endpoint_id, checker, verdict, at) "         \
-                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(endpoint_id, checker) DO UPDATE SET " \
-                         "verdict = excluded.verdict, at = excluded.at")                           \
-    X(ST_VERDICT_LIST, "SELECT s.name, e.address, e.port, v.checker, v.verdict, v.at FROM "        \
+    X(ST_VERDICT_UPSERT, "INSERT INTO health_verdicts(endpoint_id, checker, verdict, at, reason) " \
+                         "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(endpoint_id, checker) DO UPDATE " \
+                         "SET verdict = excluded.verdict, at = excluded.at, "                      \
+                         "reason = excluded.reason")                                               \
+    X(ST_VERDICT_LIST, "SELECT s.name, e.address, e.port, v.checker, v.verdict, v.at, v.reason "   \
+                       "FROM "                                                                     \
                        "health_verdicts v JOIN endpoints e ON e.id = v.endpoint_id JOIN services " \
                        "s ON s.id = e.service_id ORDER BY s.name, e.address, e.port, v.checker")   \
     X(ST_ENDPOINT_ALL,                                                                             \
