@@ -41,7 +41,7 @@ static int parse_name(const char *s, const char *const *names, int n, int *out)
 
 ENUM_NAMES(hf_affinity_mode_name, hf_affinity_mode_parse, enum hf_affinity_mode, "none", "cookie",
            "hash_cookie")
-ENUM_NAMES(hf_hc_protocol_name, hf_hc_protocol_parse, enum hf_hc_protocol, "http", "tcp")
+ENUM_NAMES(hf_hc_protocol_name, hf_hc_protocol_parse, enum hf_hc_protocol, "http", "tcp", "grpc")
 ENUM_NAMES(hf_fleet_role_name, hf_fleet_role_parse, enum hf_fleet_role, "active", "standby",
            "draining", "retired")
 ENUM_NAMES(hf_admin_state_name, hf_admin_state_parse, enum hf_admin_state, "active", "draining",
@@ -255,6 +255,16 @@ static int validate_health_check(const hf_health_check *h, hf_detail *d)
     if (h->protocol == HF_HC_HTTP && !url_path_valid(h->path)) {
         return hf_fail(d, HF_EINVAL, "health_check.path",
                        "path must start with '/' and hold no spaces, quotes or ';'");
+    }
+    for (const char *p = h->service_name; *p; p++) {
+        if (*p <= ' ' || *p > '~' || *p == '"' || *p == '\\') {
+            return hf_fail(d, HF_EINVAL, "health_check.service_name",
+                           "service_name must be printable ASCII without spaces or quotes");
+        }
+    }
+    if (h->service_name[0] != '\0' && h->protocol != HF_HC_GRPC) {
+        return hf_fail(d, HF_EINVAL, "health_check.service_name",
+                       "service_name applies to protocol grpc only");
     }
     if (h->interval_ms < HF_INTERVAL_MIN_MS || h->interval_ms > HF_INTERVAL_MAX_MS) {
         return hf_fail(d, HF_EINVAL, "health_check.interval_ms", "interval_ms must be %d-%d",

@@ -39,7 +39,7 @@ typedef struct hf_proxy_group {
 } hf_proxy_group;
 
 enum hf_affinity_mode { HF_AFFINITY_NONE = 0, HF_AFFINITY_COOKIE, HF_AFFINITY_HASH_COOKIE };
-enum hf_hc_protocol { HF_HC_HTTP = 0, HF_HC_TCP };
+enum hf_hc_protocol { HF_HC_HTTP = 0, HF_HC_TCP, HF_HC_GRPC };
 
 typedef struct hf_affinity {
     enum hf_affinity_mode mode;
@@ -51,7 +51,8 @@ typedef struct hf_affinity {
 
 typedef struct hf_health_check {
     enum hf_hc_protocol protocol;
-    char path[HF_PATH_MAX]; /* HTTP only */
+    char path[HF_PATH_MAX];         /* HTTP only */
+    char service_name[HF_PATH_MAX]; /* gRPC only: grpc.health.v1 service; "" = the server */
     uint32_t interval_ms;
     uint32_t timeout_ms;
     uint32_t unhealthy_threshold;

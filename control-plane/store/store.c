@@ -130,7 +130,12 @@ static const struct {
      "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
     /* health: why a checker said what it said ("HTTP 503 in 2 ms", "connect refused") */
-    {6, "ALTER TABLE health_verdicts ADD COLUMN reason TEXT NOT NULL DEFAULT '';"},
+    /* gRPC health checks. hc_protocol's CHECK cannot be altered without rebuilding services,
+     * which other tables reference ON DELETE CASCADE: a gRPC check is stored as hc_protocol
+     * 'tcp' (its transport) with hc_grpc = 1. */
+    {6, "ALTER TABLE health_verdicts ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE services ADD COLUMN hc_grpc INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE services ADD COLUMN hc_service_name TEXT NOT NULL DEFAULT '';"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

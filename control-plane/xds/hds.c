@@ -310,7 +310,8 @@ static uint64_t policy_hash(const hf_service *s)
     const hf_health_check *hc = &s->health_check;
     uint32_t v[6] = {(uint32_t)hc->protocol,  hc->interval_ms,       hc->timeout_ms,
                      hc->unhealthy_threshold, hc->healthy_threshold, hc->reuse_connection};
-    return hf_hash_str(hf_hash_update(HF_HASH_INIT, v, sizeof(v)), hc->path);
+    return hf_hash_str(hf_hash_str(hf_hash_update(HF_HASH_INIT, v, sizeof(v)), hc->path),
+                       hc->service_name);
 }
 
 /* Reads what must be checked (endpoints not disabled, of fleets not retired) as the health
@@ -374,6 +375,7 @@ struct policy_msg {
     Google__Protobuf__BoolValue reuse;
     Envoy__Config__Core__V3__HealthCheck__HttpHealthCheck http;
     Envoy__Config__Core__V3__HealthCheck__TcpHealthCheck tcp;
+    Envoy__Config__Core__V3__HealthCheck__GrpcHealthCheck grpc;
 };
 
 static void policy_init(struct policy_msg *m, const hf_service *svc)
@@ -398,6 +400,12 @@ static void policy_init(struct policy_msg *m, const hf_service *svc)
         m->hc.health_checker_case =
             ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_HTTP_HEALTH_CHECK;
         m->hc.http_health_check = &m->http;
+    } else if (p->protocol == HF_HC_GRPC) {
+        envoy__config__core__v3__health_check__grpc_health_check__init(&m->grpc);
+        m->grpc.service_name = (char *)p->service_name;
+        m->hc.health_checker_case =
+            ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_GRPC_HEALTH_CHECK;
+        m->hc.grpc_health_check = &m->grpc;
     } else {
         envoy__config__core__v3__health_check__tcp_health_check__init(&m->tcp);
         m->hc.health_checker_case =
