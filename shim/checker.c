@@ -19,6 +19,7 @@
  */
 #include "checker.h"
 
+#include "grpc_check.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
@@ -59,7 +60,10 @@ typedef struct target {
     char *buf; /* response bytes while reading */
     size_t len;
     size_t sent;
-    bool live; /* still in the current target set */
+    bool live;            /* still in the current target set */
+    sh_grpc_channel *gch; /* gRPC: the endpoint's channel, reused */
+    bool inflight;        /* gRPC: a Check is in flight (its result names this target) */
+    struct target *next_orphan;
 } target;
 
 struct sh_checker {
@@ -81,7 +85,11 @@ struct sh_checker {
     size_t n_pending;
     bool has_pending;
     uint32_t pending_report_ms;
+    sh_grpc *grpc;   /* started with the first gRPC target */
+    target *orphans; /* removed targets whose gRPC call is still in flight */
 };
+
+static char grpc_marker; /* the epoll tag of the gRPC results descriptor */
 
 static int64_t now_ms(void)
 {
@@ -178,9 +186,6 @@ static uint32_t jittered(sh_checker *c, const target *t)
 }
 
 /* A check ended, for the reason given: thresholds, transitions, the next check. */
-static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
 static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt, ...)
 {
     va_list ap;
@@ -281,12 +286,41 @@ static const char *connect_error(int err)
     }
 }
 
+static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Starts a gRPC Check on the endpoint's channel (made on first use). */
+static void start_grpc(sh_checker *c, target *t)
+{
+    if (c->grpc == NULL) {
+        c->grpc = sh_grpc_new();
+        if (c->grpc != NULL) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &grpc_marker};
+            epoll_ctl(c->ep, EPOLL_CTL_ADD, sh_grpc_fd(c->grpc), &ev);
+        }
+    }
+    if (c->grpc == NULL) {
+        finish(c, t, false, true, "gRPC client unavailable");
+        return;
+    }
+    if (t->gch == NULL) {
+        t->gch = sh_grpc_channel_new(c->grpc, t->spec.key.address, t->spec.key.port);
+    }
+    t->phase = READING;
+    t->inflight = true;
+    sh_grpc_check(c->grpc, t->gch, t->spec.service_name, t->spec.timeout_ms, t);
+}
+
 static void start_check(sh_checker *c, target *t)
 {
     t->buf = NULL;
     t->len = t->sent = 0;
     t->started = now_ms();
     set_timer(c, t, t->started + t->spec.timeout_ms);
+    if (t->spec.protocol == SH_GRPC) {
+        start_grpc(c, t);
+        return;
+    }
     if (t->fd >= 0 && t->spec.protocol == SH_HTTP && t->spec.reuse_connection) {
         t->reused = true;
         t->phase = WRITING;
@@ -538,6 +572,10 @@ static const char *phase_name(enum phase p)
 static void on_deadline(sh_checker *c, target *t, int64_t now)
 {
     int64_t lag = now - t->when;
+    if (t->spec.protocol == SH_GRPC) {
+        set_timer(c, t, now + t->spec.timeout_ms); /* the call has its own deadline: wait */
+        return;
+    }
     if (t->fd >= 0) {
         struct pollfd p = {.fd = t->fd, .events = t->phase == READING ? POLLIN : POLLOUT};
         if (poll(&p, 1, 0) == 1 && p.revents != 0) {
@@ -586,14 +624,59 @@ static bool same_policy(const sh_target_spec *a, const sh_target_spec *b)
            a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
            a->unhealthy_threshold == b->unhealthy_threshold &&
            a->healthy_threshold == b->healthy_threshold &&
+           strcmp(a->service_name, b->service_name) == 0 &&
            a->reuse_connection == b->reuse_connection;
 }
 
 static void free_target(sh_checker *c, target *t)
 {
     close_fd(c, t);
+    sh_grpc_channel_free(t->gch);
+    t->gch = NULL;
+    if (t->inflight) { /* its result will name it: freed then */
+        t->next_orphan = c->orphans;
+        c->orphans = t;
+        return;
+    }
     free(t->buf);
     free(t);
+}
+
+static void unorphan(sh_checker *c, target *t)
+{
+    for (target **p = &c->orphans; *p; p = &(*p)->next_orphan) {
+        if (*p == t) {
+            *p = t->next_orphan;
+            free(t->buf);
+            free(t);
+            return;
+        }
+    }
+}
+
+/* Finished gRPC checks: verdicts (SERVING is healthy) with their reason. Lock held. */
+static void on_grpc_results(sh_checker *c)
+{
+    sh_grpc_result r[256];
+    size_t n = sh_grpc_take(c->grpc, r, 256);
+    for (size_t i = 0; i < n; i++) {
+        target *t = r[i].token;
+        t->inflight = false;
+        if (t->gch == NULL) {
+            unorphan(c, t);
+            continue;
+        }
+        if (t->phase == IDLE) {
+            continue;
+        }
+        if (r[i].code != 0) {
+            finish(c, t, false, true, "gRPC %s%s%s", sh_grpc_code_name(r[i].code),
+                   r[i].detail[0] ? ": " : "", r[i].detail);
+        } else {
+            finish(c, t, r[i].serving == 1, true, "gRPC %s in %lld ms",
+                   sh_grpc_serving_name(r[i].serving), (long long)took(t));
+        }
+    }
 }
 
 /* An index of targets by key: open addressing over a power-of-two table of size 2n or more. */
@@ -718,6 +801,13 @@ void sh_checker_free(sh_checker *c)
     for (size_t i = 0; i < c->n; i++) {
         free_target(c, c->t[i]);
     }
+    sh_grpc_free(c->grpc); /* waits for calls in flight */
+    while (c->orphans != NULL) {
+        target *t = c->orphans;
+        c->orphans = t->next_orphan;
+        free(t->buf);
+        free(t);
+    }
     free(c->t);
     free(c->heap);
     free(c->pending);
@@ -776,6 +866,10 @@ int sh_checker_run(sh_checker *c, volatile sig_atomic_t *stop)
                 uint64_t v;
                 ssize_t r = read(c->wake_fd, &v, sizeof(v));
                 (void)r;
+                continue;
+            }
+            if ((void *)t == (void *)&grpc_marker) {
+                on_grpc_results(c);
                 continue;
             }
             if (t->phase == IDLE) {

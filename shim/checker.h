@@ -2,7 +2,8 @@
  * The shim's health-check engine: one epoll loop checking thousands of endpoints, HTTP/1.1 GET
  * (kept-alive connections reused between checks, as Envoy's checker does, unless the policy says
  * otherwise) and TCP connect, non-blocking, each endpoint on its own jittered timer, with
- * timeouts and Envoy's thresholds. No gRPC here: the HDS client feeds it targets and takes its
+ * timeouts and Envoy's thresholds; gRPC health checks go through grpc_check.h (gRPC core, a
+ * channel per endpoint). The HDS client feeds it targets and takes its
  * results through the two functions below, from another thread.
  */
 #ifndef SHIM_CHECKER_H
@@ -15,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum sh_protocol { SH_HTTP = 0, SH_TCP };
+enum sh_protocol { SH_HTTP = 0, SH_TCP, SH_GRPC };
 enum sh_health { SH_UNKNOWN = 0, SH_HEALTHY, SH_UNHEALTHY };
 
 #define SH_REASON_MAX 64
@@ -27,7 +28,8 @@ typedef struct sh_target_spec {
     char zone[128];
     char fleet[64];
     enum sh_protocol protocol;
-    char path[256];
+    char path[256];         /* HTTP */
+    char service_name[256]; /* gRPC: the service asked about ("" = the server) */
     uint32_t interval_ms;
     uint32_t timeout_ms;
     uint32_t unhealthy_threshold;

@@ -336,6 +336,14 @@ static void apply_specifier(hds_client *c, const uint8_t *data, size_t len)
                 if (hc->health_checker_case ==
                     ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_TCP_HEALTH_CHECK) {
                     x->protocol = SH_TCP;
+                } else if (
+                    hc->health_checker_case ==
+                    ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_GRPC_HEALTH_CHECK) {
+                    x->protocol = SH_GRPC;
+                    snprintf(x->service_name, sizeof(x->service_name), "%s",
+                             hc->grpc_health_check && hc->grpc_health_check->service_name
+                                 ? hc->grpc_health_check->service_name
+                                 : "");
                 } else {
                     x->protocol = SH_HTTP;
                     snprintf(x->path, sizeof(x->path), "%s",
