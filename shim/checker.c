@@ -13,6 +13,11 @@
  * at all: the check is judged on the status and the connection closed. Connections not kept are
  * closed with an RST (SO_LINGER 0), as HAProxy does, so the backend keeps no TIME_WAIT.
  *
+ * Sockets are registered once, edge-triggered for both directions, so a check costs no
+ * epoll_ctl beyond the registration of a new connection; a kept socket gets its request at
+ * once. A response that arrives whole is parsed in a buffer shared by the loop (no allocation);
+ * only a partial one is copied to the target.
+ *
  * The loop's own lateness is not the backend's: when a check's deadline fires, the socket is
  * polled first (an answer that arrived while the loop was busy counts), and a deadline that
  * fired late (the loop starved of CPU) is extended once instead of judged.
@@ -85,11 +90,14 @@ struct sh_checker {
     size_t n_pending;
     bool has_pending;
     uint32_t pending_report_ms;
-    sh_grpc *grpc;   /* started with the first gRPC target */
-    target *orphans; /* removed targets whose gRPC call is still in flight */
+    char scratch[RESPONSE_MAX + 1]; /* answers read whole are parsed here */
+    sh_grpc *grpc;                  /* started with the first gRPC target */
+    target *orphans;                /* removed targets whose gRPC call is still in flight */
 };
 
 static char grpc_marker; /* the epoll tag of the gRPC results descriptor */
+
+static void on_http_write(sh_checker *c, target *t, uint32_t events);
 
 static int64_t now_ms(void)
 {
@@ -164,13 +172,12 @@ static void result_of(const target *t, sh_result *r)
 
 /* Closes the check's socket with an RST: no TIME_WAIT left on the backend (HAProxy does the
  * same). A health check has nothing left to deliver when it closes. */
-static void close_fd(sh_checker *c, target *t)
+static void close_fd(target *t)
 {
     if (t->fd >= 0) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        epoll_ctl(c->ep, EPOLL_CTL_DEL, t->fd, NULL);
-        close(t->fd);
+        close(t->fd); /* leaves the epoll set with it */
         t->fd = -1;
     }
 }
@@ -199,10 +206,7 @@ static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt
     t->len = t->sent = 0;
     t->phase = IDLE;
     if (!keep || !t->spec.reuse_connection) {
-        close_fd(c, t);
-    } else {
-        struct epoll_event ev = {.events = 0, .data.ptr = t};
-        epoll_ctl(c->ep, EPOLL_CTL_MOD, t->fd, &ev);
+        close_fd(t);
     }
     c->stats.checks++;
     c->stats.failures += !ok;
@@ -249,8 +253,10 @@ static int open_socket(sh_checker *c, target *t)
     if (fd < 0) {
         return errno;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (t->spec.reuse_connection && t->spec.protocol == SH_HTTP) {
+        int one = 1; /* later requests on a kept connection must not wait for an ACK */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     c->stats.connects++;
     if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
         int err = errno;
@@ -258,15 +264,9 @@ static int open_socket(sh_checker *c, target *t)
         return err;
     }
     t->fd = fd;
-    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = t};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = t};
     epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev);
     return 0;
-}
-
-static void want(sh_checker *c, target *t, uint32_t events)
-{
-    struct epoll_event ev = {.events = events, .data.ptr = t};
-    epoll_ctl(c->ep, EPOLL_CTL_MOD, t->fd, &ev);
 }
 
 static const char *connect_error(int err)
@@ -324,10 +324,10 @@ static void start_check(sh_checker *c, target *t)
     if (t->fd >= 0 && t->spec.protocol == SH_HTTP && t->spec.reuse_connection) {
         t->reused = true;
         t->phase = WRITING;
-        want(c, t, EPOLLOUT);
+        on_http_write(c, t, 0); /* a kept socket is writable: no need to wait for epoll */
         return;
     }
-    close_fd(c, t);
+    close_fd(t);
     t->reused = false;
     int err = open_socket(c, t);
     if (err != 0) {
@@ -434,7 +434,7 @@ static bool retry_fresh(sh_checker *c, target *t)
     if (!t->reused || t->len > 0) {
         return false;
     }
-    close_fd(c, t);
+    close_fd(t);
     t->reused = false;
     t->sent = 0;
     if (open_socket(c, t) != 0) {
@@ -454,6 +454,67 @@ static void judge_status(sh_checker *c, target *t, const char *note)
 {
     bool ok = t->status >= 200 && t->status < 400;
     finish(c, t, ok, false, "HTTP %d in %lld ms%s", t->status, (long long)took(t), note);
+}
+
+/* Keeps the bytes of a partial answer read into the shared buffer. */
+static void keep_partial(sh_checker *c, target *t)
+{
+    if (t->buf == NULL && t->len > 0) {
+        t->buf = xmalloc(RESPONSE_MAX + 1);
+        memcpy(t->buf, c->scratch, t->len);
+    }
+}
+
+/* Reads until the answer is judged or the socket has nothing more (edge-triggered). */
+static void on_http_read(sh_checker *c, target *t)
+{
+    for (;;) {
+        char *buf = t->buf ? t->buf : c->scratch;
+        ssize_t r = recv(t->fd, buf + t->len, RESPONSE_MAX - t->len, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            keep_partial(c, t);
+            return;
+        }
+        bool eof = r <= 0;
+        if (eof && t->len == 0 && retry_fresh(c, t)) {
+            return;
+        }
+        if (r > 0) {
+            t->len += (size_t)r;
+        }
+        buf[t->len] = '\0';
+        bool keep = false;
+        switch (parse_response(buf, t->len, &t->status, &keep)) {
+        case ANSWER_MORE:
+            if (eof) {
+                finish(c, t, false, false, "%s",
+                       t->len ? "connection closed mid-answer"
+                              : "connection closed before answering");
+                return;
+            }
+            continue;
+        case ANSWER_NOT_HTTP:
+            finish(c, t, false, false, "protocol error: not an HTTP response");
+            return;
+        case ANSWER_HEAD_LONG:
+            finish(c, t, false, false, "protocol error: headers over %d bytes", RESPONSE_MAX);
+            return;
+        case ANSWER_HEADERS:
+            if (eof) {
+                judge_status(c, t, ", body cut short");
+                return;
+            }
+            continue;
+        case ANSWER_LONG:
+            judge_status(c, t, "");
+            return;
+        case ANSWER_DONE: {
+            bool ok = t->status >= 200 && t->status < 400;
+            finish(c, t, ok, keep && !eof, "HTTP %d in %lld ms", t->status, (long long)took(t));
+            return;
+        }
+        }
+    }
 }
 
 static void on_http_write(sh_checker *c, target *t, uint32_t events)
@@ -483,10 +544,7 @@ static void on_http_write(sh_checker *c, target *t, uint32_t events)
     t->sent += (size_t)w;
     if (t->sent == len) {
         t->phase = READING;
-        if (t->buf == NULL) { /* kept over a retry on a fresh connection */
-            t->buf = xmalloc(RESPONSE_MAX + 1);
-        }
-        want(c, t, EPOLLIN);
+        on_http_read(c, t); /* edge-triggered: what is already there gives no new edge */
     }
 }
 
@@ -494,50 +552,8 @@ static void on_http_event(sh_checker *c, target *t, uint32_t events)
 {
     if (t->phase == CONNECTING || t->phase == WRITING) {
         on_http_write(c, t, events);
-        return;
-    }
-    if (t->phase != READING) {
-        return;
-    }
-    ssize_t r = recv(t->fd, t->buf + t->len, RESPONSE_MAX - t->len, 0);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        return;
-    }
-    bool eof = r <= 0;
-    if (eof && t->len == 0 && retry_fresh(c, t)) {
-        return;
-    }
-    if (r > 0) {
-        t->len += (size_t)r;
-    }
-    t->buf[t->len] = '\0';
-    bool keep = false;
-    switch (parse_response(t->buf, t->len, &t->status, &keep)) {
-    case ANSWER_MORE:
-        if (eof) {
-            finish(c, t, false, false, "%s",
-                   t->len ? "connection closed mid-answer" : "connection closed before answering");
-        }
-        return;
-    case ANSWER_NOT_HTTP:
-        finish(c, t, false, false, "protocol error: not an HTTP response");
-        return;
-    case ANSWER_HEAD_LONG:
-        finish(c, t, false, false, "protocol error: headers over %d bytes", RESPONSE_MAX);
-        return;
-    case ANSWER_HEADERS:
-        if (eof) {
-            judge_status(c, t, ", body cut short");
-        }
-        return;
-    case ANSWER_LONG:
-        judge_status(c, t, "");
-        return;
-    case ANSWER_DONE: {
-        bool ok = t->status >= 200 && t->status < 400;
-        finish(c, t, ok, keep && !eof, "HTTP %d in %lld ms", t->status, (long long)took(t));
-        return;
-    }
+    } else if (t->phase == READING) {
+        on_http_read(c, t);
     }
 }
 
@@ -630,7 +646,7 @@ static bool same_policy(const sh_target_spec *a, const sh_target_spec *b)
 
 static void free_target(sh_checker *c, target *t)
 {
-    close_fd(c, t);
+    close_fd(t);
     sh_grpc_channel_free(t->gch);
     t->gch = NULL;
     if (t->inflight) { /* its result will name it: freed then */
