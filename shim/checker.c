@@ -269,6 +269,15 @@ static int open_socket(sh_checker *c, target *t)
     return 0;
 }
 
+/* The pending error of a socket whose connect failed (ECONNREFUSED when none is left). */
+static int socket_error(int fd)
+{
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    return err ? err : ECONNREFUSED;
+}
+
 static const char *connect_error(int err)
 {
     switch (err) {
@@ -520,14 +529,11 @@ static void on_http_read(sh_checker *c, target *t)
 static void on_http_write(sh_checker *c, target *t, uint32_t events)
 {
     if (t->phase == CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof(err);
-        getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
-            finish(c, t, false, false, "%s", connect_error(err ? err : ECONNREFUSED));
+        if (events & (EPOLLERR | EPOLLHUP)) {
+            finish(c, t, false, false, "%s", connect_error(socket_error(t->fd)));
             return;
         }
-        t->phase = WRITING;
+        t->phase = WRITING; /* writable without an error: connected */
     }
     char req[512];
     size_t len = request_text(c, t, req, sizeof(req));
@@ -544,7 +550,11 @@ static void on_http_write(sh_checker *c, target *t, uint32_t events)
     t->sent += (size_t)w;
     if (t->sent == len) {
         t->phase = READING;
-        on_http_read(c, t); /* edge-triggered: what is already there gives no new edge */
+        if (t->reused) {
+            /* edge-triggered: an end of stream that came while the socket was idle gives no new
+             * edge; a fresh connection has had nothing to read yet */
+            on_http_read(c, t);
+        }
     }
 }
 
@@ -559,13 +569,10 @@ static void on_http_event(sh_checker *c, target *t, uint32_t events)
 
 static void on_tcp_event(sh_checker *c, target *t, uint32_t events)
 {
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err == 0 && !(events & EPOLLERR)) {
+    if (!(events & (EPOLLERR | EPOLLHUP))) {
         finish(c, t, true, false, "TCP connect in %lld ms", (long long)took(t));
     } else {
-        finish(c, t, false, false, "%s", connect_error(err ? err : ECONNREFUSED));
+        finish(c, t, false, false, "%s", connect_error(socket_error(t->fd)));
     }
 }
 
@@ -616,6 +623,18 @@ static void on_deadline(sh_checker *c, target *t, int64_t now)
     }
     c->stats.timeouts++;
     finish(c, t, false, false, "timeout after %u ms %s", t->spec.timeout_ms, phase_name(t->phase));
+}
+
+/* How early a check may start, so that one wake-up starts the checks due within a few ms of
+ * each other (1 % of the interval, at most 10 ms; well inside the ±5 % jitter). Deadlines are
+ * never judged early. */
+static int64_t slack_of(const target *t)
+{
+    if (t->phase != IDLE) {
+        return 0;
+    }
+    uint32_t s = t->spec.interval_ms / 100;
+    return s > 10 ? 10 : s;
 }
 
 static void on_timer(sh_checker *c, target *t, int64_t now)
@@ -900,7 +919,7 @@ int sh_checker_run(sh_checker *c, volatile sig_atomic_t *stop)
         }
         pthread_mutex_lock(&c->lock);
         now = now_ms();
-        while (c->heap_n > 0 && c->heap[0]->when <= now) {
+        while (c->heap_n > 0 && c->heap[0]->when <= now + slack_of(c->heap[0])) {
             on_timer(c, c->heap[0], now);
         }
         pthread_mutex_unlock(&c->lock);

@@ -262,7 +262,7 @@ def side_by_side(args):
             print("| CPU per check, %s, %d endpoints | shim %.1f us | haproxy %.1f us | ratio %.2f | %s |"
                   % ("kept-alive" if reuse else "new connection per check", n + 1, s * 1e6,
                      hp * 1e6, s / hp, load()), flush=True)
-        for hog in (0, 1):
+        for hog in (0, 1) if args.kills else ():
             kill_to_eviction(b, n, args.kills, hog, work)
     finally:
         b.stop()
@@ -329,7 +329,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--ports", action="store_true")
     ap.add_argument("--hogs", type=int, default=2)
-    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--kills", type=int, default=5, help="0: CPU per check only")
     args = ap.parse_args()
     os.environ.setdefault("HOLDFAST_PB_PY", os.path.join(BUILD, "api", "pb", "py"))
     if args.what == "steady":
