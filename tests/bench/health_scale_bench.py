@@ -8,6 +8,8 @@ states the machine's load average, since the machine may be shared.
   soak     false evictions under contention: N endpoints that stay up, a new connection per
            check, H CPU-bound processes beside the shims and holdfast for S seconds; counts every
            eviction (each one is false: no backend goes down).
+  grpc     one shim checking N gRPC endpoints (grpc.health.v1.Health/Check at 1 s) served by one
+           python3-grpcio server bound to N addresses: the shim's CPU and RSS.
   haproxy  side by side with Debian's haproxy (option httpchk, the same backends, 1 s, fall 3,
            rise 2), interleaved: CPU per check of the shim and of haproxy (kept-alive and a new
            connection per check), and kill-to-eviction of one backend among N, R times each,
@@ -15,6 +17,7 @@ states the machine's load average, since the machine may be shared.
 
   tests/bench/health_scale_bench.py steady [--endpoints 10000] [--seconds 30] [--ports]
   tests/bench/health_scale_bench.py soak [--endpoints 10000] [--seconds 180] [--hogs 2]
+  tests/bench/health_scale_bench.py grpc [--endpoints 1000] [--seconds 20]
   tests/bench/health_scale_bench.py haproxy [--endpoints 10000] [--seconds 10] [--kills 5]
 """
 
@@ -316,6 +319,56 @@ def kill_to_eviction(b, n, kills, hog, work):
             b.start_victim()
 
 
+GRPC_SERVER = r"""
+import concurrent.futures, sys, time, grpc
+base, n, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+a, b, c, d = (int(x) for x in base.split("."))
+first = (a << 24) | (b << 16) | (c << 8) | d
+srv = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=8))
+srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+    "Check": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"\x08\x01")}),))
+for i in range(n):
+    v = first + i
+    srv.add_insecure_port("%d.%d.%d.%d:%d" % (v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255, port))
+srv.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def grpc_bench(args):
+    n = args.endpoints
+    server = subprocess.Popen(["/usr/bin/python3", "-c", GRPC_SERVER, "127.3.0.1", str(n), str(PORT)],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    hf = Holdfast()
+    hf.start(extra=["--log-level", "warn", "--hds-replicas", "1"])
+    shim = None
+    try:
+        hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
+        hf.post(API + "/services", {"name": "many", "proxy_group": "edge", "health_check": {
+            "protocol": "grpc", "interval_ms": 1000, "timeout_ms": 500}})
+        hf.post(API + "/services/many/fleets", {"name": "blue"})
+        for i in range(n):
+            v = (127 << 24) + (3 << 16) + 1 + i
+            a = "%d.%d.%d.%d" % (v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
+            r = hf.post(API + "/services/many/fleets/blue/endpoints", {"address": a, "port": PORT})
+            assert r.status == 201, r.body
+        shim = Shim(hf.xds, "shim-a", "z1", hf.workdir)
+        wait_healthy(hf, n)
+        time.sleep(3)
+        cpu, wall = cpu_run(shim.proc.pid, args.seconds)
+        print("| gRPC health checks, %d endpoints, 1 s, one shim | shim %.1f %% of a core | RSS %.0f MB "
+              "| %s |" % (n, 100.0 * cpu / wall, rss_mb(shim.proc.pid), load()), flush=True)
+    finally:
+        if shim is not None:
+            shim.stop()
+        hf.stop()
+        server.kill()
+        server.wait()
+
+
 def harness_ms(ts):
     import datetime
     return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
@@ -324,7 +377,7 @@ def harness_ms(ts):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["steady", "soak", "haproxy"])
+    ap.add_argument("what", choices=["steady", "soak", "grpc", "haproxy"])
     ap.add_argument("--endpoints", type=int, default=10000)
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--ports", action="store_true")
@@ -338,6 +391,9 @@ def main():
     elif args.what == "soak":
         args.seconds = args.seconds or 180
         soak(args)
+    elif args.what == "grpc":
+        args.seconds = args.seconds or 20
+        grpc_bench(args)
     else:
         args.seconds = args.seconds or 10
         side_by_side(args)
