@@ -10,6 +10,9 @@ states the machine's load average, since the machine may be shared.
            eviction (each one is false: no backend goes down).
   grpc     one shim checking N gRPC endpoints (grpc.health.v1.Health/Check at 1 s) served by one
            python3-grpcio server bound to N addresses: the shim's CPU and RSS.
+  change   holdfast's CPU for one endpoint added (then removed) with N endpoints in 100-endpoint
+           services and no checker connected (issue 11 item 8 measured 30-45 s at 100,000):
+           the reassignment, the snapshot and the store, everything one change costs.
   haproxy  side by side with Debian's haproxy (option httpchk, the same backends, 1 s, fall 3,
            rise 2), interleaved: CPU per check of the shim and of haproxy (kept-alive and a new
            connection per check), and kill-to-eviction of one backend among N, R times each,
@@ -18,6 +21,7 @@ states the machine's load average, since the machine may be shared.
   tests/bench/health_scale_bench.py steady [--endpoints 10000] [--seconds 30] [--ports]
   tests/bench/health_scale_bench.py soak [--endpoints 10000] [--seconds 180] [--hogs 2]
   tests/bench/health_scale_bench.py grpc [--endpoints 1000] [--seconds 20]
+  tests/bench/health_scale_bench.py change [--endpoints 100000]
   tests/bench/health_scale_bench.py haproxy [--endpoints 10000] [--seconds 10] [--kills 5]
 """
 
@@ -369,6 +373,43 @@ def grpc_bench(args):
         server.wait()
 
 
+def change(args):
+    import concurrent.futures
+    n = args.endpoints
+    hf = Holdfast()
+    hf.start(extra=["--log-level", "warn"])
+    try:
+        hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
+        services = (n + 99) // 100
+        for s in range(services):
+            hf.post(API + "/services", {"name": "svc-%d" % s, "proxy_group": "edge"})
+            hf.post(API + "/services/svc-%d/fleets" % s, {"name": "blue"})
+
+        def add(i):
+            r = hf.post(API + "/services/svc-%d/fleets/blue/endpoints" % (i // 100),
+                        {"address": addr(i), "port": PORT})
+            assert r.status == 201, r.body
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            list(ex.map(add, range(n)))
+        time.sleep(5)
+        pid = hf.proc.pid
+        idle0 = cpu_seconds(pid)
+        time.sleep(5)
+        idle = (cpu_seconds(pid) - idle0) / 5
+        costs = []
+        for k in range(5):
+            c0 = cpu_seconds(pid)
+            hf.post(API + "/services/svc-0/fleets/blue/endpoints", {"address": "127.9.0.%d" % (k + 1),
+                                                                     "port": PORT})
+            time.sleep(3)
+            costs.append(cpu_seconds(pid) - c0 - 3 * idle)
+        print("| one-endpoint change at %d endpoints, no checker | holdfast CPU per change: median "
+              "%.0f ms, max %.0f ms (idle %.1f %% subtracted) | %s |"
+              % (n, 1000 * sorted(costs)[2], 1000 * max(costs), 100 * idle, load()), flush=True)
+    finally:
+        hf.stop()
+
+
 def harness_ms(ts):
     import datetime
     return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
@@ -377,7 +418,7 @@ def harness_ms(ts):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["steady", "soak", "grpc", "haproxy"])
+    ap.add_argument("what", choices=["steady", "soak", "grpc", "change", "haproxy"])
     ap.add_argument("--endpoints", type=int, default=10000)
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--ports", action="store_true")
@@ -391,6 +432,8 @@ def main():
     elif args.what == "soak":
         args.seconds = args.seconds or 180
         soak(args)
+    elif args.what == "change":
+        change(args)
     elif args.what == "grpc":
         args.seconds = args.seconds or 20
         grpc_bench(args)
