@@ -295,9 +295,11 @@ size_t sh_grpc_take(sh_grpc *g, sh_grpc_result *out, size_t max)
     (void)r;
     pthread_mutex_lock(&g->lock);
     size_t n = g->n_done < max ? g->n_done : max;
-    memcpy(out, g->done, n * sizeof(*out));
-    memmove(g->done, g->done + n, (g->n_done - n) * sizeof(*out));
-    g->n_done -= n;
+    if (n > 0) {
+        memcpy(out, g->done, n * sizeof(*out));
+        memmove(g->done, g->done + n, (g->n_done - n) * sizeof(*out));
+        g->n_done -= n;
+    }
     bool more = g->n_done > 0;
     pthread_mutex_unlock(&g->lock);
     if (more) {

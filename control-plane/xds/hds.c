@@ -299,6 +299,9 @@ static int cmp_service(const void *a, const void *b)
 
 static const hf_service *service_of(const hf_service *svcs, size_t ns, const char *name)
 {
+    if (ns == 0) {
+        return NULL;
+    }
     hf_service probe;
     snprintf(probe.name, sizeof(probe.name), "%s", name);
     return bsearch(&probe, svcs, ns, sizeof(*svcs), cmp_service);
@@ -328,7 +331,9 @@ static int load_input(struct xds_server *srv, hf_hc_endpoint **out, size_t *n, h
         free(eps);
         return HF_EDB;
     }
-    qsort(*svcs, *ns, sizeof(**svcs), cmp_service);
+    if (*ns > 1) {
+        qsort(*svcs, *ns, sizeof(**svcs), cmp_service);
+    }
     hf_hc_endpoint *in = xcalloc(ne + 1, sizeof(*in));
     size_t count = 0;
     for (size_t i = 0; i < ne; i++) {
@@ -518,7 +523,9 @@ static hf_rbuf *specifier_of(struct xds_server *srv, int c, const hf_service *sv
             }
         }
     }
-    qsort(mine, n, sizeof(*mine), cmp_ep);
+    if (n > 1) {
+        qsort(mine, n, sizeof(*mine), cmp_ep);
+    }
     hf_rbuf *b = encode_specifier(mine, n, svcs, ns, srv->hds_report_ms);
     free(mine);
     return b;

@@ -131,14 +131,20 @@ def wait_healthy(hf, n, timeout=180):
     raise RuntimeError("not all healthy after %ds" % timeout)
 
 
-def evictions(hf):
-    out, since = [], 0
-    while True:
-        page = hf.get(API + "/events?limit=1000&since=%d" % since).json
-        if not page["items"]:
-            return out
-        out += [e for e in page["items"] if e["action"] == "endpoint.evict"]
-        since = page["next_since"]
+class Evictions:
+    """endpoint.evict audit events, read incrementally (never the whole log again)."""
+
+    def __init__(self, hf):
+        self.hf, self.since, self.items = hf, 0, []
+        self.poll()
+
+    def poll(self):
+        while True:
+            page = self.hf.get(API + "/events?limit=1000&since=%d" % self.since).json
+            if not page["items"]:
+                return len(self.items)
+            self.items += [e for e in page["items"] if e["action"] == "endpoint.evict"]
+            self.since = page["next_since"]
 
 
 def hogs(n):
@@ -183,13 +189,14 @@ def soak(args):
     try:
         shims = [Shim(hf.xds, "shim-a", "z1", hf.workdir), Shim(hf.xds, "shim-b", "z2", hf.workdir)]
         wait_healthy(hf, args.endpoints)
-        before = len(evictions(hf))
+        ev = Evictions(hf)
+        before = len(ev.items)
         hs = hogs(args.hogs)
         time.sleep(args.seconds)
         l1 = os.getloadavg()[0]
         stop_all(hs)
         hs = []
-        n = len(evictions(hf)) - before
+        n = ev.poll() - before
         print("| soak: %d endpoints, new connection per check, %d CPU hogs, %d s | evictions of "
               "backends that were up: %d | load %.1f |" % (args.endpoints, args.hogs, args.seconds,
                                                            n, l1), flush=True)
@@ -245,7 +252,7 @@ def side_by_side(args):
     b.start_victim()
     work = tempfile.mkdtemp(prefix="hf-haproxy-")
     try:
-        for reuse in (True, False):
+        for reuse in (True, False) if not args.kill_only else ():
             per = {"shim": [], "haproxy": []}
             for _ in range(2):  # interleaved: shim, haproxy, shim, haproxy
                 hf = holdfast_with(b, reuse, extra=["--hds-replicas", "1"], victim=True)
@@ -269,7 +276,7 @@ def side_by_side(args):
             print("| CPU per check, %s, %d endpoints | shim %.1f us | haproxy %.1f us | ratio %.2f | %s |"
                   % ("kept-alive" if reuse else "new connection per check", n + 1, s * 1e6,
                      hp * 1e6, s / hp, load()), flush=True)
-        for hog in (0, 1) if args.kills else ():
+        for hog in args.hogs_list if args.kills else ():
             kill_to_eviction(b, n, args.kills, hog, work)
     finally:
         b.stop()
@@ -282,18 +289,19 @@ def kill_to_eviction(b, n, kills, hog, work):
         hf = holdfast_with(b, True, victim=True)
         shims = [Shim(hf.xds, "shim-a", "z1", hf.workdir), Shim(hf.xds, "shim-b", "z2", hf.workdir)]
         try:
+            ev = Evictions(hf)
             for _ in range(kills):
                 if b.victim is None:
                     b.start_victim()
                 wait_healthy(hf, n + 1)
                 time.sleep(1)
-                seen = len(evictions(hf))
+                seen = ev.poll()
                 t0 = time.time()
                 b.kill_victim()
-                while len(evictions(hf)) == seen and time.time() - t0 < 30:
+                while ev.poll() == seen and time.time() - t0 < 30:
                     time.sleep(0.05)
-                ev = evictions(hf)[seen:]
-                at = min(harness_ms(e["at"]) for e in ev) / 1000.0 if ev else float("nan")
+                new = ev.items[seen:]
+                at = min(harness_ms(e["at"]) for e in new) / 1000.0 if new else float("nan")
                 shim_t.append(at - t0)
         finally:
             for s in shims:
@@ -424,7 +432,10 @@ def main():
     ap.add_argument("--ports", action="store_true")
     ap.add_argument("--hogs", type=int, default=2)
     ap.add_argument("--kills", type=int, default=5, help="0: CPU per check only")
+    ap.add_argument("--kill-only", action="store_true", help="kill-to-eviction only")
+    ap.add_argument("--kill-hogs", default="0,1", help="CPU hogs beside, per kill series")
     args = ap.parse_args()
+    args.hogs_list = [int(x) for x in args.kill_hogs.split(",")]
     os.environ.setdefault("HOLDFAST_PB_PY", os.path.join(BUILD, "api", "pb", "py"))
     if args.what == "steady":
         args.seconds = args.seconds or 30  # a full report (every 30 s) falls in the window
