@@ -415,12 +415,14 @@ const SORTS = {
 
 function endpointRow(e) {
   const key = `${e.service}/${e.fleet}/${e.id}`;
-  const v = (e.verdicts || []).map((x) => `${x.checker}: ${x.verdict} (${fmtTime(x.at)})`).join('; ') || 'no checker verdicts';
+  const v = (e.verdicts || []).map((x) => `${x.checker}: ${x.verdict}${x.reason ? ` (${x.reason})` : ''} at ${fmtTime(x.at)}`).join('; ') || 'no checker verdicts';
+  /* why it is out: the reason its checkers gave (HAProxy-style: "HTTP 503 in 2 ms", "timeout after 1000 ms") */
+  const why = (e.verdicts || []).filter((x) => x.verdict === 'unhealthy' && x.reason).map((x) => x.reason)[0];
   const btns = ['draining', 'disabled', 'active'].filter((s) => s !== e.admin_state)
     .map((s) => `<button class="small ep-act" data-to="${s}" data-key="${esc(key)}">${{ draining: 'Drain', disabled: 'Disable', active: 'Enable' }[s]}</button>`).join('');
   return `<tr class="ep${problem(e) ? ' problem' : ''}" data-ep="${esc(e.id)}"><td><input type="checkbox" class="sel" data-key="${esc(key)}" aria-label="select ${esc(e.id)}"></td>
     <td>${esc(e.id)}${e.zone ? ` <span class="muted">${esc(e.zone)}</span>` : ''}</td><td><span class="badge ${e.admin_state}">${e.admin_state}</span></td>
-    <td><span class="badge ${e.health}" title="${esc(v)}">${e.health === 'unhealthy' ? 'evicted' : e.health}</span></td><td class="ep-btns">${btns}</td></tr>`;
+    <td><span class="badge ${e.health}" title="${esc(v)}">${e.health === 'unhealthy' ? 'evicted' : e.health}</span>${why ? ` <span class="muted small why">${esc(why)}</span>` : ''}</td><td class="ep-btns">${btns}</td></tr>`;
 }
 
 function fleetBlock(s, fl, eps, match) {
@@ -550,10 +552,24 @@ function proxiesCard(d) {
     const n = ps.filter(proxyInSync).length;
     html += `<h3 class="pgroup" data-group="${esc(g)}">${esc(g)} <span class="insync ${n === ps.length ? 'ok' : 'bad'}">in sync ${n} of ${ps.length}</span></h3>
       <div class="scroll"><table class="proxies"><tr><th>node</th><th>kind</th><th>agent</th><th>CDS</th><th>EDS</th><th>LDS</th><th>RDS</th></tr>` +
-      ps.map((p) => `<tr data-proxy="${esc(p.id)}"><td>${esc(p.id)}${(p.warnings || []).map((w) => `<div class="warn-box small">${esc(typeof w === 'string' ? w : w.message || JSON.stringify(w))}</div>`).join('')}</td><td>${p.kind} · ${p.mode}</td><td>${esc(p.user_agent)}</td>` +
+      ps.map((p) => `<tr data-proxy="${esc(p.id)}"><td><a href="#/proxies/${encodeURIComponent(p.id)}" class="proxy-config" title="what this proxy was sent">${esc(p.id)}</a>${(p.warnings || []).map((w) => `<div class="warn-box small">${esc(typeof w === 'string' ? w : w.message || JSON.stringify(w))}</div>`).join('')}</td><td>${p.kind} · ${p.mode}</td><td>${esc(p.user_agent)}</td>` +
         ['cds', 'eds', 'lds', 'rds'].map((k) => `<td class="sync" data-type="${k}">${syncBadge(p.types[k])}</td>`).join('') + '</tr>').join('') + '</table></div>';
   }
   return html + '<p class="muted small">SYNCED: ACKed the current version · PENDING: sent, not ACKed yet (for how long) · NACK: rejected · STALE: behind the current configuration. Hover a state for its versions.</p></div>';
+}
+
+/* What one proxy was last sent, per type, with the versions it ACKed or NACKed (GET
+ * /api/v1/proxies/{node_id}/config): a NACK is traced to the resources that caused it. */
+async function proxyConfigPage(id) {
+  const d = await api('GET', `/proxies/${encodeURIComponent(id)}/config`);
+  let html = `<div class="card" id="proxy-config"><h2>Configuration sent to ${esc(d.id)}</h2><p class="muted">${esc(d.kind)} · ${esc(d.mode)} · group ${esc(d.proxy_group || '(none)')} · <a href="#/">back to the overview</a></p>`;
+  for (const [k, t] of Object.entries(d.types)) {
+    if (!t.subscribed && !t.resources.length) continue;
+    const nack = t.last_nack ? `<div class="nack">NACK of version ${esc(t.last_nack.version)} at ${fmtTime(t.last_nack.at)}: <code>${esc(t.last_nack.error)}</code></div>` : '';
+    html += `<h3 data-type="${k}">${k.toUpperCase()} <span class="muted small">sent ${esc(t.sent_version || '–')} · ACKed ${esc(t.acked_version || '–')}</span></h3>${nack}` +
+      t.resources.map((r) => `<details class="res"><summary>${esc(r.name)} <span class="muted small">${esc(r.version)}</span></summary><div class="scroll"><pre>${esc(r.resource ? JSON.stringify(r.resource, null, 2) : '(this version is no longer in the current configuration)')}</pre></div></details>`).join('');
+  }
+  $('#main').innerHTML = html + '</div>';
 }
 
 /* ---------------- deployments ---------------- */
@@ -989,6 +1005,7 @@ async function renderRoute(keep) {
     else if (path === '/restarts') await restartsPage();
     else if (path.startsWith('/restarts/')) await restartPage(path.split('/')[2]);
     else if (path === '/events') await eventsPage(params);
+    else if (path.startsWith('/proxies/')) await proxyConfigPage(decodeURIComponent(path.slice('/proxies/'.length)));
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {
     if (e.status === 0) {

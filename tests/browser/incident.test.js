@@ -33,6 +33,13 @@ test('a proxy that ACKed an old version and never the new one is not shown as in
     await p.locator('#strip .inc', { hasText: 'not in sync' }).waitFor();
     await p.locator('#proxies').scrollIntoViewIfNeeded();
     await shot(p, '9-stuck-proxy', false);
+    // Its configuration page: what it was sent, per type, with versions (issue 12 item 8).
+    await p.locator('tr[data-proxy="envoy-stuck"] a.proxy-config').click();
+    await p.locator('#proxy-config h3[data-type="cds"]').waitFor({ timeout: 10000 });
+    assert.ok(await p.locator('#proxy-config details.res summary', { hasText: 'search' }).count() >= 1,
+      'the cluster sent but never ACKed is listed');
+    await p.locator('#proxy-config details.res summary', { hasText: 'cart' }).first().click();
+    assert.match(await p.locator('#proxy-config details.res[open] pre').first().innerText(), /"@type"/);
     assert.deepEqual(p.consoleErrors, []);
   } finally {
     stuck.kill('SIGKILL');
@@ -146,6 +153,8 @@ test('the incident strip counts an endpoint the health checkers evicted', { time
     assert.match(await evicted.innerText(), /^1 evicted endpoint/);
     await p.locator('#strip .chip', { hasText: 'db/main 2/3' }).waitFor({ timeout: 10000 });
     await p.locator(`tr[data-ep="127.0.0.1:${dead}"] .badge.unhealthy`).waitFor();
+    // Why it is out, as its checkers said it (issue 11: reasons).
+    assert.match(await p.locator(`tr[data-ep="127.0.0.1:${dead}"] .why`).first().innerText(), /refused/i);
     await shot(p, '11-incident-strip', false);
     await evicted.click();
     await p.waitForFunction(() => document.querySelector('#filter') && document.querySelector('#filter').value === 'unhealthy');
