@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "thread.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
@@ -76,9 +77,28 @@ void xds__update_gauges(struct xds_server *srv)
 
 /* ---- the protocol's subscribers: metrics, logs and the audit log ---- */
 
-static void labels_for(enum xds_type t, char *buf, size_t len)
+/* The per-type series the protocol's callbacks update, looked up once (metrics off the hot
+ * path: an atomic add per push or ACK, no lookup). */
+static void metrics_init(struct xds_server *srv)
 {
-    snprintf(buf, len, "type=\"%s\"", xds_type_name(t));
+    hf_metric *pushes = hf_metric_get(HF_METRIC_COUNTER, "holdfast_xds_pushes_total",
+                                      "Responses sent to proxies.", "type", 0);
+    hf_metric *bytes = hf_metric_get(HF_METRIC_COUNTER, "holdfast_xds_pushed_bytes_total",
+                                     "Bytes of responses sent to proxies.", "type", 0);
+    hf_metric *acks = hf_metric_get(HF_METRIC_COUNTER, "holdfast_xds_acks_total",
+                                    "Responses accepted by proxies.", "type", 0);
+    hf_metric *nacks = hf_metric_get(HF_METRIC_COUNTER, "holdfast_xds_nacks_total",
+                                     "Responses rejected by proxies.", "type", 0);
+    hf_metric *lag = hf_metric_get(HF_METRIC_HISTOGRAM, "holdfast_xds_push_to_ack_seconds",
+                                   "Time from sending a response to its ACK.", "type", 0);
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        const char *type[] = {xds_type_name((enum xds_type)t)};
+        srv->m_pushes[t] = hf_metric_series(pushes, type);
+        srv->m_bytes[t] = hf_metric_series(bytes, type);
+        srv->m_acks[t] = hf_metric_series(acks, type);
+        srv->m_nacks[t] = hf_metric_series(nacks, type);
+        srv->m_push_to_ack[t] = hf_metric_series(lag, type);
+    }
 }
 
 static void cb_connect(void *arg, const xds_stream_info *in)
@@ -105,33 +125,26 @@ static void cb_disconnect(void *arg, const xds_stream_info *in)
 static void cb_push(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
                     size_t bytes)
 {
-    (void)arg, (void)in, (void)version;
-    char labels[32];
-    labels_for(t, labels, sizeof(labels));
-    hf_counter_add("holdfast_xds_pushes_total", "Responses sent to proxies.", labels, 1);
-    hf_counter_add("holdfast_xds_pushed_bytes_total", "Bytes of responses sent to proxies.", labels,
-                   (double)bytes);
+    struct xds_server *srv = arg;
+    (void)in, (void)version;
+    hf_series_add(srv->m_pushes[t], 1);
+    hf_series_add(srv->m_bytes[t], bytes);
 }
 
 static void cb_ack(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
                    uint64_t push_to_ack_ns)
 {
-    (void)arg, (void)in, (void)version;
-    char labels[32];
-    labels_for(t, labels, sizeof(labels));
-    hf_counter_add("holdfast_xds_acks_total", "Responses accepted by proxies.", labels, 1);
-    hf_histogram_observe("holdfast_xds_push_to_ack_seconds",
-                         "Time from sending a response to its ACK.", labels,
-                         (double)push_to_ack_ns / 1e9);
+    struct xds_server *srv = arg;
+    (void)in, (void)version;
+    hf_series_add(srv->m_acks[t], 1);
+    hf_series_observe(srv->m_push_to_ack[t], (double)push_to_ack_ns / 1e9);
 }
 
 static void cb_nack(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
                     const char *error)
 {
     struct xds_server *srv = arg;
-    char labels[32];
-    labels_for(t, labels, sizeof(labels));
-    hf_counter_add("holdfast_xds_nacks_total", "Responses rejected by proxies.", labels, 1);
+    hf_series_add(srv->m_nacks[t], 1);
     hf_warn("xds", "%s NACKed %s version %s: %s", in->node_id, xds_type_name(t), version, error);
     xds__event(srv, "proxy.nack", in->node_id, "%s rejected %s version %s: %.300s", in->node_id,
                xds_type_name(t), version, error);
@@ -441,6 +454,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     pthread_cond_init(&srv->cond, NULL);
     pthread_mutex_init(&srv->snap_lock, NULL);
     pthread_mutex_init(&srv->reg_lock, NULL);
+    metrics_init(srv);
     srv->ads =
         (xds_ads){current_snapshot,
                   srv,
@@ -481,7 +495,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
         store_set_change_hook(cfg->store, NULL, NULL);
         goto fail;
     }
-    pthread_create(&srv->thread, NULL, xds_main, srv);
+    hf_thread_start(&srv->thread, xds_main, srv, "xds");
     *out = srv;
     return HF_OK;
 fail:

@@ -7,6 +7,7 @@
 
 #include "ads.h"
 #include "grpc_transport.h"
+#include "metrics.h"
 #include "snapshot.h"
 #include "xds.h"
 
@@ -65,6 +66,9 @@ struct xds_server {
     size_t n_vq;
     struct hf_health_table *health; /* created at the first reassignment */
     uint32_t hds_report_ms;         /* the report interval in the specifiers sent */
+    /* per-type series of the protocol's callbacks (xds.c, metrics_init): handles, no lookup */
+    hf_series *m_pushes[XDS_NTYPES], *m_bytes[XDS_NTYPES], *m_acks[XDS_NTYPES];
+    hf_series *m_nacks[XDS_NTYPES], *m_push_to_ack[XDS_NTYPES];
     atomic_ullong next_stream_id;
     atomic_int connected[2]; /* by node kind */
 };
