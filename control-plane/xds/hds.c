@@ -146,19 +146,11 @@ static enum hf_health verdict_of(Envoy__Config__Core__V3__HealthStatus s)
     }
 }
 
-/* Copies a peer-supplied string for logs and the REST API: printable ASCII kept, anything else
- * (control bytes, quotes, backslashes, non-ASCII) as \xNN. */
+/* Copies a peer-supplied string for logs, events and the REST API, escaped as every logged peer
+ * string is (hf_escape: control characters and bytes that are not UTF-8 as \xNN). */
 static void escape(const char *in, char *out, size_t len)
 {
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < len; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\' && *p != '"') {
-            out[o++] = (char)*p;
-        } else {
-            o += (size_t)snprintf(out + o, len - o, "\\x%02x", *p);
-        }
-    }
-    out[o] = '\0';
+    hf_escape(in, strlen(in), out, len);
 }
 
 /* The queue grows by doubling: its length is a power of two whenever it is full. */
