@@ -262,6 +262,14 @@ const fmtTime = (t) => (t ? new Date(t).toLocaleTimeString() : '—');
 const fmtDate = (t) => (t ? new Date(t).toLocaleString() : '—');
 const secondsUntil = (t) => Math.max(0, Math.ceil((new Date(t) - Date.now()) / 1000));
 /* 45 s, 3 min 20 s, 2 h 5 min */
+/* "300", "90s", "5m", "5 min", "1.5h" -> seconds (whole), or null when it is not a duration. */
+function parseDur(text) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs)?\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = (m[2] || 's').toLowerCase()[0];
+  return Math.round(parseFloat(m[1]) * { s: 1, m: 60, h: 3600 }[unit]);
+}
+
 function fmtDur(s) {
   s = Math.round(s);
   if (s < 90) return `${s} s`;
@@ -596,8 +604,8 @@ async function planForm(params) {
     <form class="grid" id="plan">
       <label for="svc">service</label><select id="svc">${services.map((s) => `<option ${s.name === pick ? 'selected' : ''}>${esc(s.name)}</option>`).join('')}</select>
       <label for="to">to fleet</label><select id="to"></select>
-      <label for="lowered">lowered cookie TTL (seconds)</label><input id="lowered" type="number" min="1" placeholder="default min(300, TTL)">
-      <label for="lead">lead before cutover (s)</label><input id="lead" type="number" min="0" placeholder="default 2 × TTL">
+      <label for="lowered">lowered cookie TTL</label><input id="lowered" class="dur" inputmode="text" placeholder="e.g. 5m (default min(5 min, TTL))">
+      <label for="lead">lead before cutover</label><input id="lead" class="dur" inputmode="text" placeholder="e.g. 1h (default 2 × TTL)">
       <label for="threshold">tail threshold (%)</label><input id="threshold" type="number" step="0.1" min="0.1" max="5" placeholder="default 2">
       <label for="factor">deadline (× lowered TTL)</label><input id="factor" type="number" step="0.5" min="1" max="10" placeholder="default 3">
       <label for="force">accept a short lead</label><input id="force" type="checkbox">
@@ -619,7 +627,12 @@ async function planForm(params) {
   const planBody = () => {
     const body = { service: $('#svc').value, to_fleet: $('#to').value };
     const num = (id, key, f = parseInt) => { if ($(id).value !== '') body[key] = f($(id).value, 10); };
-    num('#lowered', 'lowered_ttl_s'); num('#lead', 'lead_s'); num('#threshold', 'tail_threshold_pct', parseFloat); num('#factor', 'deadline_factor', parseFloat);
+    for (const [id, key] of [['#lowered', 'lowered_ttl_s'], ['#lead', 'lead_s']]) {
+      if ($(id).value.trim() === '') continue;
+      const secs = parseDur($(id).value);
+      if (secs === null) throw new ApiError(422, null, `${$(id).previousElementSibling.textContent}: a duration like 300, 90s, 5m or 1h`);
+      body[key] = secs;
+    } num('#threshold', 'tail_threshold_pct', parseFloat); num('#factor', 'deadline_factor', parseFloat);
     if ($('#force').checked) body.force = true;
     return body;
   };
@@ -695,9 +708,9 @@ function renderStep(d) {
   const btn = (cls, label, id) => `<button class="${cls}" id="${id}">${label}</button>`;
   const post = (action, body) => api('POST', `/deployments/${d.id}/${action}`, body);
   if (d.state === 'planned') {
-    step.innerHTML = `<p>Step 2 pushes the lowered cookie TTL (${d.normal_ttl_s} s → ${d.lowered_ttl_s} s) to every proxy now. Cookies already issued keep their old TTL, so cutover unlocks ${d.lead_s} s later.</p>
+    step.innerHTML = `<p>Step 2 pushes the lowered cookie TTL (${fmtDur(d.normal_ttl_s)} → ${fmtDur(d.lowered_ttl_s)}) to every proxy now. Cookies already issued keep their old TTL, so cutover unlocks ${fmtDur(d.lead_s)} later.</p>
       <div class="actions">${btn('primary', 'Lower TTL…', 'lower')}${btn('', 'Cancel deployment…', 'abort')}</div>`;
-    guard($('#lower'), 'operator').onclick = (e) => confirmDialog('Lower the cookie TTL?', `Every proxy gets a ${d.lowered_ttl_s} s TTL for <code>${esc(d.service)}</code> cookies (now ${d.normal_ttl_s} s). Cutover unlocks in ${d.lead_s} s.`, 'Lower TTL')
+    guard($('#lower'), 'operator').onclick = (e) => confirmDialog('Lower the cookie TTL?', `Every proxy gets a ${fmtDur(d.lowered_ttl_s)} TTL for <code>${esc(d.service)}</code> cookies (now ${fmtDur(d.normal_ttl_s)}). Cutover unlocks in ${fmtDur(d.lead_s)}.`, 'Lower TTL')
       .then((ok) => ok && act(e.target, () => post('lower-ttl')));
   } else if (d.state === 'ttl_lowered') {
     step.innerHTML = `<p>Cutover unlocks at ${fmtTime(d.cutover_unlocks_at)}: <span class="countdown" id="countdown"></span></p>
@@ -715,7 +728,7 @@ function renderStep(d) {
     $('#force').onchange = tick;
     if ($('#ack')) $('#ack').onchange = tick;
     guard($('#cutover'), 'operator').onclick = (e) => confirmDialog(`Cut ${d.service} over from ${d.from_fleet} to ${d.to_fleet}?`,
-      `<p><strong>${esc(d.to_fleet)}</strong> becomes active: every new session goes there.</p><p><strong>${esc(d.from_fleet)}</strong> drains: sessions pinned by a cookie keep reaching it until their cookie expires; it is retired when the tail stays under ${d.tail_threshold_pct} % (deadline ${d.deadline_factor} × ${d.lowered_ttl_s} s).</p>`, `Cut over to ${d.to_fleet}`)
+      `<p><strong>${esc(d.to_fleet)}</strong> becomes active: every new session goes there.</p><p><strong>${esc(d.from_fleet)}</strong> drains: sessions pinned by a cookie keep reaching it until their cookie expires; it is retired when the tail stays under ${d.tail_threshold_pct} % (deadline ${d.deadline_factor} × ${fmtDur(d.lowered_ttl_s)}).</p>`, `Cut over to ${d.to_fleet}`)
       .then((ok) => ok && act(e.target, () => post('cutover', { force: $('#force').checked, acknowledge_format_change: $('#ack') ? $('#ack').checked : false })));
   } else if (d.state === 'draining' || d.state === 'rolling_back') {
     const to = d.state === 'draining' ? d.to_fleet : d.from_fleet;
@@ -723,7 +736,7 @@ function renderStep(d) {
       <div class="actions">${btn('', 'Finish now…', 'finish')}${btn('', 'Extend…', 'extend')}${d.state === 'draining' ? btn('danger', 'Roll back…', 'rollback') : ''}</div>`;
     guard($('#finish'), 'operator').onclick = (e) => confirmDialog('Finish now?', `${esc(d.draining_fleet)} leaves every proxy now${d.state === 'draining' ? ' and is retired' : ''}; sessions still pinned to it are re-pinned (the current tail is shown on the chart). The normal TTL (${d.normal_ttl_s} s) comes back.`, 'Finish now', true)
       .then((ok) => ok && act(e.target, () => post('finish')));
-    guard($('#extend'), 'operator').onclick = (e) => confirmDialog('Extend the deadline?', `The deadline moves ${d.lowered_ttl_s} s later (from ${fmtTime(d.deadline_at)}).`, 'Extend')
+    guard($('#extend'), 'operator').onclick = (e) => confirmDialog('Extend the deadline?', `The deadline moves ${fmtDur(d.lowered_ttl_s)} later (from ${fmtTime(d.deadline_at)}).`, 'Extend')
       .then((ok) => ok && act(e.target, () => post('extend')));
     if ($('#rollback')) guard($('#rollback'), 'operator').onclick = (e) => confirmDialog(`Roll ${d.service} back to ${d.from_fleet}?`, `<strong>${esc(d.from_fleet)}</strong> becomes active again; sessions pinned to <strong>${esc(d.to_fleet)}</strong> drain back the same way and it returns to standby.`, `Roll back to ${d.from_fleet}`, true)
       .then((ok) => ok && act(e.target, () => post('rollback')));

@@ -29,7 +29,7 @@ test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async 
     await p.locator('#plan').waitFor();
     await p.selectOption('#to', 'green');
     await p.fill('#lowered', '1');
-    await p.fill('#lead', String(NORMAL_TTL));
+    await p.fill('#lead', `${NORMAL_TTL}s`); // a duration with its unit
     await shot(p, '2-plan');
     await p.press('#lead', 'Enter'); // Enter does not submit (or navigate away from) the form
     assert.equal(await p.locator('#plan').count(), 1);
