@@ -115,7 +115,8 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(ui_asset)                                                                                    \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
-    X(metrics)
+    X(metrics)                                                                                     \
+    X(replicas_list)
 
 #define REST_DECLARE_HANDLER(name) void rest__h_##name(rest_req *req, rest_resp *resp);
 REST_HANDLERS(REST_DECLARE_HANDLER)

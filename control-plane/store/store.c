@@ -547,11 +547,13 @@ int store_token_lookup(hf_store *st, const char *hash_hex, hf_token *out)
     pthread_mutex_lock(&st->lock);
     store_stmt *s = store__stmt(st, ST_TOKEN_LOOKUP);
     sql_bind_text(s, 1, hash_hex);
-    int rc = HF_ENOTFOUND;
-    if (sql_step(s) == SQL_ROW) {
+    int rc = sql_step(s);
+    if (rc == SQL_ROW) {
         memset(out, 0, sizeof(*out));
         read_token(st, s, out);
         rc = HF_OK;
+    } else {
+        rc = rc == SQL_DONE ? HF_ENOTFOUND : HF_EDB;
     }
     sql_reset(s);
     pthread_mutex_unlock(&st->lock);

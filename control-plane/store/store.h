@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct hf_store hf_store;
 
@@ -46,6 +47,12 @@ void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg);
 uint64_t store_generation(hf_store *st);
 /* "sqlite" or "postgresql". */
 const char *store_backend_name(hf_store *st);
+
+/* Copies the SQLite database at from (schema and every row, audit included) into the empty
+ * PostgreSQL database to, in one transaction, and verifies every table's row count; prints one
+ * line per table to out (may be NULL). Both are migrated to this build's schema first.
+ * HF_EINVAL for a bad argument, HF_ECONFLICT when the destination is not empty. */
+int store_copy(const char *from, const char *to, FILE *out, hf_detail *d);
 
 /* ---- replicas (several holdfast processes on one PostgreSQL database) ---- */
 typedef struct store_replica {
