@@ -129,7 +129,7 @@ static void compete(struct store_ha *ha)
         snprintf(lease, sizeof(lease), "%d", STORE_LEASE_MS);
         const char *p[] = {ha->st->replica_id, lease};
         r = q(ha,
-              "SELECT id, pg_terminate_backend(session_pid) FROM replicas WHERE id <> $1 AND "
+              "SELECT id, pg_terminate_backend(session_pid::int) FROM replicas WHERE id <> $1 AND "
               "leader_since > 0 AND session_pid > 0 AND heartbeat_at < " DB_NOW_MS " - $2::bigint",
               2, p);
         for (int i = 0; r != NULL && i < PQntuples(r); i++) {

@@ -114,13 +114,21 @@ static void pg_close(store_conn *c)
 
 /* Connection keywords added to the target: bounded connects, TCP keepalives and a TCP user
  * timeout, so that a dead server or a partition is noticed within seconds. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    hf_debug("store", "PostgreSQL: %s", message);
+}
+
 static PGconn *connect_target(const char *target)
 {
     const char *keys[] = {"dbname",           "connect_timeout",     "keepalives",
                           "keepalives_idle",  "keepalives_interval", "keepalives_count",
                           "tcp_user_timeout", "application_name",    NULL};
     const char *vals[] = {target, "3", "1", "2", "1", "3", "5000", "holdfast", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    PQsetNoticeProcessor(pg, quiet_notice, NULL);
+    return pg;
 }
 
 PGconn *store__pg_connect(const char *target, char *err, size_t len)
