@@ -19,6 +19,7 @@
 #include "store_pg.h"
 
 #include "log.h"
+#include "metrics.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
@@ -251,8 +252,13 @@ static void round_trip(struct store_ha *ha)
     if (ok && !leader) {
         compete(ha);
     }
+    hf_gauge_set("holdfast_leader", "1 while this replica leads the engines (docs/ha.md).", "",
+                 store_is_leader(ha->st) ? 1 : 0);
     if (now >= ha->next_safety_ms) {
         ha->next_safety_ms = now + SAFETY_NET_MS;
+        /* Replicas gone for an hour leave the list. */
+        PQclear(
+            q(ha, "DELETE FROM replicas WHERE heartbeat_at < " DB_NOW_MS " - 3600000", 0, NULL));
         int64_t n = change_count(ha);
         if (n >= 0 && n != ha->seen_changes) {
             ha->seen_changes = n;
