@@ -43,10 +43,10 @@ def pct(values, p):
     return v[min(len(v) - 1, int((len(v) - 1) * p))] if v else float("nan")
 
 
-def setup(hf, endpoints=3):
+def setup(hf, endpoints=3, ttl=4):
     hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
     hf.post(API + "/services", {"name": "cart", "proxy_group": "edge",
-                                "affinity": {"mode": "cookie", "cookie_name": "c", "ttl_s": 4}})
+                                "affinity": {"mode": "cookie", "cookie_name": "c", "ttl_s": ttl}})
     for fleet, base in (("blue", 9100), ("green", 9200)):
         hf.post(API + "/services/cart/fleets", {"name": fleet})
         for i in range(endpoints):
@@ -127,11 +127,11 @@ def failover(pg, rounds):
     reps = start_replicas(pg, "bench_failover", 3, extra=("--lrs-interval", "200"))
     sim = None
     try:
-        setup(reps[0])
+        setup(reps[0], ttl=600)  # a drain that lasts: deadline = 10 x the lowered TTL
         sim = FleetSim(reps[1].xds, "edge", "cart", nodes=3, arrivals_per_s=40, mean_session_s=60,
                        request_interval_s=0.1).start()
         time.sleep(1.0)
-        r = reps[1].post(API + "/deployments", {"service": "cart", "to_fleet": "green", "lowered_ttl_s": 1,
+        r = reps[1].post(API + "/deployments", {"service": "cart", "to_fleet": "green", "lowered_ttl_s": 60,
                                                 "lead_s": 0, "force": True, "deadline_factor": 10})
         assert r.status == 201, r.body
         d = r.json
@@ -212,6 +212,14 @@ def writes(pg, n):
     print("| --- | --- | --- |")
     for r in rows:
         print("| %s | %.0f | %.0f |" % r)
+
+
+def only_failover():
+    pg = PgCluster().start()
+    try:
+        failover(pg, 5)
+    finally:
+        pg.destroy()
 
 
 def main():
