@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 struct options {
     const char *db;
@@ -33,6 +34,10 @@ struct options {
     int xds_threads;
     uint32_t lrs_interval_ms;
     int hds_replicas;
+    const char *http_hosts[8]; /* --http-host, repeatable */
+    size_t n_http_hosts;
+    long xds_max_connections; /* 0: sized from the descriptor limit */
+    long audit_retention;     /* audit rows kept */
 };
 
 static void usage(FILE *out)
@@ -55,6 +60,15 @@ static void usage(FILE *out)
             "                     sampling period (default 2000)\n"
             "  --hds-replicas K   health checkers per endpoint (default 2); evicted when a\n"
             "                     majority of them says unhealthy\n"
+            "  --http-host NAME   a host name the REST API and UI are reached by, besides the\n"
+            "                     bound address and localhost (repeatable; other Host headers\n"
+            "                     get 421, against DNS rebinding)\n"
+            "  --xds-max-connections N\n"
+            "                     xDS connections held at once; more are closed at accept\n"
+            "                     (default: sized from the open-file limit)\n"
+            "  --audit-retention N\n"
+            "                     audit events kept (default 100000); past it the oldest\n"
+            "                     connect/disconnect events go first, then the oldest others\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -188,6 +202,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"xds-threads", required_argument, NULL, 't'},
         {"lrs-interval", required_argument, NULL, 'r'},
         {"hds-replicas", required_argument, NULL, 'k'},
+        {"http-host", required_argument, NULL, 'N'},
+        {"xds-max-connections", required_argument, NULL, 'C'},
+        {"audit-retention", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -225,6 +242,33 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             break;
+        case 'N':
+            if (o->n_http_hosts == sizeof(o->http_hosts) / sizeof(o->http_hosts[0])) {
+                fprintf(stderr, "holdfast: at most 8 --http-host names\n");
+                return 2;
+            }
+            o->http_hosts[o->n_http_hosts++] = optarg;
+            break;
+        case 'C': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 1000000) {
+                fprintf(stderr, "holdfast: --xds-max-connections must be 1-1000000\n");
+                return 2;
+            }
+            o->xds_max_connections = v;
+            break;
+        }
+        case 'A': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 100 || v > 100000000) {
+                fprintf(stderr, "holdfast: --audit-retention must be 100-100000000 events\n");
+                return 2;
+            }
+            o->audit_retention = v;
+            break;
+        }
         case 'r': {
             long v = strtol(optarg, NULL, 10);
             if (v < 100 || v > 60000) {
@@ -259,6 +303,41 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* Descriptors kept for everything but xDS connections: REST connections (their cap, 512), the
+ * database, webhook calls, gRPC's own. */
+#define FD_RESERVE 640
+
+/* Raises the soft open-file limit to the hard one (logging both) and returns the xDS connection
+ * cap: the configured one, or what the limit leaves after FD_RESERVE (at least 64). A configured
+ * cap above that is lowered, with a warning: past the limit gRPC stops accepting for good. */
+static long raise_nofile(long configured)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return configured ? configured : 1024;
+    }
+    rlim_t soft = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            rl.rlim_cur = soft;
+        }
+    }
+    long limit =
+        rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576 ? 1048576 : (long)rl.rlim_cur;
+    long room = limit - FD_RESERVE > 64 ? limit - FD_RESERVE : 64;
+    long cap = configured ? configured : room;
+    if (cap > room) {
+        hf_warn("main", "--xds-max-connections %ld leaves too few descriptors; using %ld", cap,
+                room);
+        cap = room;
+    }
+    hf_info("main",
+            "open files: soft limit %llu, hard limit %llu, now %ld; xDS connections at most %ld",
+            (unsigned long long)soft, (unsigned long long)rl.rlim_max, limit, cap);
+    return cap;
+}
+
 static int run(const struct options *o)
 {
     hf_store *st = NULL;
@@ -277,12 +356,14 @@ static int run(const struct options *o)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    long xds_cap = raise_nofile(o->xds_max_connections);
     if (store_open(o->db, &st, &d) != HF_OK) {
         hf_error("main", "%s", d.message);
         goto out;
     }
     hf_info("main", "%s database open (schema version %d)", store_backend_name(st),
             store_schema_version(st));
+    store_set_audit_retention(st, o->audit_retention);
     char xds_addr[96];
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
@@ -293,7 +374,8 @@ static int run(const struct options *o)
                      .threads = o->xds_threads,
                      .lrs_interval_ms = o->lrs_interval_ms,
                      .load_sink = {deploy_record_load, deploy, deploy_record_endpoint},
-                     .hds_replicas = o->hds_replicas};
+                     .hds_replicas = o->hds_replicas,
+                     .max_connections = xds_cap};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
@@ -301,7 +383,12 @@ static int run(const struct options *o)
     }
     hf_info("main", "xDS (ADS) listening on %s%s%s:%d", xds_v6 ? "[" : "", o->xds_addr,
             xds_v6 ? "]" : "", xds_port);
-    rest_config rc = {.address = o->http_addr, .port = o->http_port, .store = st, .xds = xds};
+    rest_config rc = {.address = o->http_addr,
+                      .port = o->http_port,
+                      .store = st,
+                      .xds = xds,
+                      .hosts = o->http_hosts,
+                      .n_hosts = o->n_http_hosts};
     if (rest_start(&rc, &rest, &d) != HF_OK) {
         hf_error("main", "REST API: %s", d.message);
         goto out;
@@ -345,7 +432,8 @@ int main(int argc, char **argv)
                         .xds_port = 18000,
                         .xds_threads = 1,
                         .lrs_interval_ms = 2000,
-                        .hds_replicas = 2};
+                        .hds_replicas = 2,
+                        .audit_retention = STORE_AUDIT_DEFAULT};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

@@ -13,3 +13,6 @@ s/SQLITE_ROW/SQL_ROW/g
 s/SQLITE_DONE/SQL_DONE/g
 s/sqlite3_stmt/store_stmt/g
 s/enum store_stmt([^_])/enum store_stmt_id\1/g
+s/sqlite3_prepare_v2\(st->db, ([^,]+), -1, &([a-z]+), NULL\) != SQLITE_OK/store__prepare(st, \1, \&\2, NULL) != HF_OK/g
+s/sqlite3_finalize\(/store__finalize(st, /g
+s/sqlite3_errmsg\(st->db\)/store__errmsg(st)/g

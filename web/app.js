@@ -28,7 +28,8 @@ function token() { return sessionStorage.getItem('holdfast-token') || ''; }
 async function api(method, path, body) {
   const headers = {};
   if (token()) headers.Authorization = 'Bearer ' + token();
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // holdfast refuses a change without a JSON content type (415), with or without a body.
+  if (body !== undefined || method !== 'GET') headers['Content-Type'] = 'application/json';
   let r;
   try {
     r = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });

@@ -18,8 +18,9 @@ int restart_start(hf_store *st, const char *actor, const char *service, const ch
                   const restart_plan_input *in_, const char *webhook_url, hf_restart *out,
                   hf_detail *d)
 {
-    if (webhook_url[0] && !webhook_url_valid(webhook_url)) {
-        return hf_fail(d, HF_EINVAL, "webhook_url", "webhook_url must be http://IP:PORT/path");
+    char why[160];
+    if (webhook_url[0] && webhook_url_check(webhook_url, why, sizeof(why)) != 0) {
+        return hf_fail(d, HF_EINVAL, "webhook_url", "%s", why);
     }
     hf_service svc;
     hf_endpoint *eps;

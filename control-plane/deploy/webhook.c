@@ -1,9 +1,11 @@
-/* The webhook worker; see webhook.h. */
+/* The webhook worker; see webhook.h. libcurl is included here only. */
 #include "webhook.h"
 
+#include "log.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,75 +14,181 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ---- one call ---- */
+#define CONNECT_TIMEOUT_MS 2000
+#define CALL_TIMEOUT_MS 3000
+#define MAX_ANSWER 65536 /* bytes of an answer read before the call is cut */
 
-static int parse_url(const char *url, struct sockaddr_in *sa, char *path, size_t plen)
+/* ---- targets ---- */
+
+/* Link-local, unspecified ("this host"), multicast and broadcast addresses: never a webhook
+ * (169.254.169.254 is the cloud metadata service; 0.0.0.0 reaches this host). */
+static bool v4_forbidden(uint32_t a)
 {
-    char host[64];
-    unsigned port = 80;
-    if (strncmp(url, "http://", 7) != 0) {
-        return -1;
-    }
-    const char *p = url + 7;
-    size_t hl = strcspn(p, ":/");
-    if (hl == 0 || hl >= sizeof(host)) {
-        return -1;
-    }
-    memcpy(host, p, hl);
-    host[hl] = '\0';
-    p += hl;
-    if (*p == ':') {
-        char *end;
-        port = (unsigned)strtoul(p + 1, &end, 10);
-        p = end;
-    }
-    snprintf(path, plen, "%s", *p ? p : "/");
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    return port > 0 && port < 65536 && inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+    return (a >> 24) == 0 || (a >> 16) == 0xa9fe || (a >> 28) == 0xe || a == 0xffffffffu;
 }
 
-/* POSTs body; true on a 2xx answer within 2 s. */
-static bool webhook_post(const char *url, const char *body)
+static bool addr_forbidden(int family, const void *addr)
 {
-    struct sockaddr_in sa;
-    char path[256];
-    if (parse_url(url, &sa, path, sizeof(path)) != 0) {
+    if (family == AF_INET) {
+        return v4_forbidden(ntohl(((const struct in_addr *)addr)->s_addr));
+    }
+    const struct in6_addr *a6 = addr;
+    if (IN6_IS_ADDR_V4MAPPED(a6) || IN6_IS_ADDR_V4COMPAT(a6)) {
+        uint32_t v4;
+        memcpy(&v4, &a6->s6_addr[12], 4);
+        return v4_forbidden(ntohl(v4));
+    }
+    return IN6_IS_ADDR_UNSPECIFIED(a6) || IN6_IS_ADDR_LINKLOCAL(a6) || IN6_IS_ADDR_MULTICAST(a6);
+}
+
+/* True when host (as in a URL: "[v6]" bracketed, maybe with a zone) is an IP literal that is
+ * forbidden; names are checked when they are resolved, at call time. */
+static bool host_forbidden(const char *host)
+{
+    char lit[64];
+    const char *h = host;
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= sizeof(lit)) {
         return false;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
+    memcpy(lit, h, n);
+    lit[n] = '\0';
+    lit[strcspn(lit, "%")] = '\0'; /* an IPv6 zone */
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, lit, buf) == 1) {
+        return addr_forbidden(AF_INET, buf);
     }
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    bool ok = false;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        char head[512];
-        int n = snprintf(head, sizeof(head),
-                         "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                         path, inet_ntoa(sa.sin_addr), strlen(body));
-        char resp[64];
-        ssize_t r;
-        if (write(fd, head, (size_t)n) == n &&
-            write(fd, body, strlen(body)) == (ssize_t)strlen(body) &&
-            (r = read(fd, resp, sizeof(resp) - 1)) > 12) {
-            resp[r] = '\0';
-            ok = strncmp(resp, "HTTP/1.", 7) == 0 && resp[9] == '2';
+    return inet_pton(AF_INET6, lit, buf) == 1 && addr_forbidden(AF_INET6, buf);
+}
+
+static void curl_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int webhook_url_check(const char *url, char *why, size_t n)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_once);
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            snprintf(why, n, "webhook_url may not contain spaces, control or non-ASCII characters");
+            return -1;
         }
     }
-    close(fd);
-    return ok;
+    const char *sep = strstr(url, "://");
+    if (sep == NULL || sep[3] == '/' || sep[3] == '\0') {
+        snprintf(why, n, "webhook_url must be an http:// or https:// URL with a host");
+        return -1;
+    }
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int rc = -1;
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        snprintf(why, n, "webhook_url must be an http:// or https:// URL with a host");
+    } else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        snprintf(why, n, "webhook_url must be an http:// or https:// URL, not %s://", scheme);
+    } else if (host_forbidden(host)) {
+        snprintf(why, n,
+                 "webhook_url may not name a link-local, unspecified or multicast "
+                 "address (%s)",
+                 host);
+    } else {
+        rc = 0;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 bool webhook_url_valid(const char *url)
 {
-    struct sockaddr_in sa;
-    char path[256];
-    return parse_url(url, &sa, path, sizeof(path)) == 0;
+    char why[160];
+    return webhook_url_check(url, why, sizeof(why)) == 0;
+}
+
+/* ---- one call ---- */
+
+/* Opens the socket for an address curl resolved, unless it is forbidden: a name may resolve to
+ * one (checked again here, at call time, whatever the URL said). */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)clientp;
+    (void)purpose;
+    const void *addr = NULL;
+    if (a->family == AF_INET) {
+        addr = &((const struct sockaddr_in *)&a->addr)->sin_addr;
+    } else if (a->family == AF_INET6) {
+        addr = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+    }
+    if (addr == NULL || addr_forbidden(a->family, addr)) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (addr != NULL) {
+            inet_ntop(a->family, addr, text, sizeof(text));
+        }
+        hf_warn("restart",
+                "webhook target resolves to %s (link-local, unspecified or "
+                "multicast): not called",
+                text);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Counts the answer's bytes and drops them; past MAX_ANSWER the call is cut. */
+static size_t drop_answer(char *data, size_t size, size_t nmemb, void *userp)
+{
+    (void)data;
+    size_t *total = userp;
+    *total += size * nmemb;
+    return *total > MAX_ANSWER ? 0 : size * nmemb;
+}
+
+/* POSTs body as JSON; true on a 2xx answer. Blocks for at most CALL_TIMEOUT_MS. */
+static bool webhook_post(const char *url, const char *body)
+{
+    char why[160];
+    if (webhook_url_check(url, why, sizeof(why)) != 0) {
+        hf_warn("restart", "webhook not called: %s", why);
+        return false;
+    }
+    CURL *c = curl_easy_init();
+    if (c == NULL) {
+        return false;
+    }
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    size_t answer = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* no proxy from the environment: we check targets */
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)CALL_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, drop_answer);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "holdfast/" HOLDFAST_VERSION);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (rc != CURLE_OK) {
+        hf_debug("restart", "webhook call failed: %s", curl_easy_strerror(rc));
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK && status >= 200 && status < 300;
 }
 
 /* ---- the worker ---- */

@@ -1,16 +1,24 @@
 /*
- * Webhook calls off the engine's thread: a JSON POST over plain HTTP/1.1 to http://IPv4:PORT/path
- * (no DNS), 2 s timeouts, on one worker thread. The engine queues a call and later asks how it
- * went.
+ * Webhook calls off the engine's thread: a JSON POST with libcurl to an http:// or https:// URL
+ * (host names resolved, certificates and host names checked, no proxy from the environment,
+ * redirects not followed), 2 s to connect and 3 s in all, on one worker thread. The engine queues
+ * a call and later asks how it went. Link-local, unspecified and multicast targets are refused
+ * both in the URL and, for a name, on the address it resolves to when the call is made.
  */
 #ifndef HF_WEBHOOK_H
 #define HF_WEBHOOK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct webhooks webhooks;
 
+/* Checks a webhook URL strictly (curl's URL parser; no spaces, control or non-ASCII characters;
+ * http or https; a host that is not a forbidden IP literal). Returns 0, or -1 with why (n bytes)
+ * saying what is wrong. Thread-safe. */
+int webhook_url_check(const char *url, char *why, size_t n);
+/* webhook_url_check(url, ...) == 0. */
 bool webhook_url_valid(const char *url);
 
 webhooks *webhooks_start(void);

@@ -7,6 +7,8 @@
  */
 #include "grpc_transport.h"
 
+#include "grpc_conncap.h"
+
 #include "log.h"
 #include "xalloc.h"
 
@@ -81,6 +83,7 @@ struct hf_grpc_server {
     pthread_mutex_t shutdown_lock;
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
+    hf_conncap *conncap; /* our listener with the connection cap, or NULL (grpc_conncap.c) */
 };
 
 /* ---- posting requests for new calls ---- */
@@ -154,7 +157,9 @@ static void start_stream(struct slot *sl)
     s->status_tag = (struct tag){TAG_STATUS, s};
     s->wake_tag = (struct tag){TAG_WAKE, s};
     char *peer = grpc_call_get_peer(s->call);
-    s->user = s->method->handler->open(s->method->ctx, s, peer ? peer : "?");
+    char shown[96];
+    hf__conncap_peer(sl->w->srv->conncap, peer ? peer : "?", shown, sizeof(shown));
+    s->user = s->method->handler->open(s->method->ctx, s, shown);
     gpr_free(peer);
 
     grpc_op ops[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA}, {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
@@ -470,9 +475,14 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->workers[i].cq, NULL);
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
-    grpc_server_credentials_release(creds);
+    int bound = 0;
+    if (cfg->max_connections > 0) {
+        srv->conncap = hf__conncap_listen(cfg->address, cfg->max_connections, &bound, d);
+    } else {
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
+        grpc_server_credentials_release(creds);
+    }
     if (bound == 0) {
         for (int i = 0; i < srv->nworkers; i++) {
             grpc_completion_queue_shutdown(srv->workers[i].cq);
@@ -481,11 +491,14 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         grpc_server_destroy(srv->server);
         free(srv->workers);
         free(srv->registered);
-        free(srv);
         grpc_shutdown_blocking();
+        free(srv);
         return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)", cfg->address);
     }
     grpc_server_start(srv->server);
+    if (srv->conncap != NULL) {
+        hf__conncap_start(srv->conncap, srv->server);
+    }
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         w->slots = xcalloc(cfg->n_methods + 1, sizeof(struct slot));
@@ -510,6 +523,7 @@ void hf_grpc_stop(hf_grpc_server *srv)
         return;
     }
     atomic_store(&srv->stopping, true);
+    hf__conncap_stop(srv->conncap);
     grpc_server_shutdown_and_notify(srv->server, srv->workers[0].cq, &srv->shutdown_tag);
     grpc_server_cancel_all_calls(srv->server);
     pthread_mutex_lock(&srv->shutdown_lock);
@@ -532,6 +546,8 @@ void hf_grpc_stop(hf_grpc_server *srv)
     free(srv->registered);
     pthread_mutex_destroy(&srv->shutdown_lock);
     pthread_cond_destroy(&srv->shutdown_cond);
+    hf_conncap *conncap = srv->conncap;
     free(srv);
     grpc_shutdown_blocking();
+    hf__conncap_free(conncap);
 }

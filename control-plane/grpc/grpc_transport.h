@@ -53,9 +53,10 @@ typedef struct hf_grpc_method {
 } hf_grpc_method;
 
 typedef struct hf_grpc_config {
-    const char *address; /* "127.0.0.1:18000"; port 0 picks one */
-    int threads;         /* worker threads (and completion queues), at least 1 */
-    size_t max_message;  /* largest message accepted; larger ones end the stream */
+    const char *address;  /* "127.0.0.1:18000"; port 0 picks one */
+    int threads;          /* worker threads (and completion queues), at least 1 */
+    size_t max_message;   /* largest message accepted; larger ones end the stream */
+    long max_connections; /* connections held at once (0: no cap); more are closed at accept */
     const hf_grpc_method *methods;
     size_t n_methods;
 } hf_grpc_config;

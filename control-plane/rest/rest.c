@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "rest_guard.h"
 #include "rest_internal.h"
 #include "timeutil.h"
 #include "token.h"
@@ -31,7 +32,17 @@ struct rest_server {
     xds_server *xds;
     bool loopback;
     uint16_t port;
+    rest_guard guard;   /* Host, Origin, Content-Type and length checks (rest_guard.c) */
+    atomic_int streams; /* event streams open, at most REST_MAX_STREAMS */
 };
+
+/* Connection bounds (issue 14): one client address cannot take the whole pool, a connection
+ * that sends nothing is dropped after a few seconds, and event streams have their own cap. */
+#define REST_MAX_CONNECTIONS 512u
+#define REST_MAX_PER_CLIENT 64u
+#define REST_IDLE_TIMEOUT_S 10u
+#define REST_STREAM_TIMEOUT_S 60u
+#define REST_MAX_STREAMS 32
 
 /* ---- the route table ---- */
 
@@ -206,6 +217,9 @@ void rest__error(rest_resp *resp, int code, const hf_detail *d)
 struct request_state {
     hf_buf body;
     bool too_big;
+    bool refused;      /* refused on its headers (rest_guard.c): the body is discarded */
+    bool answered;     /* the refusal is queued */
+    rest_resp refusal; /* what to answer when refused */
     uint64_t start_ns;
 };
 
@@ -328,7 +342,7 @@ static const char *dispatch(struct rest_server *srv, struct MHD_Connection *conn
         rest__error_status(resp, 404, "not_found", "", "no such route: %s %s", method, url);
         return "unmatched";
     }
-    if (rs->too_big) {
+    if (rs->too_big) { /* chunked: no Content-Length announced it */
         rest__error_status(resp, 413, "too_large", "", "the body is larger than %d bytes",
                            REST_MAX_BODY);
         return r->pattern;
@@ -402,6 +416,7 @@ static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
 static void free_events(void *cls)
 {
     struct event_stream *es = cls;
+    atomic_fetch_sub(&es->srv->streams, 1);
     hf_buf_destroy(&es->pending);
     free(es);
 }
@@ -417,11 +432,22 @@ static void ui_headers(struct MHD_Response *r)
     MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 }
 
+static enum MHD_Result send_response(struct MHD_Connection *conn, rest_resp *resp);
+
 static enum MHD_Result send_special(struct rest_server *srv, struct MHD_Connection *conn,
                                     rest_resp *resp)
 {
     struct MHD_Response *r;
+    if (resp->stream_events && atomic_fetch_add(&srv->streams, 1) >= REST_MAX_STREAMS) {
+        atomic_fetch_sub(&srv->streams, 1);
+        resp->stream_events = false;
+        rest__error_status(resp, 503, "busy", "", "too many event streams are open (at most %d)",
+                           REST_MAX_STREAMS);
+        return send_response(conn, resp);
+    }
     if (resp->stream_events) {
+        /* The stream writes at least every 10 s; the short idle timeout is for requests. */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, REST_STREAM_TIMEOUT_S);
         struct event_stream *es = xcalloc(1, sizeof(*es));
         es->srv = srv;
         es->since = resp->stream_since;
@@ -491,6 +517,29 @@ static void record(const char *method, const char *route, int status, uint64_t s
            status, actor, secs * 1000);
 }
 
+/* Queues a refusal made on the headers; the connection closes after it. */
+static enum MHD_Result send_refusal(struct MHD_Connection *conn, struct request_state *rs,
+                                    const char *method, const char *url)
+{
+    char *body = json_dumps(rs->refusal.json, JSON_COMPACT);
+    hf_buf b = {0};
+    hf_buf_puts(&b, body);
+    hf_buf_puts(&b, "\n");
+    free(body);
+    size_t len = b.len;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, hf_buf_take(&b), MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "Connection", "close");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)rs->refusal.status, r);
+    MHD_destroy_response(r);
+    rs->answered = true;
+    record(method, "refused", rs->refusal.status, rs->start_ns, "-", url);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -502,9 +551,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rs = xcalloc(1, sizeof(*rs));
         rs->start_ns = hf_mono_ns();
         *con_cls = rs;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        rs->too_big = cl != NULL && strtoull(cl, NULL, 10) > REST_MAX_BODY;
+        rs->refusal.status = 500;
+        rs->refused = !rest__guard_admit(&srv->guard, conn, method, &rs->refusal);
+        const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+        if (rs->refused && expect != NULL && strcasecmp(expect, "100-continue") == 0) {
+            /* The client waits for our word before it sends the body: no "100 Continue". */
+            return send_refusal(conn, rs, method, url);
+        }
         return MHD_YES;
+    }
+    if (rs->refused) {
+        /* Read and dropped (never buffered), so that the client reads the answer. */
+        bool last = *upload_data_size == 0;
+        *upload_data_size = 0;
+        return last && !rs->answered ? send_refusal(conn, rs, method, url) : MHD_YES;
     }
     if (*upload_data_size != 0) {
         if (!rs->too_big && rs->body.len + *upload_data_size > REST_MAX_BODY) {
@@ -539,15 +599,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct request_state *rs = *con_cls;
     if (rs != NULL) {
+        json_decref(rs->refusal.json);
         hf_buf_destroy(&rs->body);
         free(rs);
         *con_cls = NULL;
     }
 }
 
+/* microhttpd's own messages, at most 10 a second: a connection flood (each refused connection
+ * is one message) must not become a disk flood. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static atomic_llong window_s;
+    static atomic_int in_window;
+    long long now_s = (long long)(hf_mono_ns() / 1000000000u);
+    if (atomic_exchange(&window_s, now_s) != now_s) {
+        int dropped = atomic_exchange(&in_window, 0) - 10;
+        if (dropped > 0) {
+            hf_warn("rest", "microhttpd: %d more messages not logged", dropped);
+        }
+    }
+    if (atomic_fetch_add(&in_window, 1) >= 10) {
+        return;
+    }
     char line[512];
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
@@ -597,14 +672,20 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
     srv->store = cfg->store;
     srv->xds = cfg->xds;
     srv->loopback = loopback;
+    int rc = rest__guard_init(&srv->guard, cfg->address, cfg->hosts, cfg->n_hosts, d);
+    if (rc != HF_OK) {
+        free(srv);
+        return rc;
+    }
     /* poll(), not select(): with thousands of proxies connected, descriptors pass FD_SETSIZE. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 512u,
-        MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        REST_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, REST_MAX_PER_CLIENT,
+        MHD_OPTION_CONNECTION_TIMEOUT, REST_IDLE_TIMEOUT_S, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         free(srv);
         return hf_fail(d, HF_EIO, "http", "cannot listen on %s port %u (in use?)", cfg->address,

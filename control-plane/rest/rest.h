@@ -15,14 +15,17 @@
 typedef struct rest_server rest_server;
 
 typedef struct rest_config {
-    const char *address; /* an IPv4 or IPv6 literal to bind */
-    uint16_t port;       /* 0 picks a free port (see rest_port) */
-    hf_store *store;     /* borrowed; outlives the server */
-    xds_server *xds;     /* borrowed; NULL when xDS is not served */
+    const char *address;      /* an IPv4 or IPv6 literal to bind */
+    uint16_t port;            /* 0 picks a free port (see rest_port) */
+    hf_store *store;          /* borrowed; outlives the server */
+    xds_server *xds;          /* borrowed; NULL when xDS is not served */
+    const char *const *hosts; /* extra names the Host header may carry (--http-host), borrowed */
+    size_t n_hosts;
 } rest_config;
 
 /* Starts serving on its own threads. Binding a non-loopback address requires that at least one
- * API token exists (HF_ECONFLICT otherwise). */
+ * API token exists (HF_ECONFLICT otherwise); a malformed host name is HF_EINVAL. Requests whose
+ * Host header names neither the bound address, localhost nor one of cfg->hosts are refused. */
 int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d);
 /* The port actually bound. */
 uint16_t rest_port(const rest_server *srv);

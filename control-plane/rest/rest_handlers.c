@@ -5,6 +5,7 @@
  */
 #include "rest_internal.h"
 
+#include "log.h"
 #include "metrics.h"
 #include "timeutil.h"
 #include "restart.h"
@@ -569,6 +570,19 @@ static json_t *version_or_null(const char *v)
     return v[0] ? json_string(v) : json_null();
 }
 
+/* A string a peer chose (node id, user agent, NACK text): as it is when it is valid UTF-8,
+ * otherwise escaped (hf_escape) rather than dropped with the whole object. */
+static json_t *peer_string(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j == NULL) {
+        char *escaped = hf_escape_dup(s);
+        j = json_string(escaped);
+        free(escaped);
+    }
+    return j;
+}
+
 static json_t *proxy_json(const xds_proxy_info *p)
 {
     json_t *types = json_object();
@@ -576,8 +590,8 @@ static json_t *proxy_json(const xds_proxy_info *p)
         const xds_type_status *ts = &p->types[t];
         json_t *nack = json_null();
         if (ts->nack_at != 0) {
-            nack = json_pack("{s:s, s:s, s:o}", "version", ts->nack_version, "error",
-                             ts->nack_error, "at", rest__time_json(ts->nack_at));
+            nack = json_pack("{s:o, s:o, s:o}", "version", peer_string(ts->nack_version), "error",
+                             peer_string(ts->nack_error), "at", rest__time_json(ts->nack_at));
         }
         json_object_set_new(types, xds_type_name((enum xds_type)t),
                             json_pack("{s:b, s:o, s:o, s:o, s:o, s:o}", "subscribed",
@@ -587,11 +601,12 @@ static json_t *proxy_json(const xds_proxy_info *p)
                                       rest__time_json(ts->acked_at), "last_nack", nack));
     }
     json_t *o =
-        json_pack("{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o}", "id", p->node_id,
-                  "stream_id", (json_int_t)p->stream_id, "proxy_group", p->group,
-                  "proxy_group_known", p->group_known, "user_agent", p->user_agent, "kind",
-                  xds_node_kind_name(p->kind), "peer", p->peer, "mode", p->delta ? "delta" : "sotw",
-                  "connected_since", rest__time_json(p->connected_since), "types", types);
+        json_pack("{s:o, s:I, s:o, s:b, s:o, s:s, s:o, s:s, s:o, s:o}", "id",
+                  peer_string(p->node_id), "stream_id", (json_int_t)p->stream_id, "proxy_group",
+                  peer_string(p->group), "proxy_group_known", p->group_known, "user_agent",
+                  peer_string(p->user_agent), "kind", xds_node_kind_name(p->kind), "peer",
+                  peer_string(p->peer), "mode", p->delta ? "delta" : "sotw", "connected_since",
+                  rest__time_json(p->connected_since), "types", types);
     return o;
 }
 
@@ -881,11 +896,11 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
         size_t nc;
         xds_checkers(req->xds, &cs, &nc);
         for (size_t i = 0; i < nc; i++) {
-            json_array_append_new(checkers,
-                                  json_pack("{s:s, s:s, s:o, s:I}", "node_id", cs[i].node_id,
-                                            "zone", cs[i].zone, "connected_since",
-                                            rest__time_json(cs[i].connected_since), "endpoints",
-                                            (json_int_t)cs[i].endpoints));
+            json_array_append_new(checkers, json_pack("{s:o, s:o, s:o, s:I}", "node_id",
+                                                      peer_string(cs[i].node_id), "zone",
+                                                      peer_string(cs[i].zone), "connected_since",
+                                                      rest__time_json(cs[i].connected_since),
+                                                      "endpoints", (json_int_t)cs[i].endpoints));
         }
         free(cs);
     }

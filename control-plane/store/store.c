@@ -129,8 +129,10 @@ static const struct {
      "  done_at INTEGER NOT NULL, webhook_attempts INTEGER NOT NULL, webhook_ok INTEGER NOT NULL,"
      "  drained_early INTEGER NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (restart_id, n));"},
+    /* Audit retention: a peer's connect/disconnect rows are found by object. */
+    {6, "CREATE INDEX events_object ON events(object, action, id);"},
     /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader. */
-    {6, "CREATE TABLE replicas ("
+    {7, "CREATE TABLE replicas ("
         "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
         "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
         "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"
@@ -212,10 +214,14 @@ int store_open(const char *target, hf_store **out, hf_detail *d)
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->hook_lock, NULL);
     st->generation = 1;
+    st->audit_max = STORE_AUDIT_DEFAULT;
     st->be = store__is_pg_target(target) ? &store__pg_backend : &store__sqlite_backend;
     st->target = xstrdup(target);
     store__replica_id_init(st);
-    int rc = st->be->open(target, &st->conn, d);
+    int rc = st->be == &store__sqlite_backend ? store__create_private(target, d) : HF_OK;
+    if (rc == HF_OK) {
+        rc = st->be->open(target, &st->conn, d);
+    }
     if (rc == HF_OK) {
         rc = migrate(st, d);
     }
@@ -315,6 +321,21 @@ store_stmt *store__stmt(hf_store *st, enum store_stmt_id id)
     return s;
 }
 
+int store__prepare(hf_store *st, const char *sql, store_stmt **out, hf_detail *d)
+{
+    return st->be->prepare(st->conn, sql, out, d);
+}
+
+void store__finalize(hf_store *st, store_stmt *s)
+{
+    st->be->finalize(s);
+}
+
+const char *store__errmsg(hf_store *st)
+{
+    return st->be->errmsg(st->conn);
+}
+
 int64_t sql_changes(hf_store *st)
 {
     return st->be->changes(st->conn);
@@ -406,7 +427,8 @@ int store__event(hf_store *st, const char *actor, const char *action, const char
     sql_bind_text(s, 3, action);
     sql_bind_text(s, 4, object);
     sql_bind_text(s, 5, summary);
-    return store__exec(st, s, d);
+    int rc = store__exec(st, s, d);
+    return rc == HF_OK ? store__retain(st, action, object, d) : rc;
 }
 
 void store__col_text(store_stmt *s, int col, char *buf, size_t len)

@@ -28,9 +28,10 @@ typedef struct hf_store hf_store;
 int store_schema_latest(void);
 
 /* Opens (creating if needed) and migrates the database target: a PostgreSQL URL
- * (postgresql://USER@HOST:PORT/DB, or ?host=/socket/dir) or else a SQLite file path. A database
- * from a newer schema is refused with HF_ESCHEMA. On success *out is a store the caller closes
- * with store_close. */
+ * (postgresql://USER@HOST:PORT/DB, or ?host=/socket/dir) or else a SQLite file path. A new SQLite
+ * file is created mode 0600 (its -wal and -shm files take the same mode); an existing one
+ * readable by others is opened with a warning. A database from a newer schema is refused with
+ * HF_ESCHEMA. On success *out is a store the caller closes with store_close. */
 int store_open(const char *target, hf_store **out, hf_detail *d);
 void store_close(hf_store *st);
 /* PRAGMA user_version of the open database. */
@@ -215,6 +216,14 @@ int store_token_list(hf_store *st, hf_token **out, size_t *n);
 int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d);
 
 /* ---- audit log ---- */
+/* Audit retention: at most max_rows events are kept (STORE_AUDIT_DEFAULT unless set); past it
+ * the oldest connect/disconnect events (proxy.*, checker.*) go first, then the oldest others.
+ * Whatever the cap, a peer keeps at most STORE_AUDIT_PER_PEER connect/disconnect rows (the
+ * newest), so a flapping proxy cannot fill the log. Call before the store is shared. */
+#define STORE_AUDIT_DEFAULT 100000
+#define STORE_AUDIT_PER_PEER 10
+void store_set_audit_retention(hf_store *st, int64_t max_rows);
+
 /* Appends an event that records something other than a configuration change (a proxy
  * connected, a NACK): one transaction, and it does not announce a new generation. */
 int store_event_append(hf_store *st, const char *actor, const char *action, const char *object,

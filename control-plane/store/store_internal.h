@@ -215,8 +215,10 @@ struct hf_store {
     pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;
     void *change_arg;
-    char replica_id[64]; /* this process, among the replicas of a shared database */
-    struct store_ha *ha; /* replicas, leadership, notifications (store_ha.c); NULL if off */
+    char replica_id[64];    /* this process, among the replicas of a shared database */
+    struct store_ha *ha;    /* replicas, leadership, notifications (store_ha.c); NULL if off */
+    int64_t audit_max;      /* audit rows kept (store_set_audit_retention) */
+    uint32_t audit_appends; /* events since the last count against audit_max */
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
@@ -232,6 +234,12 @@ int store__begin(hf_store *st, hf_detail *d);
 int store__end(hf_store *st, int rc, hf_detail *d);
 /* As store__end, for transactions that change no configuration: no new generation, no hook. */
 int store__end_quiet(hf_store *st, int rc, hf_detail *d);
+/* Creates path mode 0600 when it does not exist (SQLite gives the -wal and -shm files the mode
+ * of the database); warns when an existing file is readable by others. ":memory:" and "" pass. */
+int store__create_private(const char *path, hf_detail *d);
+/* Applies the audit retention after an event was appended (store_retention.c): collapses a
+ * peer's connect/disconnect rows, and now and then prunes past the row cap. In the transaction. */
+int store__retain(hf_store *st, const char *action, const char *object, hf_detail *d);
 /* Appends an audit event inside the current transaction. */
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,
                  hf_detail *d, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -248,6 +256,12 @@ int store__collect(hf_store *st, store_stmt *s, size_t elem, store_row_fn read, 
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
 void store__read_endpoint(hf_store *st, store_stmt *s, void *elem);
+/* A statement outside the prepared table (ad hoc, lock held): the caller finalizes it with
+ * store__finalize. HF_EDB with d saying why. */
+int store__prepare(hf_store *st, const char *sql, store_stmt **out, hf_detail *d);
+void store__finalize(hf_store *st, store_stmt *s);
+/* The database's message about the last failure. */
+const char *store__errmsg(hf_store *st);
 /* Rows changed by the last statement, and the row id of the last insert (lock held). */
 int64_t sql_changes(hf_store *st);
 int64_t sql_last_insert_id(hf_store *st);

@@ -353,6 +353,11 @@ static void pg_finalize(store_stmt *s)
     }
     pg_stmt *p = (pg_stmt *)s;
     pg_reset(s);
+    if (healthy(p->c) && p->prepared_epoch == p->c->epoch) {
+        char sql[48];
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", p->name);
+        PQclear(PQexec(p->c->pg, sql));
+    }
     free(p->values);
     free(p->sql);
     free(p);

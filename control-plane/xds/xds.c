@@ -226,6 +226,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     hf_grpc_config gc = {.address = cfg->address,
                          .threads = cfg->threads > 0 ? cfg->threads : 1,
                          .max_message = MAX_MESSAGE,
+                         .max_connections = cfg->max_connections,
                          .methods = srv->methods,
                          .n_methods = 4};
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);

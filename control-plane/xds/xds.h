@@ -35,7 +35,8 @@ typedef struct xds_config {
     int threads;              /* gRPC completion-queue threads */
     uint32_t lrs_interval_ms; /* the load reporting interval asked of clients */
     xds_load_sink load_sink;
-    int hds_replicas; /* health checkers per endpoint (default 2) */
+    int hds_replicas;     /* health checkers per endpoint (default 2) */
+    long max_connections; /* xDS connections held at once (0: no cap); more are closed */
 } xds_config;
 
 /* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change

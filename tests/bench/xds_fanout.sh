@@ -42,11 +42,11 @@ start_holdfast() {
         sleep 0.05
     done
     local H="http://127.0.0.1:$http/api/v1"
-    curl -sf -X POST "$H/proxy-groups" -d '{"name":"edge","listener_port":10000}' >/dev/null
-    curl -sf -X POST "$H/services" -d '{"name":"cart","proxy_group":"edge"}' >/dev/null
-    curl -sf -X POST "$H/services/cart/fleets" -d '{"name":"blue"}' >/dev/null
+    curl -sf -H "Content-Type: application/json" -X POST "$H/proxy-groups" -d '{"name":"edge","listener_port":10000}' >/dev/null
+    curl -sf -H "Content-Type: application/json" -X POST "$H/services" -d '{"name":"cart","proxy_group":"edge"}' >/dev/null
+    curl -sf -H "Content-Type: application/json" -X POST "$H/services/cart/fleets" -d '{"name":"blue"}' >/dev/null
     for p in 8081 8082 8083; do
-        curl -sf -X POST "$H/services/cart/fleets/blue/endpoints" \
+        curl -sf -H "Content-Type: application/json" -X POST "$H/services/cart/fleets/blue/endpoints" \
             -d "{\"address\":\"127.0.0.1\",\"port\":$p,\"zone\":\"z1\"}" >/dev/null
     done
 }

@@ -209,7 +209,8 @@ class Holdfast:
     def request(self, method, path, body=None, raw=None, token=None, headers=None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
+        if data is not None or method not in ("GET", "HEAD"):
+            # Holdfast refuses a change without a JSON content type (415), body or not.
             req.add_header("Content-Type", "application/json")
         tok = token if token is not None else self.token
         if tok:

@@ -277,7 +277,7 @@ class RestartTest(unittest.TestCase):
         before = self.hf.state()
         for body, status, field in (
                 ({"webhook_url": "ftp://x"}, 422, "webhook_url"),
-                ({"webhook_url": "http://example.com/x"}, 422, "webhook_url"),
+                ({"webhook_url": "http://169.254.169.254/latest"}, 422, "webhook_url"),
                 ({"fleet": "nope"}, 404, None),
                 ({"max_disconnect_pct": 4}, 422, "max_disconnect_pct"),
                 ({"dry_run": "no"}, 422, "dry_run")):
