@@ -15,8 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- migrations: one transaction each, keyed on PRAGMA user_version ---- */
+/* ---- migrations: one transaction each, keyed on PRAGMA user_version (SQLite) or the
+ * holdfast_schema table (PostgreSQL) ---- */
 
+/* A step is written in SQLite's dialect; the PostgreSQL driver translates it (store_db.h). A
+ * step the translation cannot carry (triggers, say) has its PostgreSQL text in migrations_pg
+ * below, which is run as it is. */
 static const struct {
     int version;
     const char *sql;
@@ -146,6 +150,25 @@ static const struct {
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
+/* PostgreSQL's own text of the steps that cannot be translated. */
+static const struct {
+    int version;
+    const char *sql;
+} migrations_pg[] = {
+    {0, NULL},
+};
+
+/* The PostgreSQL text of step version, or NULL to translate the SQLite one. */
+static const char *native_step(int version)
+{
+    for (size_t i = 0; i < sizeof(migrations_pg) / sizeof(migrations_pg[0]); i++) {
+        if (migrations_pg[i].version == version && migrations_pg[i].sql != NULL) {
+            return migrations_pg[i].sql;
+        }
+    }
+    return NULL;
+}
+
 int store_schema_latest(void)
 {
     return migrations[N_MIGRATIONS - 1].version;
@@ -175,7 +198,10 @@ static int migrate(hf_store *st, hf_detail *d)
         }
         int rc = st->be->get_version(st->conn, &version) == HF_OK ? HF_OK : HF_EDB;
         if (rc == HF_OK && version < migrations[i].version) {
-            rc = st->be->exec_script(st->conn, migrations[i].sql, d);
+            const char *native = native_step(migrations[i].version);
+            rc = native != NULL && st->be->exec_native != NULL
+                     ? st->be->exec_native(st->conn, native, d)
+                     : st->be->exec_script(st->conn, migrations[i].sql, d);
             if (rc == HF_OK && st->be->set_version(st->conn, migrations[i].version) != HF_OK) {
                 rc = hf_fail(d, HF_EDB, "", "cannot set the schema version: %s",
                              st->be->errmsg(st->conn));
@@ -377,6 +403,18 @@ int store__begin(hf_store *st, hf_detail *d)
         return rc;
     }
     return HF_OK;
+}
+
+int store__read_begin(hf_store *st)
+{
+    return st->be->begin_read(st->conn);
+}
+
+void store__read_end(hf_store *st)
+{
+    if (st->be->commit(st->conn, NULL) != HF_OK) {
+        st->be->rollback(st->conn);
+    }
 }
 
 static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)

@@ -34,8 +34,12 @@ typedef struct store_backend {
     void (*close)(store_conn *c);
     /* Runs a script of ';'-separated statements written in SQLite's dialect. */
     int (*exec_script)(store_conn *c, const char *sql, hf_detail *d);
+    /* Runs a script in the backend's own dialect, untranslated (NULL for SQLite). */
+    int (*exec_native)(store_conn *c, const char *sql, hf_detail *d);
     /* Write transactions are serialised across every process using the database. */
     int (*begin)(store_conn *c);
+    /* A read-only transaction that sees one consistent state (ended with commit, NULL). */
+    int (*begin_read)(store_conn *c);
     /* announce: when not NULL, every process using the database is notified of the commit,
      * with this text (the committing replica) as the payload. */
     int (*commit)(store_conn *c, const char *announce);

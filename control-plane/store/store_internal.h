@@ -232,6 +232,10 @@ int store__begin(hf_store *st, hf_detail *d);
 /* Commits when rc == HF_OK, else rolls back; unlocks; runs the change hook after a commit.
  * Returns rc, or HF_EDB when the commit itself failed. */
 int store__end(hf_store *st, int rc, hf_detail *d);
+/* A read transaction (one consistent state; SQLite BEGIN, PostgreSQL REPEATABLE READ READ
+ * ONLY), with the lock held by the caller. store__read_end ends it. */
+int store__read_begin(hf_store *st);
+void store__read_end(hf_store *st);
 /* As store__end, for transactions that change no configuration: no new generation, no hook. */
 int store__end_quiet(hf_store *st, int rc, hf_detail *d);
 /* Creates path mode 0600 when it does not exist (SQLite gives the -wal and -shm files the mode

@@ -220,6 +220,22 @@ static int pg_begin(store_conn *c)
     return rc;
 }
 
+static int pg_begin_read(store_conn *c)
+{
+    int rc = simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "BEGIN");
+    c->in_tx = rc == HF_OK;
+    return rc;
+}
+
+static int pg_exec_native(store_conn *c, const char *sql, hf_detail *d)
+{
+    int rc = simple(c, sql, "SQL failed");
+    if (rc != HF_OK) {
+        hf_fail(d, HF_EDB, "", "SQL failed (%.60s...): %s", sql, c->err);
+    }
+    return rc;
+}
+
 static int pg_commit(store_conn *c, const char *announce)
 {
     int rc = HF_OK;
@@ -519,6 +535,8 @@ const store_backend store__pg_backend = {
     .close = pg_close,
     .exec_script = pg_exec_script,
     .begin = pg_begin,
+    .begin_read = pg_begin_read,
+    .exec_native = pg_exec_native,
     .commit = pg_commit,
     .rollback = pg_rollback,
     .get_version = pg_get_version,

@@ -73,6 +73,11 @@ static int lite_begin(store_conn *c)
     return sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? HF_OK : HF_EDB;
 }
 
+static int lite_begin_read(store_conn *c)
+{
+    return sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? HF_OK : HF_EDB;
+}
+
 static int lite_commit(store_conn *c, const char *announce)
 {
     (void)announce; /* one process per file: the change hook is the announcement */
@@ -209,6 +214,7 @@ const store_backend store__sqlite_backend = {
     .close = lite_close,
     .exec_script = lite_exec_script,
     .begin = lite_begin,
+    .begin_read = lite_begin_read,
     .commit = lite_commit,
     .rollback = lite_rollback,
     .get_version = lite_get_version,

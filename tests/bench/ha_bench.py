@@ -161,8 +161,9 @@ def failover(pg, rounds):
         print("| --- | --- | --- |")
         lead = [r[0] for r in rows if r[0] is not None]
         act = [r[1] for r in rows if r[1] is not None]
-        print("| new leader elected | %.2f | %.2f |" % (pct(lead, 0.5), max(lead)))
-        print("| first engine action (tail sample) on the new leader | %.2f | %.2f |" % (pct(act, 0.5), max(act)))
+        print("| new leader elected (%d of %d kills) | %.2f | %.2f |" % (len(lead), rounds, pct(lead, 0.5), max(lead)))
+        print("| first engine action (a tail sample) on the new leader (%d of %d) | %.2f | %.2f |"
+              % (len(act), rounds, pct(act, 0.5), max(act)))
     finally:
         if sim:
             sim.stop()
