@@ -4,6 +4,7 @@
  *   holdfast [--db PATH|URL] [--http ADDR:PORT] [--xds ADDR:PORT] [--log-level L]
  *   holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH|URL]
  *   holdfast db copy --from PATH.db --to postgresql://...
+ *   holdfast pki init|issue ...   (pki.h)
  *
  * The daemon opens the store, starts the REST server and waits for SIGTERM or SIGINT, then
  * stops what it started in reverse order.
@@ -11,8 +12,10 @@
 #include "deploy.h"
 #include "log.h"
 #include "metrics.h"
+#include "pki.h"
 #include "rest.h"
 #include "store.h"
+#include "tls_reload.h"
 #include "token.h"
 #include "xds.h"
 
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 struct options {
     const char *db;
@@ -36,8 +40,10 @@ struct options {
     int hds_replicas;
     const char *http_hosts[8]; /* --http-host, repeatable */
     size_t n_http_hosts;
-    long xds_max_connections; /* 0: sized from the descriptor limit */
-    long audit_retention;     /* audit rows kept */
+    long xds_max_connections;    /* 0: sized from the descriptor limit */
+    long audit_retention;        /* audit rows kept */
+    tls_files xds_tls, rest_tls; /* --xds-tls-*, --tls-* (cert NULL: none) */
+    char xds_local[96];          /* --xds-local, "" without */
 };
 
 static void usage(FILE *out)
@@ -46,6 +52,8 @@ static void usage(FILE *out)
             "Usage: holdfast [options]\n"
             "       holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]\n"
             "       holdfast db copy --from PATH.db --to postgresql://USER@HOST:PORT/DB\n"
+            "       holdfast pki init --dir DIR\n"
+            "       holdfast pki issue --dir DIR (--group G | --checker NAME | --server HOST)\n"
             "\n"
             "Holdfast is an xDS control plane for Envoy fleets that use sticky sessions.\n"
             "\n"
@@ -69,6 +77,12 @@ static void usage(FILE *out)
             "  --audit-retention N\n"
             "                     audit events kept (default 100000); past it the oldest\n"
             "                     connect/disconnect events go first, then the oldest others\n"
+            "  --xds-tls-cert FILE, --xds-tls-key FILE, --xds-client-ca FILE\n"
+            "                     serve xDS over mutual TLS: clients need a certificate from\n"
+            "                     that CA; its URI SAN says what they may do (docs/security.md)\n"
+            "  --xds-local ADDR:PORT  also serve plaintext xDS on this loopback address (for\n"
+            "                     on-host clients that cannot present a certificate)\n"
+            "  --tls-cert FILE, --tls-key FILE  serve the REST API and the UI over HTTPS\n"
             "  --log-level LEVEL  error, warn, info or debug (default info)\n"
             "  --help             show this help\n"
             "  --version          print the version\n");
@@ -205,6 +219,12 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"http-host", required_argument, NULL, 'N'},
         {"xds-max-connections", required_argument, NULL, 'C'},
         {"audit-retention", required_argument, NULL, 'A'},
+        {"xds-tls-cert", required_argument, NULL, 'X'},
+        {"xds-tls-key", required_argument, NULL, 'Y'},
+        {"xds-client-ca", required_argument, NULL, 'Z'},
+        {"xds-local", required_argument, NULL, 'L'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -285,6 +305,24 @@ static int parse_options(int argc, char **argv, struct options *o)
             }
             hf_log_set_level(level);
             break;
+        case 'X':
+            o->xds_tls.cert = optarg;
+            break;
+        case 'Y':
+            o->xds_tls.key = optarg;
+            break;
+        case 'Z':
+            o->xds_tls.ca = optarg;
+            break;
+        case 'L':
+            snprintf(o->xds_local, sizeof(o->xds_local), "%s", optarg);
+            break;
+        case 'c':
+            o->rest_tls.cert = optarg;
+            break;
+        case 'e':
+            o->rest_tls.key = optarg;
+            break;
         case 'H':
             usage(stdout);
             return -1;
@@ -300,7 +338,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "holdfast: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    return 0;
+    return tls_check_options(&o->xds_tls, &o->rest_tls, o->xds_addr, o->xds_local);
 }
 
 /* Descriptors kept for everything but xDS connections: REST connections (their cap, 512), the
@@ -338,7 +376,7 @@ static long raise_nofile(long configured)
     return cap;
 }
 
-static int run(const struct options *o)
+static int run(struct options *o)
 {
     hf_store *st = NULL;
     rest_server *rest = NULL;
@@ -353,6 +391,7 @@ static int run(const struct options *o)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP); /* reloads certificates */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -364,52 +403,79 @@ static int run(const struct options *o)
     hf_info("main", "%s database open (schema version %d)", store_backend_name(st),
             store_schema_version(st));
     store_set_audit_retention(st, o->audit_retention);
+    if (tls_files_load(&o->xds_tls, &d) != HF_OK || tls_files_load(&o->rest_tls, &d) != HF_OK) {
+        hf_error("main", "%s", d.message);
+        goto out;
+    }
+    hf_grpc_tls xtls = {o->xds_tls.pem.cert_pem, o->xds_tls.pem.key_pem, o->xds_tls.pem.ca_pem};
     char xds_addr[96];
     bool xds_v6 = strchr(o->xds_addr, ':') != NULL;
     snprintf(xds_addr, sizeof(xds_addr), "%s%s%s:%u", xds_v6 ? "[" : "", o->xds_addr,
              xds_v6 ? "]" : "", o->xds_port);
     deploy_start(st, o->lrs_interval_ms, &deploy, &d);
-    xds_config xc = {.address = xds_addr,
-                     .store = st,
-                     .threads = o->xds_threads,
-                     .lrs_interval_ms = o->lrs_interval_ms,
-                     .load_sink = {deploy_record_load, deploy, deploy_record_endpoint},
-                     .hds_replicas = o->hds_replicas,
-                     .max_connections = xds_cap};
+    xds_config xc = {
+        .address = xds_addr,
+        .store = st,
+        .threads = o->xds_threads,
+        .lrs_interval_ms = o->lrs_interval_ms,
+        .load_sink = {deploy_record_load, deploy, deploy_record_endpoint, deploy_record_reporter},
+        .hds_replicas = o->hds_replicas,
+        .tls = o->xds_tls.cert != NULL ? &xtls : NULL,
+        .local_address = o->xds_local[0] != '\0' ? o->xds_local : NULL,
+        .max_connections = xds_cap};
     int xds_port = 0;
     if (xds_start(&xc, &xds, &xds_port, &d) != HF_OK) {
         hf_error("main", "xDS: %s", d.message);
         goto out;
     }
-    hf_info("main", "xDS (ADS) listening on %s%s%s:%d", xds_v6 ? "[" : "", o->xds_addr,
-            xds_v6 ? "]" : "", xds_port);
+    deploy_set_proxy_counter(deploy, xds_group_proxies, xds);
+    hf_info("main", "xDS (ADS) listening on %s%s%s:%d%s", xds_v6 ? "[" : "", o->xds_addr,
+            xds_v6 ? "]" : "", xds_port, o->xds_tls.cert ? " (mutual TLS)" : " (plaintext)");
+    if (o->xds_tls.cert == NULL) {
+        hf_warn("main", "xDS is plaintext: any local process can fetch any group's configuration "
+                        "and send health (HDS) and load (LRS) reports; use --xds-tls-*");
+    }
+    if (o->xds_local[0] != '\0') {
+        hf_info("main", "plaintext xDS for on-host clients on %s", o->xds_local);
+    }
     rest_config rc = {.address = o->http_addr,
                       .port = o->http_port,
                       .store = st,
                       .xds = xds,
                       .hosts = o->http_hosts,
-                      .n_hosts = o->n_http_hosts};
+                      .n_hosts = o->n_http_hosts,
+                      .tls_cert_pem = o->rest_tls.pem.cert_pem,
+                      .tls_key_pem = o->rest_tls.pem.key_pem};
     if (rest_start(&rc, &rest, &d) != HF_OK) {
         hf_error("main", "REST API: %s", d.message);
         goto out;
     }
     bool v6 = strchr(o->http_addr, ':') != NULL;
     char url[128];
-    snprintf(url, sizeof(url), "http://%s%s%s:%u", v6 ? "[" : "", o->http_addr, v6 ? "]" : "",
-             rest_port(rest));
+    snprintf(url, sizeof(url), "%s://%s%s%s:%u", o->rest_tls.cert ? "https" : "http", v6 ? "[" : "",
+             o->http_addr, v6 ? "]" : "", rest_port(rest));
     hf_info("main", "web UI on %s/ and REST API on %s/api/v1", url, url);
     store_replica_start(st, url, xds_addr, &d);
     hf_info("main", "holdfast %s ready", HOLDFAST_VERSION);
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    while (sig != SIGTERM && sig != SIGINT) {
+        struct timespec second = {1, 0};
+        sig = sigtimedwait(&stop_signals, NULL, &second);
+        tls_reload(&o->xds_tls, xds, &o->rest_tls, rest, sig == SIGHUP);
+    }
     hf_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     status = 0;
 out:
     rest_stop(rest);
+    if (deploy != NULL) {
+        deploy_set_proxy_counter(deploy, NULL, NULL);
+    }
     xds_stop(xds);
     deploy_stop(deploy);
     store_close(st);
+    tls_files_clear(&o->xds_tls);
+    tls_files_clear(&o->rest_tls);
     hf_metrics_free_all();
     if (status == 0) {
         hf_info("main", "stopped");
@@ -425,6 +491,9 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "db") == 0) {
         return db_command(argc - 1, argv + 1);
     }
+    if (argc >= 2 && strcmp(argv[1], "pki") == 0) {
+        return hf_pki_main(argc - 1, argv + 1);
+    }
     struct options o = {.db = "./holdfast.db",
                         .http_addr = "127.0.0.1",
                         .http_port = 8080,
@@ -433,7 +502,9 @@ int main(int argc, char **argv)
                         .xds_threads = 1,
                         .lrs_interval_ms = 2000,
                         .hds_replicas = 2,
-                        .audit_retention = STORE_AUDIT_DEFAULT};
+                        .audit_retention = STORE_AUDIT_DEFAULT,
+                        .xds_tls = {.what = "xDS"},
+                        .rest_tls = {.what = "REST"}};
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;

@@ -10,7 +10,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates curl
       libmicrohttpd-dev libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev libssl-dev
       python3-grpcio python3-protobuf python3-yaml clang-format gnuplot-nox chromium
       libcurl4-openssl-dev libgnutls28-dev libpq-dev postgresql haproxy
-      python3-prometheus-client python3-cryptography ccache)
+      python3-prometheus-client python3-cryptography ccache openssl)
 
 want_apt=1
 [ "${1:-}" = "--no-apt" ] && want_apt=0

@@ -28,6 +28,7 @@ struct hds_client {
     sh_checker *checker;
     grpc_completion_queue *cq;
     grpc_channel *channel;
+    shim_tls *tls;        /* NULL: plaintext */
     pthread_mutex_t lock; /* pending results */
     sh_result *pending;   /* latest result per endpoint, waiting to be sent */
     size_t n_pending;
@@ -461,6 +462,31 @@ static void run_stream(hds_client *c, volatile sig_atomic_t *stop, bool *connect
     grpc_call_unref(st.call);
 }
 
+static void log_text(const char *line)
+{
+    log_line("%s", line);
+}
+
+void hds_client_set_tls(hds_client *c, shim_tls *tls)
+{
+    c->tls = tls;
+}
+
+/* A channel to the server: mutual TLS with the shim's certificate, or plaintext. */
+static grpc_channel *make_channel(hds_client *c, const grpc_channel_args *args)
+{
+    grpc_channel_credentials *creds;
+    if (c->tls != NULL) {
+        grpc_ssl_pem_key_cert_pair pair = {c->tls->key_pem, c->tls->cert_pem};
+        creds = grpc_ssl_credentials_create(c->tls->ca_pem, &pair, NULL, NULL);
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
+    grpc_channel *ch = grpc_channel_create(c->server, creds, args);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
 void hds_client_run(hds_client *c, volatile sig_atomic_t *stop)
 {
     grpc_init();
@@ -476,13 +502,15 @@ void hds_client_run(hds_client *c, volatile sig_atomic_t *stop)
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
     };
     grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(c->server, creds, &chargs);
-    grpc_channel_credentials_release(creds);
+    c->channel = make_channel(c, &chargs);
     unsigned backoff_ms = 100;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     while (!*stop) {
         bool connected = false;
+        if (c->tls != NULL && shim_tls_refresh(c->tls, log_text)) {
+            grpc_channel_destroy(c->channel); /* between streams: none is dropped */
+            c->channel = make_channel(c, &chargs);
+        }
         run_stream(c, stop, &connected);
         if (*stop) {
             break;

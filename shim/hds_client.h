@@ -10,6 +10,7 @@
 #define SHIM_HDS_CLIENT_H
 
 #include "checker.h"
+#include "shim_tls.h"
 
 #include <signal.h>
 
@@ -19,6 +20,8 @@ hds_client *hds_client_new(const char *server, const char *node_id, const char *
                            sh_checker *checker);
 /* Sets the checker specifiers are applied to (before hds_client_run). */
 void hds_client_set_checker(hds_client *c, sh_checker *checker);
+/* Connects over mutual TLS with tls (borrowed; outlives the client) instead of plaintext. */
+void hds_client_set_tls(hds_client *c, shim_tls *tls);
 /* The checker's report callback (arg = the client). */
 void hds_client_report(void *arg, const sh_result *r, size_t n, bool full);
 /* Runs the stream (reconnecting) on the calling thread until *stop is set. */

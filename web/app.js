@@ -356,7 +356,9 @@ function renderChart(d) {
 
 function updateChart(d) {
   if (state.chart && d.tail) state.chart.setData(chartData(d));
-  if ($('#tail-now')) $('#tail-now').textContent = d.tail_pct !== null && d.tail_pct !== undefined ? `${d.tail_pct.toFixed(2)} %` : 'no traffic measured yet';
+  const last = d.tail && d.tail.length ? d.tail[d.tail.length - 1] : null; /* whose reports (issue 13) */
+  const from = last && last.reporters ? ` · from ${last.reporters} of ${last.connected_proxies ?? '?'} connected proxies` : '';
+  if ($('#tail-now')) $('#tail-now').textContent = d.tail_pct !== null && d.tail_pct !== undefined ? `${d.tail_pct.toFixed(2)} %${from}` : 'no traffic measured yet';
   if ($('#eta')) $('#eta').textContent = d.eta ? `fitted half-life ${d.fit.half_life_s.toFixed(1)} s · ETA to ${d.tail_threshold_pct} %: ${fmtTime(d.eta)} · deadline ${fmtTime(d.deadline_at)}` : `deadline ${fmtTime(d.deadline_at)}`;
 }
 

@@ -77,6 +77,12 @@ void deploy_stop(deploy_engine *e);
 /* An xds_load_sink: requests of one cluster's fleet in one report. Thread-safe, never blocks
  * for long (a short mutex). */
 void deploy_record_load(void *engine, const char *cluster, const char *fleet, uint64_t requests);
+/* The xds_load_sink reporter_fn: node's report counted for cluster (a tail sample records how
+ * many proxies reported). Thread-safe. */
+void deploy_record_reporter(void *engine, const char *node, const char *cluster);
+/* Where tail samples learn how many proxies of a group are connected: fn(arg, group). Set it to
+ * NULL before what arg points to goes away; once this returns, no call of the old fn runs. */
+void deploy_set_proxy_counter(deploy_engine *e, int (*fn)(void *arg, const char *group), void *arg);
 /* The xds_load_sink endpoint_fn: requests in progress on one endpoint, as one node reports. */
 void deploy_record_endpoint(void *engine, const char *node, const char *cluster,
                             const char *address, uint32_t port, uint64_t in_progress);

@@ -6,11 +6,13 @@
  * restart could lose: deployments and samples are in the store.
  *
  * With several replicas on one database (docs/ha.md) every replica's engine passes the load
- * its proxies reported to the database each interval, and only the leader's engine acts: it
- * takes the load of every replica (so a tail counts every proxy, wherever it is connected),
+ * its proxies reported to the database each interval - with, per cluster, how many proxies
+ * reported and how many of the group are connected to it - and only the leader's engine acts:
+ * it takes the load of every replica (so a tail counts every proxy, wherever it is connected),
  * samples, finishes drains and runs the restart executor.
  */
 #include "deploy.h"
+#include "reporters.h"
 #include "restart.h"
 
 #include "log.h"
@@ -45,8 +47,41 @@ struct deploy_engine {
     bool stopping;
     store_load *loads;
     size_t n_loads;
+    deploy_reporters reporters; /* under lock: who reported this interval */
     int64_t inflight_pushed_ms; /* engine thread: reports newer than this are not pushed yet */
+    pthread_mutex_t count_lock; /* count_proxies and its calls */
+    int (*count_proxies)(void *arg, const char *group);
+    void *count_arg;
 };
+
+void deploy_record_reporter(void *engine, const char *node, const char *cluster)
+{
+    struct deploy_engine *e = engine;
+    pthread_mutex_lock(&e->lock);
+    deploy_reporters_add(&e->reporters, cluster, node);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void deploy_set_proxy_counter(deploy_engine *e, int (*fn)(void *arg, const char *group), void *arg)
+{
+    pthread_mutex_lock(&e->count_lock);
+    e->count_proxies = fn;
+    e->count_arg = arg;
+    pthread_mutex_unlock(&e->count_lock);
+}
+
+/* Connected proxies of the service's group, -1 when not known. Engine thread. */
+static int connected_proxies(struct deploy_engine *e, const char *service)
+{
+    hf_service svc;
+    if (store_service_get(e->store, service, &svc, NULL) != HF_OK) {
+        return -1;
+    }
+    pthread_mutex_lock(&e->count_lock);
+    int n = e->count_proxies != NULL ? e->count_proxies(e->count_arg, svc.proxy_group) : -1;
+    pthread_mutex_unlock(&e->count_lock);
+    return n;
+}
 
 void deploy_record_load(void *engine, const char *cluster, const char *fleet, uint64_t requests)
 {
@@ -135,7 +170,8 @@ static size_t under_threshold_run(const hf_tail_sample *s, size_t n, int64_t sin
 }
 
 static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
-                              const store_load *loads, size_t n_loads, int64_t now)
+                              const store_load *loads, size_t n_loads, deploy_reporters *rep,
+                              int64_t now)
 {
     const char *draining = hf_deployment_draining_fleet(dep);
     uint64_t old = 0, total = 0;
@@ -151,6 +187,19 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
                             .pct = 100.0 * (double)old / (double)total,
                             .old_requests = (int64_t)old,
                             .total_requests = (int64_t)total};
+        if (store_is_shared(e->store)) {
+            /* Every replica's count, from the summary rows (fleet "") it passed. */
+            s.connected_proxies = 0;
+            for (size_t i = 0; i < n_loads; i++) {
+                if (loads[i].fleet[0] == '\0' && strcmp(loads[i].cluster, dep->service) == 0) {
+                    s.reporters += loads[i].reporters;
+                    s.connected_proxies += loads[i].proxies;
+                }
+            }
+        } else {
+            s.reporters = (int32_t)deploy_reporters_count(rep, dep->service);
+            s.connected_proxies = connected_proxies(e, dep->service);
+        }
         if (store_tail_add(e->store, dep->id, &s, &d) != HF_OK) {
             hf_error("deploy", "cannot store a tail sample of %s: %s", dep->id, d.message);
         }
@@ -219,21 +268,48 @@ static void share_inflight(struct deploy_engine *e, bool leader)
     }
 }
 
+/* Appends to *loads one summary row (fleet "") per cluster with load: how many proxies
+ * reported it to this replica and how many of its group are connected here. */
+static void add_summaries(struct deploy_engine *e, store_load **loads, size_t *n,
+                          deploy_reporters *rep)
+{
+    size_t base = *n;
+    for (size_t i = 0; i < base; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp((*loads)[j].cluster, (*loads)[i].cluster) == 0;
+        }
+        if (seen) {
+            continue;
+        }
+        *loads = xrealloc(*loads, (*n + 1) * sizeof(**loads));
+        store_load *l = &(*loads)[(*n)++];
+        memset(l, 0, sizeof(*l));
+        memcpy(l->cluster, (*loads)[i].cluster, sizeof(l->cluster));
+        l->reporters = (int32_t)deploy_reporters_count(rep, l->cluster);
+        int proxies = connected_proxies(e, l->cluster);
+        l->proxies = proxies > 0 ? proxies : 0;
+    }
+}
+
 /* Takes the load gathered since the last tick: this replica's, or on a shared database every
- * replica's (through the database; only the leader takes). *loads is NULL when this replica
- * does not lead. */
-static void gather(struct deploy_engine *e, store_load **loads, size_t *n_loads, bool leader)
+ * replica's (through the database; only the leader takes). */
+static void gather(struct deploy_engine *e, store_load **loads, size_t *n_loads,
+                   deploy_reporters *rep, bool leader)
 {
     pthread_mutex_lock(&e->lock);
     *loads = e->loads;
     *n_loads = e->n_loads;
     e->loads = NULL;
     e->n_loads = 0;
+    *rep = e->reporters;
+    e->reporters = (deploy_reporters){0};
     pthread_mutex_unlock(&e->lock);
     if (!store_is_shared(e->store)) {
         return;
     }
     hf_detail d = {0};
+    add_summaries(e, loads, n_loads, rep);
     if (store_load_push(e->store, *loads, *n_loads, &d) != HF_OK) {
         hf_warn("deploy", "cannot pass load reports to the leader: %s", d.message);
     }
@@ -250,29 +326,28 @@ static void tick(struct deploy_engine *e)
     bool leader = store_is_leader(e->store);
     store_load *loads;
     size_t n_loads;
-    gather(e, &loads, &n_loads, leader);
+    deploy_reporters rep;
+    gather(e, &loads, &n_loads, &rep, leader);
     if (store_is_shared(e->store)) {
         share_inflight(e, leader);
     }
-    if (!leader) {
-        free(loads);
-        return;
-    }
-    restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
-    restart_tick(e->store, &env);
-
-    hf_deployment *deps;
-    size_t n;
-    if (store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
-        int64_t now = hf_now_ms();
-        for (size_t i = 0; i < n; i++) {
-            if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
-                sample_and_decide(e, &deps[i], loads, n_loads, now);
+    if (leader) {
+        restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
+        restart_tick(e->store, &env);
+        hf_deployment *deps;
+        size_t n;
+        if (store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
+            int64_t now = hf_now_ms();
+            for (size_t i = 0; i < n; i++) {
+                if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
+                    sample_and_decide(e, &deps[i], loads, n_loads, &rep, now);
+                }
             }
+            free(deps);
         }
-        free(deps);
     }
     free(loads);
+    deploy_reporters_clear(&rep);
 }
 
 static void *engine_main(void *arg)
@@ -305,6 +380,7 @@ int deploy_start(hf_store *st, uint32_t interval_ms, deploy_engine **out, hf_det
     e->store = st;
     e->interval_ms = interval_ms ? interval_ms : 2000;
     pthread_mutex_init(&e->lock, NULL);
+    pthread_mutex_init(&e->count_lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->hooks = webhooks_start();
     pthread_create(&e->thread, NULL, engine_main, e);
@@ -325,6 +401,8 @@ void deploy_stop(deploy_engine *e)
     webhooks_stop(e->hooks);
     free(e->loads);
     free(e->inflight);
+    deploy_reporters_clear(&e->reporters);
+    pthread_mutex_destroy(&e->count_lock);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);

@@ -6,6 +6,7 @@
  * is freed when it has ended, its handler has been told, and no batch is outstanding.
  */
 #include "grpc_transport.h"
+#include "grpc_tls.h"
 
 #include "grpc_conncap.h"
 
@@ -83,7 +84,9 @@ struct hf_grpc_server {
     pthread_mutex_t shutdown_lock;
     pthread_cond_t shutdown_cond;
     bool shutdown_done;
-    hf_conncap *conncap; /* our listener with the connection cap, or NULL (grpc_conncap.c) */
+    hf_conncap *conncap;    /* our listener with the connection cap, or NULL (grpc_conncap.c) */
+    hf_grpc_tls_state *tls; /* NULL when plaintext */
+    int local_port;
 };
 
 /* ---- posting requests for new calls ---- */
@@ -453,6 +456,57 @@ static grpc_server *create_server(const hf_grpc_config *cfg)
     return grpc_server_create(&chargs, NULL);
 }
 
+/* Adds the main port (TLS or not) and the optional plaintext local one. Returns the main bound
+ * port, 0 when it failed, -1 when the local one failed. */
+/* Binds the xDS address: mutual TLS through gRPC's own listener; plaintext through our capped
+ * listener (grpc_conncap.c) when a connection cap is set (gRPC 1.51 hands a descriptor over only
+ * with insecure credentials, so the cap does not apply to TLS). Then the optional plaintext
+ * loopback listener. Returns the bound port, 0 when the main address failed, -1 when the local
+ * one did. */
+static int add_ports(struct hf_grpc_server *srv, const hf_grpc_config *cfg, hf_detail *d)
+{
+    grpc_server_credentials *creds;
+    int bound = 0;
+    if (cfg->tls != NULL) {
+        srv->tls = hf__grpc_tls_new(cfg->tls, &creds);
+        hf__grpc_tls_watch_log(cfg->on_tls_failure, cfg->tls_failure_arg);
+        bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
+        grpc_server_credentials_release(creds);
+    } else if (cfg->max_connections > 0) {
+        srv->conncap = hf__conncap_listen(cfg->address, cfg->max_connections, &bound, d);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+        bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
+        grpc_server_credentials_release(creds);
+    }
+    if (bound > 0 && cfg->local_address != NULL) {
+        creds = grpc_insecure_server_credentials_create();
+        srv->local_port = grpc_server_add_http2_port(srv->server, cfg->local_address, creds);
+        grpc_server_credentials_release(creds);
+        bound = srv->local_port > 0 ? bound : -1;
+    }
+    return bound;
+}
+
+int hf_grpc_local_port(const hf_grpc_server *srv)
+{
+    return srv->local_port;
+}
+
+int hf_grpc_tls_update(hf_grpc_server *srv, const hf_grpc_tls *tls)
+{
+    if (srv->tls == NULL) {
+        return HF_EINVAL;
+    }
+    hf__grpc_tls_stage(srv->tls, tls);
+    return HF_OK;
+}
+
+int hf_stream_identity(hf_stream *s, char *buf, size_t len)
+{
+    return hf__grpc_call_identity(s->call, buf, len);
+}
+
 int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf_detail *d)
 {
     tune_abseil();
@@ -475,15 +529,8 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->workers[i].cq, NULL);
     }
-    int bound = 0;
-    if (cfg->max_connections > 0) {
-        srv->conncap = hf__conncap_listen(cfg->address, cfg->max_connections, &bound, d);
-    } else {
-        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-        bound = grpc_server_add_http2_port(srv->server, cfg->address, creds);
-        grpc_server_credentials_release(creds);
-    }
-    if (bound == 0) {
+    int bound = add_ports(srv, cfg, d);
+    if (bound <= 0) {
         for (int i = 0; i < srv->nworkers; i++) {
             grpc_completion_queue_shutdown(srv->workers[i].cq);
             grpc_completion_queue_destroy(srv->workers[i].cq);
@@ -491,9 +538,11 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
         grpc_server_destroy(srv->server);
         free(srv->workers);
         free(srv->registered);
-        grpc_shutdown_blocking();
+        hf__grpc_tls_free(srv->tls);
         free(srv);
-        return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)", cfg->address);
+        grpc_shutdown_blocking();
+        return hf_fail(d, HF_EIO, "xds", "cannot listen on %s (in use?)",
+                       bound < 0 ? cfg->local_address : cfg->address);
     }
     grpc_server_start(srv->server);
     if (srv->conncap != NULL) {
@@ -544,6 +593,10 @@ void hf_grpc_stop(hf_grpc_server *srv)
     }
     free(srv->workers);
     free(srv->registered);
+    if (srv->tls != NULL) {
+        hf__grpc_tls_watch_log(NULL, NULL); /* its argument is about to go */
+    }
+    hf__grpc_tls_free(srv->tls);
     pthread_mutex_destroy(&srv->shutdown_lock);
     pthread_cond_destroy(&srv->shutdown_cond);
     hf_conncap *conncap = srv->conncap;

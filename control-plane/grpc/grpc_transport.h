@@ -20,8 +20,10 @@
 enum hf_grpc_status {
     HF_GRPC_OK = 0,
     HF_GRPC_INVALID_ARGUMENT = 3,
+    HF_GRPC_PERMISSION_DENIED = 7,
     HF_GRPC_RESOURCE_EXHAUSTED = 8,
     HF_GRPC_FAILED_PRECONDITION = 9,
+    HF_GRPC_ABORTED = 10,
     HF_GRPC_UNIMPLEMENTED = 12,
     HF_GRPC_INTERNAL = 13,
     HF_GRPC_UNAVAILABLE = 14,
@@ -52,6 +54,14 @@ typedef struct hf_grpc_method {
     void *ctx;
 } hf_grpc_method;
 
+/* Mutual TLS: the server's certificate chain and key, and the CA that client certificates must
+ * be signed by (all PEM text, borrowed). */
+typedef struct hf_grpc_tls {
+    const char *cert_pem;
+    const char *key_pem;
+    const char *client_ca_pem;
+} hf_grpc_tls;
+
 typedef struct hf_grpc_config {
     const char *address;  /* "127.0.0.1:18000"; port 0 picks one */
     int threads;          /* worker threads (and completion queues), at least 1 */
@@ -59,10 +69,24 @@ typedef struct hf_grpc_config {
     long max_connections; /* connections held at once (0: no cap); more are closed at accept */
     const hf_grpc_method *methods;
     size_t n_methods;
+    /* NULL: address is plaintext. Otherwise address requires a client certificate signed by
+     * tls->client_ca_pem (handshakes without one fail). */
+    const hf_grpc_tls *tls;
+    /* NULL, or a second, plaintext address served alongside (for on-host clients). */
+    const char *local_address;
+    /* Called (from a gRPC thread, quickly) with gRPC's reason when a TLS handshake fails. */
+    void (*on_tls_failure)(void *arg, const char *why);
+    void *tls_failure_arg;
 } hf_grpc_config;
 
 /* Starts the server. cfg->methods must outlive it. *port receives the bound port. */
 int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf_detail *d);
+/* The bound port of cfg->local_address, or 0 without one. */
+int hf_grpc_local_port(const hf_grpc_server *srv);
+/* Replaces the certificates used by new TLS handshakes (established connections keep theirs).
+ * The caller has checked that the key matches the certificate. HF_EINVAL when the server was
+ * started without TLS. Thread-safe. */
+int hf_grpc_tls_update(hf_grpc_server *srv, const hf_grpc_tls *tls);
 /* Stops accepting, ends every stream (their closed callbacks run), joins the threads, frees. */
 void hf_grpc_stop(hf_grpc_server *srv);
 
@@ -77,5 +101,10 @@ void hf_stream_wake(hf_stream *s);
 /* Ends the stream with a status and message for the client. Thread-safe; later calls are
  * ignored. */
 void hf_stream_finish(hf_stream *s, enum hf_grpc_status status, const char *message);
+
+/* The identity of the stream's peer. HF_OK on a TLS connection: buf receives the URI SAN of
+ * the (verified) client certificate, "" when it has none. HF_EINVAL when the certificate has
+ * several URI SANs (buf says so). HF_ENOTFOUND on a plaintext connection. Thread-safe. */
+int hf_stream_identity(hf_stream *s, char *buf, size_t len);
 
 #endif

@@ -40,6 +40,8 @@ static int parse_name(const char *s, const char *const *names, int n, int *out)
 ENUM_NAMES(hf_affinity_mode_name, hf_affinity_mode_parse, enum hf_affinity_mode, "none", "cookie",
            "hash_cookie")
 ENUM_NAMES(hf_hc_protocol_name, hf_hc_protocol_parse, enum hf_hc_protocol, "http", "tcp")
+ENUM_NAMES(hf_upstream_protocol_name, hf_upstream_protocol_parse, enum hf_upstream_protocol,
+           "http1", "http2", "auto")
 ENUM_NAMES(hf_fleet_role_name, hf_fleet_role_parse, enum hf_fleet_role, "active", "standby",
            "draining", "retired")
 ENUM_NAMES(hf_admin_state_name, hf_admin_state_parse, enum hf_admin_state, "active", "draining",
@@ -288,6 +290,10 @@ static int validate_connection(const hf_connection *c, hf_detail *d)
             return hf_fail(d, HF_EINVAL, items[i].field, "%s must be 0 (unset) to %d seconds",
                            items[i].field + 11, HF_DURATION_MAX_S);
         }
+    }
+    if ((unsigned)c->upstream_protocol > HF_UPSTREAM_AUTO) {
+        return hf_fail(d, HF_EINVAL, "connection.upstream_protocol",
+                       "upstream_protocol must be http1, http2 or auto");
     }
     return HF_OK;
 }

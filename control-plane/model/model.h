@@ -40,6 +40,9 @@ typedef struct hf_proxy_group {
 
 enum hf_affinity_mode { HF_AFFINITY_NONE = 0, HF_AFFINITY_COOKIE, HF_AFFINITY_HASH_COOKIE };
 enum hf_hc_protocol { HF_HC_HTTP = 0, HF_HC_TCP };
+/* The protocol Envoy speaks to a service's backends: HTTP/1.1, HTTP/2 (prior knowledge), or the
+ * downstream connection's protocol (plaintext has no ALPN; see docs/envoy.md). */
+enum hf_upstream_protocol { HF_UPSTREAM_HTTP1 = 0, HF_UPSTREAM_HTTP2, HF_UPSTREAM_AUTO };
 
 typedef struct hf_affinity {
     enum hf_affinity_mode mode;
@@ -64,6 +67,8 @@ typedef struct hf_connection {
     uint32_t max_connection_age_s;
     uint32_t drain_timeout_s;
     uint32_t max_stream_duration_s;
+    bool websocket; /* WebSocket upgrades allowed on the service's route (else refused) */
+    enum hf_upstream_protocol upstream_protocol;
 } hf_connection;
 
 typedef struct hf_service {
@@ -180,6 +185,8 @@ typedef struct hf_tail_sample {
     double pct;
     int64_t old_requests;
     int64_t total_requests;
+    int32_t reporters;         /* proxies of the service's group whose reports are in it */
+    int32_t connected_proxies; /* ADS streams of that group when it was taken; -1 unknown */
 } hf_tail_sample;
 
 const char *hf_deploy_state_name(enum hf_deploy_state s);
@@ -252,6 +259,8 @@ const char *hf_affinity_mode_name(enum hf_affinity_mode m);
 int hf_affinity_mode_parse(const char *s, enum hf_affinity_mode *out);
 const char *hf_hc_protocol_name(enum hf_hc_protocol p);
 int hf_hc_protocol_parse(const char *s, enum hf_hc_protocol *out);
+const char *hf_upstream_protocol_name(enum hf_upstream_protocol p);
+int hf_upstream_protocol_parse(const char *s, enum hf_upstream_protocol *out);
 const char *hf_fleet_role_name(enum hf_fleet_role r);
 int hf_fleet_role_parse(const char *s, enum hf_fleet_role *out);
 const char *hf_admin_state_name(enum hf_admin_state a);

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "rest_guard.h"
 #include "rest_internal.h"
+#include "rest_tls.h"
 #include "timeutil.h"
 #include "token.h"
 #include "xalloc.h"
@@ -32,8 +33,9 @@ struct rest_server {
     xds_server *xds;
     bool loopback;
     uint16_t port;
-    rest_guard guard;   /* Host, Origin, Content-Type and length checks (rest_guard.c) */
-    atomic_int streams; /* event streams open, at most REST_MAX_STREAMS */
+    rest_guard guard;     /* Host, Origin, Content-Type and length checks (rest_guard.c) */
+    atomic_int streams;   /* event streams open, at most REST_MAX_STREAMS */
+    struct rest_tls *tls; /* NULL: plain HTTP */
 };
 
 /* Connection bounds (issue 14): one client address cannot take the whole pool, a connection
@@ -84,6 +86,7 @@ static const struct route routes[] = {
     {"GET", API "/events", rest__h_events_list, VIEWER},
     {"GET", API "/whoami", rest__h_whoami, VIEWER},
     {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
+    {"GET", API "/proxies/{node_id}/config", rest__h_proxies_config, VIEWER},
     {"GET", API "/health", rest__h_health_list, VIEWER},
     {"POST", API "/restarts", rest__h_restarts_plan, VIEWER},
     {"GET", API "/restarts", rest__h_restarts_list, VIEWER},
@@ -677,16 +680,27 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
         free(srv);
         return rc;
     }
+    struct MHD_OptionItem tls_opts[2] = {{MHD_OPTION_END, 0, NULL}};
+    unsigned tls_flags = 0;
+    if (cfg->tls_cert_pem != NULL) {
+        rc = rest__tls_new(cfg, &srv->tls, tls_opts, &tls_flags, d);
+        if (rc != HF_OK) {
+            free(srv);
+            return rc;
+        }
+    }
     /* poll(), not select(): with thousands of proxies connected, descriptors pass FD_SETSIZE. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) | tls_flags;
     srv->daemon = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
         REST_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, REST_MAX_PER_CLIENT,
-        MHD_OPTION_CONNECTION_TIMEOUT, REST_IDLE_TIMEOUT_S, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, REST_IDLE_TIMEOUT_S, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (srv->daemon == NULL) {
+        rest__tls_free(srv->tls);
         free(srv);
         return hf_fail(d, HF_EIO, "http", "cannot listen on %s port %u (in use?)", cfg->address,
                        cfg->port);
@@ -695,6 +709,11 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
     srv->port = info ? info->port : cfg->port;
     *out = srv;
     return HF_OK;
+}
+
+int rest_tls_update(rest_server *srv, const char *cert_pem, const char *key_pem, hf_detail *d)
+{
+    return rest__tls_update(srv->tls, cert_pem, key_pem, d);
 }
 
 uint16_t rest_port(const rest_server *srv)
@@ -709,5 +728,6 @@ void rest_stop(rest_server *srv)
     }
     atomic_store(&srv->stopping, true);
     MHD_stop_daemon(srv->daemon);
+    rest__tls_free(srv->tls);
     free(srv);
 }

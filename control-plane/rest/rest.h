@@ -21,6 +21,8 @@ typedef struct rest_config {
     xds_server *xds;          /* borrowed; NULL when xDS is not served */
     const char *const *hosts; /* extra names the Host header may carry (--http-host), borrowed */
     size_t n_hosts;
+    const char *tls_cert_pem; /* NULL: plain HTTP; else HTTPS with this chain and key (PEM) */
+    const char *tls_key_pem;
 } rest_config;
 
 /* Starts serving on its own threads. Binding a non-loopback address requires that at least one
@@ -29,6 +31,9 @@ typedef struct rest_config {
 int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d);
 /* The port actually bound. */
 uint16_t rest_port(const rest_server *srv);
+/* HTTPS only: new connections use this certificate chain and key (PEM, copied); established
+ * ones keep theirs. HF_EINVAL (d says why) when unusable or the server has no TLS. */
+int rest_tls_update(rest_server *srv, const char *cert_pem, const char *key_pem, hf_detail *d);
 /* Stops accepting, finishes in-flight requests, frees the server. */
 void rest_stop(rest_server *srv);
 

@@ -583,7 +583,34 @@ static json_t *peer_string(const char *s)
     return j;
 }
 
-static json_t *proxy_json(const xds_proxy_info *p)
+/* The Envoy version a proxy announced (null if none) and, when it is older than a feature its
+ * group's services use needs, one warning per such feature and service (issue 12 item 6). */
+static void proxy_compat_json(hf_store *st, const xds_proxy_info *p, json_t *o)
+{
+    const xds_build_version *v = &p->build_version;
+    json_t *warnings = json_array();
+    hf_service *svcs = NULL;
+    size_t n = 0;
+    if (v->known && p->kind == XDS_NODE_ENVOY && p->group_known &&
+        store_service_list(st, p->group, &svcs, &n) == HF_OK) {
+        char out[16][XDS_COMPAT_WARNING_MAX];
+        size_t k = xds_compat_warnings(v, svcs, n, out, 16);
+        for (size_t i = 0; i < k; i++) {
+            json_array_append_new(warnings, json_string(out[i]));
+        }
+    }
+    free(svcs);
+    json_t *ver = json_null();
+    if (v->known) {
+        char buf[48];
+        snprintf(buf, sizeof(buf), "%u.%u.%u", v->major, v->minor, v->patch);
+        ver = json_string(buf);
+    }
+    json_object_set_new(o, "build_version", ver);
+    json_object_set_new(o, "warnings", warnings);
+}
+
+static json_t *proxy_json(hf_store *st, const xds_proxy_info *p)
 {
     json_t *types = json_object();
     for (int t = 0; t < XDS_NTYPES; t++) {
@@ -607,6 +634,7 @@ static json_t *proxy_json(const xds_proxy_info *p)
                   peer_string(p->user_agent), "kind", xds_node_kind_name(p->kind), "peer",
                   peer_string(p->peer), "mode", p->delta ? "delta" : "sotw", "connected_since",
                   rest__time_json(p->connected_since), "types", types);
+    proxy_compat_json(st, p, o);
     return o;
 }
 
@@ -620,12 +648,33 @@ void rest__h_proxies_list(rest_req *req, rest_resp *resp)
         const char *group = rest__query(req, "proxy_group");
         for (size_t i = 0; i < n; i++) {
             if (group == NULL || strcmp(group, items[i].group) == 0) {
-                json_array_append_new(arr, proxy_json(&items[i]));
+                json_array_append_new(arr, proxy_json(req->store, &items[i]));
             }
         }
         free(items);
     }
     rest__json(resp, 200, json_pack("{s:o}", "items", arr));
+}
+
+/* GET /api/v1/proxies/{node_id}/config: what the xDS server last sent that node (issue 12
+ * item 8). The JSON text comes from the xDS module (proto3 JSON of the resources). */
+void rest__h_proxies_config(rest_req *req, rest_resp *resp)
+{
+    char *text = NULL;
+    if (req->xds == NULL || xds_proxy_config(req->xds, req->params[0], &text) != HF_OK) {
+        rest__error_status(resp, 404, "not_found", "", "no connected proxy with node id '%.128s'",
+                           req->params[0]);
+        return;
+    }
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    free(text);
+    if (j == NULL) {
+        rest__error_status(resp, 500, "internal", "", "cannot render the configuration: %s",
+                           err.text);
+        return;
+    }
+    rest__json(resp, 200, j);
 }
 
 void rest__h_healthz(rest_req *req, rest_resp *resp)

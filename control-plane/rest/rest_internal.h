@@ -100,6 +100,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(tokens_delete)                                                                               \
     X(events_list)                                                                                 \
     X(proxies_list)                                                                                \
+    X(proxies_config)                                                                              \
     X(health_list)                                                                                 \
     X(deployments_list)                                                                            \
     X(deployments_create)                                                                          \

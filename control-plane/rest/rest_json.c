@@ -34,6 +34,7 @@ static_assert(sizeof(enum hf_fleet_role) == sizeof(int), "enums are int-sized");
 
 static const char *const affinity_modes[] = {"none", "cookie", "hash_cookie", NULL};
 static const char *const hc_protocols[] = {"http", "tcp", NULL};
+static const char *const upstream_protocols[] = {"http1", "http2", "auto", NULL};
 static const char *const fleet_roles[] = {"active", "standby", "draining", "retired", NULL};
 static const char *const admin_states[] = {"active", "draining", "disabled", NULL};
 
@@ -72,6 +73,8 @@ static const struct field connection_fields[] = {
     {"max_connection_age_s", U32(hf_connection, max_connection_age_s)},
     {"drain_timeout_s", U32(hf_connection, drain_timeout_s)},
     {"max_stream_duration_s", U32(hf_connection, max_stream_duration_s)},
+    {"websocket", BOOL(hf_connection, websocket)},
+    {"upstream_protocol", ENUM(hf_connection, upstream_protocol, upstream_protocols)},
     {NULL},
 };
 
@@ -470,9 +473,13 @@ json_t *rest__deployment_json(const hf_deployment *dep, const hf_tail_sample *s,
     for (size_t i = 0; i < n; i++) {
         char ts[32];
         hf_time_format(s[i].t, ts, sizeof(ts));
-        json_array_append_new(tail, json_pack("{s:s, s:f, s:I, s:I}", "t", ts, "pct", s[i].pct,
-                                              "old_requests", (json_int_t)s[i].old_requests,
-                                              "total_requests", (json_int_t)s[i].total_requests));
+        json_t *sample = json_pack("{s:s, s:f, s:I, s:I, s:i}", "t", ts, "pct", s[i].pct,
+                                   "old_requests", (json_int_t)s[i].old_requests, "total_requests",
+                                   (json_int_t)s[i].total_requests, "reporters", s[i].reporters);
+        json_object_set_new(sample, "connected_proxies",
+                            s[i].connected_proxies >= 0 ? json_integer(s[i].connected_proxies)
+                                                        : json_null());
+        json_array_append_new(tail, sample);
         latest = s[i].pct;
     }
     json_object_set_new(o, "tail", tail);

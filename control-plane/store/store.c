@@ -135,15 +135,26 @@ static const struct {
      "  PRIMARY KEY (restart_id, n));"},
     /* Audit retention: a peer's connect/disconnect rows are found by object. */
     {6, "CREATE INDEX events_object ON events(object, action, id);"},
-    /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader. */
-    {7, "CREATE TABLE replicas ("
+    /* Issue 13: whose load reports a tail sample is made of. */
+    {7, "ALTER TABLE tail_samples ADD COLUMN reporters INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE tail_samples ADD COLUMN connected_proxies INTEGER NOT NULL DEFAULT -1;"},
+    /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
+     * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
+    {8, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
+        "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
+        "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
+    /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader.
+     * IF NOT EXISTS: a database taken back to an older version (tests do) migrates again. */
+    {9, "CREATE TABLE IF NOT EXISTS replicas ("
         "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
         "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
         "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"
-        "CREATE TABLE load_reports ("
+        "CREATE TABLE IF NOT EXISTS load_reports ("
         "  id INTEGER PRIMARY KEY AUTOINCREMENT, replica TEXT NOT NULL, cluster TEXT NOT NULL,"
-        "  fleet TEXT NOT NULL, requests INTEGER NOT NULL, at INTEGER NOT NULL);"
-        "CREATE TABLE load_inflight ("
+        "  fleet TEXT NOT NULL, requests INTEGER NOT NULL, at INTEGER NOT NULL,"
+        "  reporters INTEGER NOT NULL, proxies INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS load_inflight ("
         "  node TEXT NOT NULL, cluster TEXT NOT NULL, endpoint TEXT NOT NULL,"
         "  in_progress INTEGER NOT NULL, at INTEGER NOT NULL,"
         "  PRIMARY KEY (node, cluster, endpoint));"},

@@ -85,15 +85,20 @@ bool store_is_shared(hf_store *st);
 /* Every known replica, oldest first (heap array). */
 int store_replica_list(hf_store *st, store_replica **out, size_t *n);
 
-/* Load reports gathered by one replica, passed to the leader through the database. */
+/* Load reports gathered by one replica, passed to the leader through the database: requests
+ * per (cluster, fleet), and per cluster (fleet "") how many proxies reported and how many of its
+ * group are connected to that replica (-1 unknown). */
 typedef struct store_load {
     char cluster[HF_NAME_MAX];
     char fleet[HF_NAME_MAX];
     uint64_t requests;
+    int32_t reporters;
+    int32_t proxies;
 } store_load;
 /* Adds this replica's load (one transaction; no new generation). */
 int store_load_push(hf_store *st, const store_load *l, size_t n, hf_detail *d);
-/* Takes every pushed load, summed by cluster and fleet, and clears them (one transaction). */
+/* Takes every pushed load, summed by cluster and fleet (reporters and proxies too), and clears
+ * them (one transaction). */
 int store_load_take(hf_store *st, store_load **out, size_t *n, hf_detail *d);
 /* Requests in progress on endpoints, as each node last reported them. */
 typedef struct store_inflight {

@@ -231,6 +231,8 @@ int store_tail_add(hf_store *st, const char *id, const hf_tail_sample *t, hf_det
     sql_bind_double(s, 3, t->pct);
     sql_bind_int64(s, 4, t->old_requests);
     sql_bind_int64(s, 5, t->total_requests);
+    sql_bind_int(s, 6, t->reporters);
+    sql_bind_int(s, 7, t->connected_proxies);
     rc = store__exec(st, s, d);
     return store__end_quiet(st, rc, d);
 }
@@ -243,6 +245,8 @@ static void read_sample(hf_store *st, store_stmt *s, void *elem)
     t->pct = sql_column_double(s, 1);
     t->old_requests = sql_column_int64(s, 2);
     t->total_requests = sql_column_int64(s, 3);
+    t->reporters = sql_column_int(s, 4);
+    t->connected_proxies = sql_column_int(s, 5);
 }
 
 int store_tail_list(hf_store *st, const char *id, hf_tail_sample **out, size_t *n)

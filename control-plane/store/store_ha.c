@@ -435,6 +435,8 @@ int store_load_push(hf_store *st, const store_load *l, size_t n, hf_detail *d)
         sql_bind_text(s, 3, l[i].fleet);
         sql_bind_int64(s, 4, (int64_t)l[i].requests);
         sql_bind_int64(s, 5, now);
+        sql_bind_int64(s, 6, l[i].reporters);
+        sql_bind_int64(s, 7, l[i].proxies);
         rc = store__exec(st, s, d);
     }
     return store__end_quiet(st, rc, d);
@@ -447,6 +449,8 @@ static void read_load(hf_store *st, store_stmt *s, void *elem)
     store__col_text(s, 0, l->cluster, sizeof(l->cluster));
     store__col_text(s, 1, l->fleet, sizeof(l->fleet));
     l->requests = (uint64_t)sql_column_int64(s, 2);
+    l->reporters = (int32_t)sql_column_int64(s, 3);
+    l->proxies = (int32_t)sql_column_int64(s, 4);
 }
 
 int store_load_take(hf_store *st, store_load **out, size_t *n, hf_detail *d)

@@ -17,7 +17,7 @@
     "s.hc_protocol, s.hc_path, s.hc_interval_ms, s.hc_timeout_ms, s.hc_unhealthy_threshold, "      \
     "s.hc_healthy_threshold, s.max_connection_age_s, s.drain_timeout_s, "                          \
     "s.max_stream_duration_s, s.created_at, s.updated_at, s.id, s.ttl_in_force_s, "                \
-    "s.hc_reuse_connection "
+    "s.hc_reuse_connection, s.websocket, s.upstream_protocol "
 #define FLEET_COLS                                                                                 \
     "s.name, f.name, f.version, f.session_format, f.role, f.created_at, f.updated_at "
 #define DEPLOY_COLS                                                                                \
@@ -51,14 +51,15 @@
       "INSERT INTO services(name, group_id, affinity_mode, cookie_name, ttl_s, cookie_path, "      \
       "strict, hc_protocol, hc_path, hc_interval_ms, hc_timeout_ms, hc_unhealthy_threshold, "      \
       "hc_healthy_threshold, max_connection_age_s, drain_timeout_s, max_stream_duration_s, "       \
-      "created_at, updated_at, hc_reuse_connection) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "   \
-      "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)")                                         \
+      "created_at, updated_at, hc_reuse_connection, websocket, upstream_protocol) VALUES(?1, ?2, " \
+      "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?20)")   \
     X(ST_SERVICE_UPDATE,                                                                           \
       "UPDATE services SET group_id = ?2, affinity_mode = ?3, cookie_name = ?4, ttl_s = ?5, "      \
       "cookie_path = ?6, strict = ?7, hc_protocol = ?8, hc_path = ?9, hc_interval_ms = ?10, "      \
       "hc_timeout_ms = ?11, hc_unhealthy_threshold = ?12, hc_healthy_threshold = ?13, "            \
       "max_connection_age_s = ?14, drain_timeout_s = ?15, max_stream_duration_s = ?16, "           \
-      "updated_at = ?17, hc_reuse_connection = ?18 WHERE name = ?1")                               \
+      "updated_at = ?17, hc_reuse_connection = ?18, websocket = ?19, upstream_protocol = ?20 "     \
+      "WHERE name = ?1")                                                                           \
     X(ST_SERVICE_GET, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "             \
                       "g.id = s.group_id WHERE s.name = ?1")                                       \
     X(ST_SERVICE_LIST, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "            \
@@ -71,6 +72,8 @@
                         "VALUES(?1, ?2, ?3, ?4)")                                                  \
     X(ST_DOMAIN_OWNER, "SELECT s.name FROM service_domains d JOIN services s ON "                  \
                        "s.id = d.service_id WHERE d.group_id = ?1 AND d.domain = ?2")              \
+    X(ST_GROUP_SERVICE_NAMED, "SELECT name FROM services WHERE group_id = ?1 AND "                 \
+                              "name = ?2 AND id <> ?3")                                            \
     X(ST_DOMAIN_LIST, "SELECT domain FROM service_domains WHERE service_id = ?1 ORDER BY "         \
                       "position")                                                                  \
     X(ST_FORMATS_DELETE, "DELETE FROM service_formats WHERE service_id = ?1")                      \
@@ -131,11 +134,13 @@
     X(ST_SERVICE_SET_TTL,                                                                          \
       "UPDATE services SET ttl_in_force_s = ?2, updated_at = ?3 WHERE id = ?1")                    \
     X(ST_TAIL_INSERT, "INSERT INTO tail_samples(deployment_id, t, pct, old_requests, "             \
-                      "total_requests) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(deployment_id, t) "  \
-                      "DO UPDATE SET pct = excluded.pct, old_requests = excluded.old_requests, "   \
-                      "total_requests = excluded.total_requests")                                  \
-    X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests FROM tail_samples WHERE "         \
-                    "deployment_id = ?1 ORDER BY t")                                               \
+                      "total_requests, reporters, connected_proxies) "                             \
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(deployment_id, t) DO "       \
+                      "UPDATE SET pct = excluded.pct, old_requests = excluded.old_requests, "      \
+                      "total_requests = excluded.total_requests, reporters = excluded.reporters, " \
+                      "connected_proxies = excluded.connected_proxies")                            \
+    X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests, reporters, connected_proxies "   \
+                    "FROM tail_samples WHERE deployment_id = ?1 ORDER BY t")                       \
     X(ST_ENDPOINT_KEY, "SELECT e.id, e.health FROM endpoints e JOIN services s ON "                \
                        "s.id = e.service_id WHERE s.name = ?1 AND e.address = ?2 AND e.port = ?3") \
     X(ST_ENDPOINT_SET_HEALTH, "UPDATE endpoints SET health = ?2, health_changed_at = ?3 WHERE "    \
@@ -187,10 +192,10 @@
     X(ST_TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")                                         \
     X(ST_REPLICA_LIST, "SELECT id, http_address, xds_address, started_at, heartbeat_at, "          \
                        "leader_since FROM replicas ORDER BY started_at, id")                       \
-    X(ST_LOAD_INSERT, "INSERT INTO load_reports(replica, cluster, fleet, requests, at) "           \
-                      "VALUES(?1, ?2, ?3, ?4, ?5)")                                                \
-    X(ST_LOAD_SUM, "SELECT cluster, fleet, sum(requests) FROM load_reports GROUP BY cluster, "     \
-                   "fleet ORDER BY cluster, fleet")                                                \
+    X(ST_LOAD_INSERT, "INSERT INTO load_reports(replica, cluster, fleet, requests, at, "           \
+                      "reporters, proxies) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                    \
+    X(ST_LOAD_SUM, "SELECT cluster, fleet, sum(requests), sum(reporters), sum(proxies) FROM "      \
+                   "load_reports GROUP BY cluster, fleet ORDER BY cluster, fleet")                 \
     X(ST_LOAD_CLEAR, "DELETE FROM load_reports")                                                   \
     X(ST_INFLIGHT_UPSERT, "INSERT INTO load_inflight(node, cluster, endpoint, in_progress, at) "   \
                           "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, cluster, endpoint) DO "    \

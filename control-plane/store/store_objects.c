@@ -173,6 +173,8 @@ static void read_service(hf_store *st, store_stmt *s, void *elem)
     v->updated_at = sql_column_int64(s, 17);
     v->ttl_in_force_s = (uint32_t)sql_column_int64(s, 19);
     v->health_check.reuse_connection = sql_column_int(s, 20) != 0;
+    v->connection.websocket = sql_column_int(s, 21) != 0;
+    hf_upstream_protocol_parse(sql_column_text(s, 22), &v->connection.upstream_protocol);
 
     int64_t id = sql_column_int64(s, 18);
     store_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -190,7 +192,7 @@ static void read_service(hf_store *st, store_stmt *s, void *elem)
     sql_reset(q);
 }
 
-/* Binds ?2..?16 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
+/* Binds ?2..?20 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
 static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t group_id)
 {
     sql_bind_int64(s, 2, group_id);
@@ -209,6 +211,46 @@ static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t grou
     sql_bind_int64(s, 15, v->connection.drain_timeout_s);
     sql_bind_int64(s, 16, v->connection.max_stream_duration_s);
     sql_bind_int(s, 18, v->health_check.reuse_connection);
+    sql_bind_int(s, 19, v->connection.websocket);
+    bind_text(s, 20, hf_upstream_protocol_name(v->connection.upstream_protocol));
+}
+
+/* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains
+ * is routed and a gRPC client resolves it) is already claimed in the group by another service:
+ * as one of its domains, or as its name. Envoy compares domains lower-cased and rejects a whole
+ * route table over one duplicate; a gRPC node would get two listeners of the same name. Names
+ * and domains are lower case (model validation), so exact comparison is case-insensitive and
+ * both lookups use an index. */
+static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
+                        const char *host, bool is_name, hf_detail *d)
+{
+    const char *what = is_name ? "name" : "domain";
+    int rc = HF_OK;
+    store_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
+    sql_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    if (sql_step(o) == SQL_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, is_name ? "name" : "domains",
+                     "%s '%s' of service '%s' is already a domain of service '%s' in proxy "
+                     "group '%s'",
+                     what, host, v->name, sql_column_text(o, 0), v->proxy_group);
+    }
+    sql_reset(o);
+    if (rc != HF_OK || is_name) {
+        return rc;
+    }
+    o = store__stmt(st, ST_GROUP_SERVICE_NAMED);
+    sql_bind_int64(o, 1, group_id);
+    bind_text(o, 2, host);
+    sql_bind_int64(o, 3, id);
+    if (sql_step(o) == SQL_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, "domains",
+                     "domain '%s' of service '%s' is the name of service '%s' in proxy group "
+                     "'%s' (a service is routed by its name)",
+                     host, v->name, sql_column_text(o, 0), v->proxy_group);
+    }
+    sql_reset(o);
+    return rc;
 }
 
 /* Replaces the domains and compatible formats of service id (lock held, inside a tx). */
@@ -218,16 +260,11 @@ static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, in
     store_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
     sql_bind_int64(s, 1, id);
     int rc = store__exec(st, s, d);
+    if (rc == HF_OK) {
+        rc = host_claimed(st, v, id, group_id, v->name, true, d);
+    }
     for (uint32_t i = 0; rc == HF_OK && i < v->n_domains; i++) {
-        store_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
-        sql_bind_int64(o, 1, group_id);
-        bind_text(o, 2, v->domains[i]);
-        if (sql_step(o) == SQL_ROW) {
-            rc = hf_fail(d, HF_ECONFLICT, "domains",
-                         "domain '%s' is already routed to service '%s' in proxy group '%s'",
-                         v->domains[i], sql_column_text(o, 0), v->proxy_group);
-        }
-        sql_reset(o);
+        rc = host_claimed(st, v, id, group_id, v->domains[i], false, d);
         if (rc != HF_OK) {
             break;
         }

@@ -10,6 +10,7 @@
  * response is unanswered.
  */
 #include "xds_internal.h"
+#include "xds_auth.h"
 
 #include "buf.h"
 #include "log.h"
@@ -180,6 +181,7 @@ static void on_closed(void *user)
         kv_clear(&s->types[t].known);
         kv_clear(&s->types[t].pending);
         kv_clear(&s->types[t].rejected);
+        xds__sent_clear(&s->types[t]);
     }
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -225,6 +227,9 @@ static bool take_node(xds_stream *s, const Node *node)
         fail(s, HF_GRPC_INVALID_ARGUMENT, "the first request must carry node.id");
         return false;
     }
+    if (!xds__authorize_ads(s->srv, s->transport, node->id, node->cluster)) {
+        return false; /* PERMISSION_DENIED, audited */
+    }
     xds_stream_info *in = &s->info;
     snprintf(in->node_id, sizeof(in->node_id), "%s", node->id);
     snprintf(in->group, sizeof(in->group), "%s", node->cluster ? node->cluster : "");
@@ -236,6 +241,13 @@ static bool take_node(xds_stream *s, const Node *node)
             : "";
     snprintf(in->user_agent, sizeof(in->user_agent), "%s%s%s", ua, uv[0] ? " " : "", uv);
     in->kind = strncmp(ua, "gRPC", 4) == 0 ? XDS_NODE_GRPC : XDS_NODE_ENVOY;
+    if (node->user_agent_version_type_case ==
+            ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_BUILD_VERSION &&
+        node->user_agent_build_version != NULL && node->user_agent_build_version->version) {
+        const Envoy__Type__V3__SemanticVersion *sv = node->user_agent_build_version->version;
+        in->build_version =
+            (xds_build_version){true, sv->major_number, sv->minor_number, sv->patch};
+    }
     xds_snapshot *snap = xds__snapshot(s->srv);
     xds_view *v = xds_snapshot_view(snap, in->group, in->kind);
     in->group_known = v->group[0] != '\0';
@@ -399,10 +411,14 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
     char version[HF_VERSION_LEN];
     hf_rbuf *body = xds_view_sotw_body(v, t, &ts->sub, version);
     bool owed = strcmp(version, ts->sent) != 0 && strcmp(version, ts->nack_version) != 0;
-    if (owed && ts->sent[0] == '\0' && strcmp(version, ts->initial) == 0) {
-        /* Reconnected holding the current version: nothing to send. */
+    /* Reconnected holding the current version: nothing to send to Envoy. A gRPC client starts
+     * load reporting only once its new ADS stream has seen a response: answer it (issue 12
+     * item 9; after a control-plane restart its drain would get no more samples). */
+    if (owed && ts->sent[0] == '\0' && strcmp(version, ts->initial) == 0 &&
+        s->info.kind != XDS_NODE_GRPC) {
         memcpy(ts->sent, version, HF_VERSION_LEN);
         memcpy(ts->acked, version, HF_VERSION_LEN);
+        xds__sent_sotw(ts, body); /* the client holds them */
         owed = false;
     }
     bool sent = false;
@@ -411,6 +427,7 @@ static bool pump_sotw_type(xds_stream *s, xds_view *v, enum xds_type t)
         sent = send_parts(s, t, parts, 2);
         if (sent) {
             memcpy(ts->sent, version, HF_VERSION_LEN);
+            xds__sent_sotw(ts, body);
         }
         hf_rbuf_unref(parts[1]);
     }
@@ -532,6 +549,7 @@ static bool pump_delta_type(xds_stream *s, xds_view *v, enum xds_type t, uint64_
         if (sent) {
             snprintf(ts->sent, sizeof(ts->sent), "%016llx",
                      (unsigned long long)hf_hash_update(HF_HASH_INIT, body->data, body->len));
+            xds__sent_delta(&ts->last, v, t, &ts->pending);
         } else {
             kv_clear(&ts->pending);
         }

@@ -11,6 +11,7 @@
  * gRPC threads only decode and queue; assignments, decisions and the store are on the xDS thread.
  */
 #include "xds_internal.h"
+#include "xds_auth.h"
 
 #include "hash.h"
 #include "log.h"
@@ -44,6 +45,7 @@ struct hds_checker {
     bool closed;
     bool send_busy;
     char node_id[128];
+    xds_principal principal; /* set before registered */
     char zone[HF_SHORT_MAX];
     int64_t connected_since;
     size_t n_endpoints;
@@ -96,6 +98,37 @@ static void *hds_open(void *ctx, hf_stream *t, const char *peer)
     srv->checkers = c;
     pthread_mutex_unlock(&srv->hds_lock);
     return c;
+}
+
+/* May the stream register as checker node_id? Refuses it (PERMISSION_DENIED, audited) if not. */
+static bool authorize(hds_checker *c, const char *node_id)
+{
+    xds__principal_of(c->transport, &c->principal);
+    char why[256];
+    if (xds_authz_hds(&c->principal, node_id, why, sizeof(why))) {
+        return true;
+    }
+    xds__deny(c->srv, c->transport, "HDS", node_id, why);
+    return false;
+}
+
+/* Ends the live streams of the same authenticated checker as c: the newer one wins. */
+static void replace_older(hds_checker *c)
+{
+    pthread_mutex_lock(&c->srv->hds_lock);
+    for (hds_checker *o = c->srv->checkers; o != NULL; o = o->next) {
+        if (o == c) {
+            continue;
+        }
+        pthread_mutex_lock(&o->lock);
+        if (o->registered && xds_authz_hds_replaces(&c->principal, &o->principal)) {
+            hf_info("hds", "checker %s: a newer stream replaces an older one", c->node_id);
+            hf_stream_finish(o->transport, HF_GRPC_ABORTED,
+                             "replaced by a newer stream of the same checker");
+        }
+        pthread_mutex_unlock(&o->lock);
+    }
+    pthread_mutex_unlock(&c->srv->hds_lock);
 }
 
 static enum hf_health verdict_of(Envoy__Config__Core__V3__HealthStatus s)
@@ -165,6 +198,7 @@ static void hds_message(void *user, const uint8_t *data, size_t len)
             NULL, len, data);
     pthread_mutex_lock(&c->lock);
     const char *bad = NULL;
+    bool denied = false;
     /* A oneof: its members share a union, so only request_type_case tells which is set. */
     bool is_hello = m != NULL && m->request_type_case == HDS_HELLO;
     bool is_report = m != NULL && m->request_type_case == HDS_REPORT;
@@ -176,6 +210,8 @@ static void hds_message(void *user, const uint8_t *data, size_t len)
         const Envoy__Config__Core__V3__Node *n = m->health_check_request->node;
         if (n == NULL || n->id == NULL || n->id[0] == '\0') {
             bad = "the HealthCheckRequest must carry node.id";
+        } else if (!c->registered && !authorize(c, n->id)) {
+            denied = true;
         } else if (!c->registered) {
             snprintf(c->node_id, sizeof(c->node_id), "%s", n->id);
             snprintf(c->zone, sizeof(c->zone), "%s",
@@ -185,7 +221,7 @@ static void hds_message(void *user, const uint8_t *data, size_t len)
     } else if (!c->registered) {
         bad = "a health report came before the HealthCheckRequest";
     }
-    bool announce = is_hello && bad == NULL;
+    bool announce = is_hello && bad == NULL && !denied;
     char node[128];
     snprintf(node, sizeof(node), "%s", c->node_id);
     if (bad != NULL) {
@@ -197,6 +233,7 @@ static void hds_message(void *user, const uint8_t *data, size_t len)
         hf_info("hds", "health checker %s connected (zone %s)", node, c->zone);
         xds__event(c->srv, "checker.connect", node, "health checker %s connected (zone %s)", node,
                    c->zone[0] ? c->zone : "none");
+        replace_older(c);
         xds__hds_wake(c->srv, true);
     }
     if (bad == NULL && is_report && m->endpoint_health_response != NULL) {

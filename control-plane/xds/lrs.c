@@ -6,6 +6,7 @@
  * handed to the configured sink at once, on the gRPC thread (the sink must not block).
  */
 #include "xds_internal.h"
+#include "xds_auth.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -29,6 +30,7 @@ typedef struct lrs_stream {
     bool answered; /* the LoadStatsResponse went out */
     bool closed;
     char node_id[128];
+    char group[64]; /* the proxy group whose clusters its reports count for */
     hf_rbuf *response;
 } lrs_stream;
 
@@ -74,6 +76,12 @@ static void take_report(lrs_stream *s, const LoadStatsRequest *rq)
         const char *cluster = cs->cluster_service_name && cs->cluster_service_name[0]
                                   ? cs->cluster_service_name
                                   : cs->cluster_name;
+        if (cluster == NULL || !xds__lrs_counts(s->srv, s->group, cluster)) {
+            continue; /* not a cluster of the reporter's group */
+        }
+        if (sink->reporter_fn != NULL && s->node_id[0] != '\0') {
+            sink->reporter_fn(sink->arg, s->node_id, cluster);
+        }
         for (size_t i = 0; i < cs->n_upstream_locality_stats; i++) {
             const LocalityStats *l = cs->upstream_locality_stats[i];
             const char *fleet = l->locality && l->locality->sub_zone ? l->locality->sub_zone : "";
@@ -120,6 +128,13 @@ static void lrs_message(void *user, const uint8_t *data, size_t len)
     }
     if (s->node_id[0] == '\0' && rq->node != NULL && rq->node->id != NULL) {
         snprintf(s->node_id, sizeof(s->node_id), "%s", rq->node->id);
+    }
+    if (!s->answered &&
+        !xds__authorize_lrs(s->srv, s->transport, s->node_id, rq->node ? rq->node->cluster : NULL,
+                            s->group, sizeof(s->group))) {
+        pthread_mutex_unlock(&s->lock);
+        envoy__service__load_stats__v3__load_stats_request__free_unpacked(rq, NULL);
+        return;
     }
     if (!s->answered) {
         s->answered = true;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- short names for the generated types ---- */
 typedef Google__Protobuf__Any Any;
@@ -174,6 +175,39 @@ static HttpFilter *router_filter(hf_arena *a)
 static int by_name(const void *x, const void *y)
 {
     return strcmp(((const xds_resource *)x)->name, ((const xds_resource *)y)->name);
+}
+
+/* By name, then by content: a total order, so the choice among duplicates is stable. */
+static int by_name_content(const void *x, const void *y)
+{
+    const xds_resource *p = x, *q = y;
+    int c = strcmp(p->name, q->name);
+    if (c == 0 && p->any->len != q->any->len) {
+        return p->any->len < q->any->len ? -1 : 1;
+    }
+    return c != 0 ? c : memcmp(p->any->data, q->any->data, p->any->len);
+}
+
+/* Sorts l by name and keeps one resource per name. A gRPC client outside any proxy group sees
+ * every service, and two groups may route the same host (or a name another group uses as a
+ * domain): it gets one listener of that name, the same one after every rebuild. */
+static void unique_names(xds_resource_list *l)
+{
+    if (l->n < 2) {
+        return;
+    }
+    qsort(l->items, l->n, sizeof(*l->items), by_name_content);
+    size_t m = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (m > 0 && strcmp(l->items[i].name, l->items[m - 1].name) == 0) {
+            free(l->items[i].name);
+            hf_rbuf_unref(l->items[i].any);
+            hf_rbuf_unref(l->items[i].delta);
+            continue;
+        }
+        l->items[m++] = l->items[i];
+    }
+    l->n = m;
 }
 
 /* Encodes m as a resource of type t named name, appended to l. */
@@ -357,29 +391,61 @@ static bool build_eds(hf_arena *a, xds_resource_list *l, const xds_service_input
 /* CDS                                                                                      */
 /* ======================================================================================== */
 
-/* Bounds the upstream connections' age too (the HCM option bounds downstream ones): so a
- * rolling restart's drain also ends connections from Envoy to the backends in time. The upstream
- * protocol follows the downstream one. */
-static void upstream_max_age(hf_arena *a, Cluster *c, uint32_t seconds_)
+/* The cluster's upstream HTTP options: the protocol spoken to the backends and a bound on the
+ * upstream connections' age (the HCM option bounds downstream ones), so a rolling restart's drain
+ * also ends connections from Envoy to the backends in time. Nothing for HTTP/1.1 without a max
+ * age (Envoy's default). "auto" follows the downstream protocol: Envoy accepts ALPN-based
+ * auto_config only with a transport socket that does ALPN, and these clusters are plaintext. */
+static void upstream_options(hf_arena *a, Cluster *c, const hf_connection *conn)
 {
     typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions UpstreamOptions;
     typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__UseDownstreamHttpConfig
         UseDownstream;
+    typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig
+        Explicit;
+    if (conn->max_connection_age_s == 0 && conn->upstream_protocol == HF_UPSTREAM_HTTP1) {
+        return;
+    }
     UpstreamOptions *o =
         NEW(UpstreamOptions, ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT);
-    o->common_http_protocol_options =
-        NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
-    o->common_http_protocol_options->max_connection_duration = seconds(a, seconds_);
-    UseDownstream *ud = NEW(
-        UseDownstream,
-        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__USE_DOWNSTREAM_HTTP_CONFIG__INIT);
-    ud->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
-                                    ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
-    ud->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
-                                     ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
-    o->upstream_protocol_options_case =
-        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
-    o->use_downstream_protocol_config = ud;
+    if (conn->max_connection_age_s > 0) {
+        o->common_http_protocol_options =
+            NEW(HttpProtocolOptions, ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+        o->common_http_protocol_options->max_connection_duration =
+            seconds(a, conn->max_connection_age_s);
+    }
+    if (conn->upstream_protocol == HF_UPSTREAM_AUTO) {
+        UseDownstream *ud = NEW(
+            UseDownstream,
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__USE_DOWNSTREAM_HTTP_CONFIG__INIT);
+        ud->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
+                                        ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
+        ud->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
+                                         ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
+        o->upstream_protocol_options_case =
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
+        o->use_downstream_protocol_config = ud;
+    } else {
+        Explicit *ex = NEW(
+            Explicit,
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__INIT);
+        if (conn->upstream_protocol == HF_UPSTREAM_HTTP2) {
+            ex->protocol_config_case =
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+            ex->http2_protocol_options = NEW(Envoy__Config__Core__V3__Http2ProtocolOptions,
+                                             ENVOY__CONFIG__CORE__V3__HTTP2_PROTOCOL_OPTIONS__INIT);
+            /* WebSocket to an HTTP/2 backend: RFC 8441 extended CONNECT. */
+            ex->http2_protocol_options->allow_connect = conn->websocket;
+        } else {
+            ex->protocol_config_case =
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS;
+            ex->http_protocol_options = NEW(Envoy__Config__Core__V3__Http1ProtocolOptions,
+                                            ENVOY__CONFIG__CORE__V3__HTTP1_PROTOCOL_OPTIONS__INIT);
+        }
+        o->upstream_protocol_options_case =
+            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
+        o->explicit_http_config = ex;
+    }
     Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
         NEW(Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry,
             ENVOY__CONFIG__CLUSTER__V3__CLUSTER__TYPED_EXTENSION_PROTOCOL_OPTIONS_ENTRY__INIT);
@@ -429,8 +495,8 @@ static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input
     c->common_lb_config = lb;
     /* Hosts leave EDS when evicted: remove them even if active health checking says healthy. */
     c->ignore_health_on_host_removal = 1;
-    if (kind == XDS_NODE_ENVOY && in->svc->connection.max_connection_age_s > 0) {
-        upstream_max_age(a, c, in->svc->connection.max_connection_age_s);
+    if (kind == XDS_NODE_ENVOY) {
+        upstream_options(a, c, &in->svc->connection);
     }
     if (kind == XDS_NODE_GRPC) {
         c->lrs_server = NEW(ConfigSource, ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT);
@@ -485,8 +551,30 @@ static PerFilterEntry *session_per_route(hf_arena *a, const hf_affinity *af, uin
     return e;
 }
 
-/* A route "/" (or "" for gRPC) to the service's cluster. */
-static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
+static Google__Protobuf__BoolValue *boolean(hf_arena *a, bool v)
+{
+    Google__Protobuf__BoolValue *b =
+        NEW(Google__Protobuf__BoolValue, GOOGLE__PROTOBUF__BOOL_VALUE__INIT);
+    b->value = v;
+    return b;
+}
+
+/* Enables WebSocket upgrades on one route (the connection manager disables them by default
+ * once any service of the group allows them). */
+static void route_websocket(hf_arena *a, RouteAction *ra)
+{
+    typedef Envoy__Config__Route__V3__RouteAction__UpgradeConfig UpgradeConfig;
+    UpgradeConfig *u =
+        NEW(UpgradeConfig, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__UPGRADE_CONFIG__INIT);
+    u->upgrade_type = "websocket";
+    u->enabled = boolean(a, true);
+    ra->n_upgrade_configs = 1;
+    ra->upgrade_configs = HF_ANEW_N(a, UpgradeConfig *, 1);
+    ra->upgrade_configs[0] = u;
+}
+
+/* A route "/" (or "" for gRPC) to the service's cluster; upgrades: Envoy's WebSocket setting. */
+static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix, bool upgrades)
 {
     RouteAction *ra = NEW(RouteAction, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__INIT);
     ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
@@ -511,6 +599,9 @@ static Route *route_to(hf_arena *a, const hf_service *svc, const char *prefix)
                 ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__MAX_STREAM_DURATION__INIT);
         ra->max_stream_duration->max_stream_duration =
             seconds(a, svc->connection.max_stream_duration_s);
+    }
+    if (upgrades && svc->connection.websocket) {
+        route_websocket(a, ra);
     }
     RouteMatch *m = NEW(RouteMatch, ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__INIT);
     m->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
@@ -539,7 +630,7 @@ static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
     }
     vh->n_routes = 1;
     vh->routes = HF_ANEW_N(a, Route *, 1);
-    vh->routes[0] = route_to(a, svc, "/");
+    vh->routes[0] = route_to(a, svc, "/", true);
     if (svc->affinity.mode == HF_AFFINITY_COOKIE) {
         vh->n_typed_per_filter_config = 1;
         vh->typed_per_filter_config = HF_ANEW_N(a, PerFilterEntry *, 1);
@@ -547,6 +638,67 @@ static VirtualHost *virtual_host(hf_arena *a, const hf_service *svc)
             session_per_route(a, &svc->affinity, hf_service_ttl_in_force(svc));
     }
     return vh;
+}
+
+/* One domain of a route table: virtual host vh, position pos; by_name: the service's name. */
+typedef struct host_ref {
+    const char *host;
+    size_t vh, pos;
+    bool by_name;
+} host_ref;
+
+static int host_cmp(const void *x, const void *y)
+{
+    const host_ref *p = x, *q = y;
+    int c = strcasecmp(p->host, q->host);
+    if (c != 0) {
+        return c;
+    }
+    if (p->by_name != q->by_name) {
+        return p->by_name ? 1 : -1; /* an explicit domain wins over routing by name */
+    }
+    return p->vh < q->vh ? -1 : p->vh > q->vh;
+}
+
+/* Envoy rejects a whole route table over one duplicate domain (compared lower-cased). The REST
+ * API refuses them (issue 12 item 2), but a database written before may hold a service routed
+ * by its name that another service claims as a domain: the explicit domain is kept, the
+ * duplicate left out, and a virtual host left without a domain is left out. */
+static void unique_domains(RouteConfiguration *rc, const xds_service_input *svcs)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        total += rc->virtual_hosts[i]->n_domains;
+    }
+    host_ref *refs = xcalloc(total ? total : 1, sizeof(*refs));
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        for (size_t d = 0; d < rc->virtual_hosts[i]->n_domains; d++) {
+            refs[k++] =
+                (host_ref){rc->virtual_hosts[i]->domains[d], i, d, svcs[i].svc->n_domains == 0};
+        }
+    }
+    qsort(refs, total, sizeof(*refs), host_cmp);
+    for (k = 1; k < total; k++) {
+        if (strcasecmp(refs[k].host, refs[k - 1].host) == 0) {
+            rc->virtual_hosts[refs[k].vh]->domains[refs[k].pos] = NULL;
+        }
+    }
+    free(refs);
+    size_t kept = 0;
+    for (size_t i = 0; i < rc->n_virtual_hosts; i++) {
+        VirtualHost *vh = rc->virtual_hosts[i];
+        size_t m = 0;
+        for (size_t d = 0; d < vh->n_domains; d++) {
+            if (vh->domains[d] != NULL) {
+                vh->domains[m++] = vh->domains[d];
+            }
+        }
+        vh->n_domains = m;
+        if (m > 0) {
+            rc->virtual_hosts[kept++] = vh;
+        }
+    }
+    rc->n_virtual_hosts = kept;
 }
 
 static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
@@ -560,6 +712,7 @@ static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g
     for (size_t i = 0; i < n; i++) {
         rc->virtual_hosts[i] = virtual_host(a, svcs[i].svc);
     }
+    unique_domains(rc, svcs);
     emit(a, l, XDS_RDS, g->name, &rc->base);
 }
 
@@ -614,6 +767,22 @@ static Hcm *new_hcm(hf_arena *a, const char *stat_prefix, const hf_connection *l
     return h;
 }
 
+/* WebSocket upgrades known to the connection manager but off by default: the routes of the
+ * services that allow them turn them on (without any upgrade_configs Envoy answers 403). */
+static void hcm_websocket(hf_arena *a, Hcm *h)
+{
+    typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+        UpgradeConfig;
+    UpgradeConfig *u = NEW(
+        UpgradeConfig,
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__UPGRADE_CONFIG__INIT);
+    u->upgrade_type = "websocket";
+    u->enabled = boolean(a, false);
+    h->n_upgrade_configs = 1;
+    h->upgrade_configs = HF_ANEW_N(a, UpgradeConfig *, 1);
+    h->upgrade_configs[0] = u;
+}
+
 static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g,
                                  const xds_service_input *svcs, size_t n)
 {
@@ -627,8 +796,13 @@ static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_pro
     h->rds->route_config_name = (char *)g->name;
 
     bool cookie = false;
+    bool websocket = false;
     for (size_t i = 0; i < n; i++) {
         cookie |= svcs[i].svc->affinity.mode == HF_AFFINITY_COOKIE;
+        websocket |= svcs[i].svc->connection.websocket;
+    }
+    if (websocket) {
+        hcm_websocket(a, h);
     }
     h->http_filters = HF_ANEW_N(a, HttpFilter *, 2);
     if (cookie) {
@@ -671,7 +845,7 @@ static void build_api_listener(hf_arena *a, xds_resource_list *l, const char *na
     vh->domains[0] = "*";
     vh->n_routes = 1;
     vh->routes = HF_ANEW_N(a, Route *, 1);
-    vh->routes[0] = route_to(a, svc, "");
+    vh->routes[0] = route_to(a, svc, "", false);
     RouteConfiguration *rc =
         NEW(RouteConfiguration, ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT);
     rc->name = (char *)svc->name;
@@ -706,7 +880,10 @@ void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, 
         if (kind == XDS_NODE_GRPC) {
             build_api_listener(a, &out[XDS_LDS], svcs[i].svc->name, svcs[i].svc);
             for (uint32_t d = 0; d < svcs[i].svc->n_domains; d++) {
-                build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
+                /* A service may list its own name: one listener of that name. */
+                if (strcmp(svcs[i].svc->domains[d], svcs[i].svc->name) != 0) {
+                    build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
+                }
             }
         }
     }
@@ -715,7 +892,9 @@ void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, 
         build_envoy_listener(a, &out[XDS_LDS], group, svcs, n);
     }
     for (int t = 0; t < XDS_NTYPES; t++) {
-        if (out[t].n > 1) {
+        if (t == XDS_LDS && kind == XDS_NODE_GRPC) {
+            unique_names(&out[t]);
+        } else if (out[t].n > 1) {
             qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
         }
     }

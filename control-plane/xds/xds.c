@@ -4,6 +4,7 @@
  * and writes queued audit events, so neither REST requests nor gRPC threads wait on it.
  */
 #include "xds_internal.h"
+#include "xds_auth.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -228,7 +229,11 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
                          .max_message = MAX_MESSAGE,
                          .max_connections = cfg->max_connections,
                          .methods = srv->methods,
-                         .n_methods = 4};
+                         .n_methods = 4,
+                         .tls = cfg->tls,
+                         .local_address = cfg->local_address,
+                         .on_tls_failure = xds__tls_failure,
+                         .tls_failure_arg = srv};
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);
     if (rc != HF_OK) {
         store_set_change_hook(cfg->store, NULL, NULL);
@@ -285,6 +290,7 @@ int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
             memcpy(p->peer, s->info.peer, sizeof(p->peer));
             p->delta = s->delta;
             p->connected_since = s->info.connected_since;
+            p->build_version = s->info.build_version;
             for (int t = 0; t < XDS_NTYPES; t++) {
                 const xds_type_state *ts = &s->types[t];
                 xds_type_status *o = &p->types[t];

@@ -7,7 +7,9 @@
 #ifndef HF_XDS_H
 #define HF_XDS_H
 
+#include "compat.h"
 #include "hash.h"
+#include "grpc_transport.h"
 #include "hf_err.h"
 #include "store.h"
 #include "xds_types.h"
@@ -27,6 +29,8 @@ typedef struct xds_load_sink {
      * address:port, as seen by node; may be NULL */
     void (*endpoint_fn)(void *arg, const char *node, const char *cluster, const char *address,
                         uint32_t port, uint64_t in_progress);
+    /* once per counted cluster of a report: node reported load for cluster; may be NULL */
+    void (*reporter_fn)(void *arg, const char *node, const char *cluster);
 } xds_load_sink;
 
 typedef struct xds_config {
@@ -35,8 +39,10 @@ typedef struct xds_config {
     int threads;              /* gRPC completion-queue threads */
     uint32_t lrs_interval_ms; /* the load reporting interval asked of clients */
     xds_load_sink load_sink;
-    int hds_replicas;     /* health checkers per endpoint (default 2) */
-    long max_connections; /* xDS connections held at once (0: no cap); more are closed */
+    int hds_replicas;          /* health checkers per endpoint (default 2) */
+    long max_connections;      /* xDS connections held at once (0: no cap); more are closed */
+    const hf_grpc_tls *tls;    /* NULL: plaintext; else mutual TLS (docs/security.md) */
+    const char *local_address; /* NULL, or a second, plaintext listener for on-host clients */
 } xds_config;
 
 /* Builds the first snapshot, then serves. *port receives the bound port. Sets the store's change
@@ -44,6 +50,13 @@ typedef struct xds_config {
 int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d);
 /* Ends every stream and stops; pending audit events are written first. */
 void xds_stop(xds_server *srv);
+
+/* Certificates for new TLS handshakes (xds_auth.c); see hf_grpc_tls_update. Thread-safe. */
+int xds_tls_update(xds_server *srv, const hf_grpc_tls *tls);
+/* Connected ADS streams of proxy group (arg is the xds_server). Thread-safe. */
+int xds_group_proxies(void *srv, const char *group);
+/* The bound port of cfg->local_address, 0 without one. */
+int xds_local_port(const xds_server *srv);
 
 /* What one stream has of one type. Versions are "" when nothing was sent / ACKed. */
 typedef struct xds_type_status {
@@ -68,11 +81,18 @@ typedef struct xds_proxy_info {
     char peer[64];
     bool delta;
     int64_t connected_since;
+    xds_build_version build_version; /* what the node announced (Envoy), if it did */
     xds_type_status types[XDS_NTYPES];
 } xds_proxy_info;
 
 /* A copy of what every connected stream has; the caller frees *out. Thread-safe. */
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n);
+
+/* The configuration dump of the newest stream of node_id, as JSON text (the caller frees
+ * *json): per type the versions sent, ACKed and NACKed (with the error), and every resource the
+ * node was last sent, in the proto3 JSON mapping. HF_ENOTFOUND when no such node is connected.
+ * Thread-safe. */
+int xds_proxy_config(xds_server *srv, const char *node_id, char **json);
 
 /* A connected health checker (HDS). */
 typedef struct xds_checker_info {

@@ -23,6 +23,18 @@ typedef struct xds_kvset {
     size_t n;
 } xds_kvset;
 
+/* The resources of one type a stream last sent (config_dump.c), sorted by name. */
+typedef struct xds_sent_item {
+    char *name;
+    char version[HF_VERSION_LEN];
+    hf_rbuf *any; /* a reference to the snapshot's encoded Any */
+} xds_sent_item;
+
+typedef struct xds_sent {
+    xds_sent_item *items;
+    size_t n;
+} xds_sent;
+
 /* One type on one stream. */
 typedef struct xds_type_state {
     bool active;                  /* the client subscribed to this type */
@@ -40,6 +52,10 @@ typedef struct xds_type_state {
     xds_kvset known;    /* what the client holds */
     xds_kvset pending;  /* what the last response changes ("" = removed) */
     xds_kvset rejected; /* versions the client NACKed: not re-sent */
+    /* what the client was last sent (GET .../config): SotW, the shared response body; delta,
+     * the resources it holds */
+    hf_rbuf *last_body;
+    xds_sent last;
 } xds_type_state;
 
 /* What a stream shows in GET /api/v1/proxies, apart from its types. */
@@ -52,6 +68,7 @@ typedef struct xds_stream_info {
     enum xds_node_kind kind;
     char peer[64];
     int64_t connected_since;
+    xds_build_version build_version; /* node.user_agent_build_version, when sent */
 } xds_stream_info;
 
 typedef struct xds_stream {
@@ -147,6 +164,12 @@ void xds__hds_process(struct xds_server *srv);
 void xds__hds_destroy(struct xds_server *srv);
 /* Wakes the xDS thread for HDS work (dirty: reassign; otherwise: verdicts queued). */
 void xds__hds_wake(struct xds_server *srv, bool dirty);
+/* Records what a response of type t carried (config_dump.c; s->lock held): state of the world,
+ * a reference to its shared body (the stream costs one pointer per type); delta, the changes in
+ * pending ("" = removed) applied to what the stream holds. xds__sent_clear releases both. */
+void xds__sent_sotw(xds_type_state *ts, hf_rbuf *body);
+void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending);
+void xds__sent_clear(xds_type_state *ts);
 /* The LRS handler (lrs.c). */
 extern const hf_stream_handler xds__lrs_handler;
 

@@ -7,7 +7,7 @@
  *
  *   xds_loadgen --xds 127.0.0.1:18000 --http 127.0.0.1:8080 --pid PID --nodes N
  *               [--service cart --group edge --fleet blue --port-base 20000] [--no-ack]
- *               [--pause S]
+ *               [--pause S] [--tls-cert F --tls-key F --ca F]   (mutual TLS to holdfast)
  *
  * Prints one line of "key=value" figures. One thread drives every stream from one completion
  * queue; the simulated nodes share the machine with holdfast (say so when quoting figures).
@@ -74,6 +74,8 @@ static struct {
 } cfg = {
     "127.0.0.1:18000", "127.0.0.1:8080", "cart", "edge", "blue", 100, 0, 20000, false, 0, false};
 
+static const char *tls_files[3];        /* --tls-cert, --tls-key, --ca */
+static grpc_channel_credentials *creds; /* shared by every node's channel */
 static grpc_completion_queue *cq;
 static struct node *nodes;
 static int new_port;
@@ -304,9 +306,7 @@ static void open_node(struct node *n)
         {GRPC_ARG_INTEGER, "grpc.channel_id", {.integer = n->index}},
     };
     grpc_channel_args chargs = {2, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     n->channel = grpc_channel_create(cfg.xds, creds, &chargs);
-    grpc_channel_credentials_release(creds);
     grpc_slice method = grpc_slice_from_static_string(
         "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources");
     n->call = grpc_channel_create_call(n->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
@@ -388,13 +388,42 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = calloc(1, 1 << 20);
+    size_t n = f ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    if (f == NULL || n == 0) {
+        fprintf(stderr, "xds_loadgen: cannot read %s\n", path);
+        exit(1);
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Plaintext, or mutual TLS with the given files (all three or none). */
+static grpc_channel_credentials *make_creds(void)
+{
+    if (tls_files[0] == NULL) {
+        return grpc_insecure_credentials_create();
+    }
+    char *cert = slurp(tls_files[0]), *key = slurp(tls_files[1]), *ca = slurp(tls_files[2]);
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    grpc_channel_credentials *c = grpc_ssl_credentials_create(ca, &pair, NULL, NULL);
+    free(cert);
+    free(key);
+    free(ca);
+    return c;
+}
+
 static void parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"xds", 1, NULL, 'x'},   {"http", 1, NULL, 'h'},      {"nodes", 1, NULL, 'n'},
-        {"pid", 1, NULL, 'p'},   {"service", 1, NULL, 's'},   {"group", 1, NULL, 'g'},
-        {"fleet", 1, NULL, 'f'}, {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
-        {"pause", 1, NULL, 'P'}, {"external", 0, NULL, 'E'},  {NULL, 0, NULL, 0}};
+        {"xds", 1, NULL, 'x'},     {"http", 1, NULL, 'h'},      {"nodes", 1, NULL, 'n'},
+        {"pid", 1, NULL, 'p'},     {"service", 1, NULL, 's'},   {"group", 1, NULL, 'g'},
+        {"fleet", 1, NULL, 'f'},   {"port-base", 1, NULL, 'b'}, {"no-ack", 0, NULL, 'a'},
+        {"pause", 1, NULL, 'P'},   {"external", 0, NULL, 'E'},  {"tls-cert", 1, NULL, 'C'},
+        {"tls-key", 1, NULL, 'K'}, {"ca", 1, NULL, 'A'},        {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -431,6 +460,15 @@ static void parse_args(int argc, char **argv)
         case 'E':
             cfg.external = true;
             break;
+        case 'C':
+            tls_files[0] = optarg;
+            break;
+        case 'K':
+            tls_files[1] = optarg;
+            break;
+        case 'A':
+            tls_files[2] = optarg;
+            break;
         default:
             exit(2);
         }
@@ -440,7 +478,13 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    int ntls = (tls_files[0] != NULL) + (tls_files[1] != NULL) + (tls_files[2] != NULL);
+    if (ntls != 0 && ntls != 3) {
+        fprintf(stderr, "xds_loadgen: --tls-cert, --tls-key and --ca go together\n");
+        return 2;
+    }
     grpc_init();
+    creds = make_creds();
     cq = grpc_completion_queue_create_for_next(NULL);
     nodes = calloc((size_t)cfg.nodes, sizeof(*nodes));
 

@@ -16,6 +16,9 @@ const HOLDFAST = process.env.HOLDFAST_BIN || path.join(SRC, 'build/control-plane
 const SHOTS = process.env.HOLDFAST_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'hf-shots-'));
 const PY = '/usr/bin/python3';
 const NORMAL_TTL = 4;
+// HTTPS (issue 13): run_https.sh sets a folder with holdfast's certificate and its key's SPKI pin.
+const TLS_DIR = process.env.HOLDFAST_UI_TLS_DIR;
+const TLS_ARGS = TLS_DIR ? ['--tls-cert', path.join(TLS_DIR, 'server-127.0.0.1.crt'), '--tls-key', path.join(TLS_DIR, 'server-127.0.0.1.key')] : [];
 
 function freePort() {
   return new Promise((resolve) => {
@@ -30,8 +33,8 @@ async function startHoldfast() {
   const xds = await freePort();
   const log = fs.openSync(path.join(dir, 'holdfast.log'), 'a');
   const proc = spawn(HOLDFAST, ['--db', path.join(dir, 'db'), '--http', `127.0.0.1:${http}`,
-    '--xds', `127.0.0.1:${xds}`, '--lrs-interval', '200'], { stdio: ['ignore', log, log] });
-  const base = `http://127.0.0.1:${http}`;
+    '--xds', `127.0.0.1:${xds}`, '--lrs-interval', '200', ...TLS_ARGS], { stdio: ['ignore', log, log] });
+  const base = `${TLS_DIR ? 'https' : 'http'}://127.0.0.1:${http}`;
   for (let i = 0; i < 100; i++) {
     try { if ((await fetch(base + '/healthz')).ok) break; } catch (e) { /* not yet */ }
     await new Promise((r) => setTimeout(r, 50));
@@ -81,7 +84,8 @@ test.before(async () => {
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium', headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-default-apps'],
+      '--disable-component-update', '--disable-sync', '--disable-default-apps',
+      ...(TLS_DIR ? [`--ignore-certificate-errors-spki-list=${process.env.HOLDFAST_UI_SPKI}`] : [])],
   });
 });
 test.after(async () => { await browser.close(); });

@@ -44,12 +44,15 @@ def node(node_id, cluster, user_agent="envoy"):
 class AdsClient:
     """One ADS stream. send() queues a request; recv() waits for the next response."""
 
-    def __init__(self, address, delta=False, raw=False, read=True, options=()):
+    def __init__(self, address, delta=False, raw=False, read=True, options=(), credentials=None):
         if not read:
             # A fixed, small HTTP/2 window: the transport cannot buffer much on our behalf.
             options = list(options) + [("grpc.http2.bdp_probe", 0),
                                        ("grpc.http2.lookahead_bytes", 8192)]
-        self.channel = grpc.insecure_channel(address, options=list(options))
+        if credentials is not None:  # grpc.ssl_channel_credentials: mutual TLS
+            self.channel = grpc.secure_channel(address, credentials, options=list(options))
+        else:
+            self.channel = grpc.insecure_channel(address, options=list(options))
         self._out = queue.Queue()
         self._in = queue.Queue()
         self.delta = delta

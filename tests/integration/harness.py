@@ -52,12 +52,12 @@ def fresh_db(workdir, name="holdfast.db"):
 class Shim:
     """One holdfast-shim process."""
 
-    def __init__(self, server, node_id, zone, workdir):
+    def __init__(self, server, node_id, zone, workdir, extra=()):
         self.node_id = node_id
         self.log_path = os.path.join(workdir, "shim-%s.log" % node_id)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SHIM, "--server", server, "--node-id", node_id, "--zone", zone],
-                                     stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen([SHIM, "--server", server, "--node-id", node_id, "--zone", zone,
+                                      *extra], stdout=self._log, stderr=self._log)
 
     def stop(self, sig=signal.SIGTERM):
         """Stops the shim; after SIGTERM it must exit 0 (under the sanitizers: no leak)."""
@@ -116,6 +116,7 @@ class Holdfast:
         self.proc = None
         self.token = None
         self.log_path = os.path.join(workdir, "holdfast.log")
+        self.ssl_context = None  # an ssl.SSLContext: the REST API is served over HTTPS
 
     def __enter__(self):
         self.start()
@@ -130,7 +131,7 @@ class Holdfast:
         if not keep_ports or not getattr(self, "http_port", None):
             self.http_port = free_port()
             self.xds_port = free_port()
-        self.base = "http://127.0.0.1:%d" % self.http_port
+        self.base = "%s://127.0.0.1:%d" % ("https" if self.ssl_context else "http", self.http_port)
         self.xds = "127.0.0.1:%d" % self.xds_port
         args = [HOLDFAST, "--db", self.db, "--http", "127.0.0.1:%d" % self.http_port,
                 "--xds", "127.0.0.1:%d" % self.xds_port, "--log-level", "debug", *extra]
@@ -218,7 +219,7 @@ class Holdfast:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as r:
                 return Response(r.status, r.headers, r.read())
         except urllib.error.HTTPError as e:
             return Response(e.code, e.headers, e.read())

@@ -96,6 +96,9 @@ class BlueGreenTest(unittest.TestCase):
         tail = [s for s in done["tail"] if s["t"] >= done["cutover_at"]]
         self.assertGreaterEqual(len(tail), 3)
         self.assertGreater(tail[0]["total_requests"], 0)  # measured from real load reports
+        # Whose reports: some of the 3 simulated nodes in each sample, all 3 in some.
+        self.assertTrue(all(1 <= s["reporters"] <= 3 and s["connected_proxies"] == 3 for s in tail), tail)
+        self.assertEqual(max(s["reporters"] for s in tail), 3)
         self.assertGreater(max(s["pct"] for s in tail), done["tail_threshold_pct"])  # a real tail
         self.assertTrue(all(s["pct"] < 2 for s in tail[-3:]))
         self.assertEqual(self.roles(), {"blue": "retired", "green": "active"})

@@ -261,6 +261,42 @@ class ErrorsChangeNothingTest(unittest.TestCase):
         self.check("DELETE", API + "/services/cart/fleets/blue", 409, "conflict")  # active
         self.check("PATCH", API + "/services/cart/fleets/blue", 409, "conflict", {"role": "standby"})
 
+    def test_domain_and_name_conflicts_409(self):
+        """A host is routed to one service per proxy group: a service without domains is routed
+        by its name (and a gRPC client resolves every service by its name), so a name and
+        another service's domain collide too (issue 12 item 2). Both services are named."""
+        other = dict(SERVICE, name="other", domains=[])
+        err = self.check("POST", API + "/services", 409, "conflict",
+                         dict(other, domains=["cart"]), field="domains")
+        self.assertIn("'other'", err["message"])
+        self.assertIn("'cart'", err["message"])
+        self.assertEqual(self.hf.post(API + "/services", dict(other, domains=["x.example.com"])).status, 201)
+        # PATCH: claiming the name of a service as a domain, or a domain of another
+        err = self.check("PATCH", API + "/services/other", 409, "conflict", {"domains": ["cart"]},
+                         field="domains")
+        self.assertIn("'other'", err["message"])
+        self.check("PATCH", API + "/services/other", 409, "conflict",
+                   {"domains": ["x.example.com", "cart.example.com"]}, field="domains")
+        # A new service whose name is already a domain of another (routed by name: a duplicate)
+        self.assertEqual(self.hf.patch(API + "/services/other", {"domains": ["shop"]}).status, 200)
+        err = self.check("POST", API + "/services", 409, "conflict",
+                         dict(SERVICE, name="shop", domains=[]), field="name")
+        self.assertIn("'shop'", err["message"])
+        self.assertIn("'other'", err["message"])
+        # Case never makes two equal hosts: upper case is refused; the wildcard is one per group.
+        self.check("POST", API + "/services", 422, None,
+                   dict(SERVICE, name="s3", domains=["CART.example.com"]), field="domains")
+        self.assertEqual(self.hf.patch(API + "/services/other", {"domains": ["*"]}).status, 200)
+        self.check("POST", API + "/services", 409, "conflict", dict(SERVICE, name="s3", domains=["*"]),
+                   field="domains")
+        # In another proxy group the same host is fine; a service may list its own name.
+        self.assertEqual(self.hf.post(API + "/proxy-groups", {"name": "edge2", "listener_port": 10001}).status, 201)
+        self.assertEqual(self.hf.post(API + "/services", dict(SERVICE, name="s3", proxy_group="edge2",
+                                                               domains=["cart", "s3"])).status, 201)
+        for name in ("s3", "other"):
+            self.assertEqual(self.hf.delete(API + "/services/" + name).status, 204)
+        self.assertEqual(self.hf.delete(API + "/proxy-groups/edge2").status, 204)
+
     def test_not_found_404(self):
         self.check("GET", API + "/proxy-groups/nope", 404, "not_found")
         self.check("GET", API + "/services/nope", 404, "not_found")

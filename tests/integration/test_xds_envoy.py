@@ -149,7 +149,8 @@ class EnvoyResourcesTest(unittest.TestCase):
         self.assertTrue(cart.typed_extension_protocol_options[
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].Unpack(opts))
         self.assertEqual(opts.common_http_protocol_options.max_connection_duration.seconds, 3600)
-        self.assertTrue(opts.HasField("use_downstream_protocol_config"))
+        # independent of the max age: the default upstream protocol, HTTP/1.1 (issue 12 item 7)
+        self.assertTrue(opts.explicit_http_config.HasField("http_protocol_options"))
         self.assertEqual(len(cl["search"].typed_extension_protocol_options), 0)  # no max age set
         self.assertEqual(cl["search"].lb_policy, cluster_pb2.Cluster.RING_HASH)
         self.assertFalse(cl["search"].common_lb_config.HasField("healthy_panic_threshold"))
@@ -178,6 +179,118 @@ class EnvoyResourcesTest(unittest.TestCase):
         self.assertEqual(len(set(nonces)), 4)
 
 
+class ConnectionSettingsTest(unittest.TestCase):
+    """connection.websocket and connection.upstream_protocol (issue 12 item 7), independent of
+    each other and of max_connection_age_s, decoded field by field."""
+
+    SERVICES = {  # name: (websocket, upstream_protocol, max_connection_age_s)
+        "plain": (False, None, 0), "ws": (True, None, 0), "h2": (False, "http2", 0),
+        "ws-h2": (True, "http2", 0), "auto": (False, "auto", 0), "aged-h2": (False, "http2", 600),
+        "aged": (False, "http1", 900), "ws-auto-aged": (True, "auto", 1200),
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hf = Holdfast().__enter__()
+        hf = cls.hf
+        assert hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000}).status == 201
+        for name, (ws, proto, age) in cls.SERVICES.items():
+            conn = {"websocket": ws, "max_connection_age_s": age}
+            if proto:
+                conn["upstream_protocol"] = proto
+            r = hf.post(API + "/services", {"name": name, "proxy_group": "edge", "connection": conn})
+            assert r.status == 201, r.body
+            assert hf.post(API + "/services/%s/fleets" % name, {"name": "a"}).status == 201
+        c = AdsClient(hf.xds)
+        try:
+            cls.got = subscribe_all(c)
+        finally:
+            c.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hf.__exit__()
+
+    def test_rest_round_trip_and_refusals(self):
+        s = self.hf.get(API + "/services/ws-h2").json["connection"]
+        self.assertEqual((s["websocket"], s["upstream_protocol"]), (True, "http2"))
+        s = self.hf.get(API + "/services/plain").json["connection"]
+        self.assertEqual((s["websocket"], s["upstream_protocol"]), (False, "http1"))
+        for bad in ({"upstream_protocol": "h3"}, {"upstream_protocol": 2}, {"websocket": "yes"}):
+            r = self.hf.patch(API + "/services/plain", {"connection": bad})
+            self.assertEqual(r.status, 422, r.body)
+            self.assertEqual(r.json["error"]["field"], "connection." + list(bad)[0], r.body)
+        r = self.hf.patch(API + "/services/plain", {"connection": {"websocket": False}})
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_websocket_upgrades(self):
+        (ls,) = unpack(self.got[LDS], listener_pb2.Listener)
+        h = hcm_pb2.HttpConnectionManager()
+        self.assertTrue(ls.filter_chains[0].filters[0].typed_config.Unpack(h))
+        (u,) = h.upgrade_configs  # known to the HCM, off unless a route turns it on
+        self.assertEqual((u.upgrade_type, u.HasField("enabled"), u.enabled.value), ("websocket", True, False))
+        (rc,) = unpack(self.got[RDS], route_pb2.RouteConfiguration)
+        for vh in rc.virtual_hosts:
+            (route,) = vh.routes
+            want = self.SERVICES[vh.name][0]
+            if want:
+                (ru,) = route.route.upgrade_configs
+                self.assertEqual((ru.upgrade_type, ru.enabled.value), ("websocket", True), vh.name)
+            else:
+                self.assertEqual(len(route.route.upgrade_configs), 0, vh.name)
+
+    def test_upstream_protocol(self):
+        from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_pb2
+        key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        for c in unpack(self.got[CDS], cluster_pb2.Cluster):
+            ws, proto, age = self.SERVICES[c.name]
+            proto = proto or "http1"
+            with self.subTest(cluster=c.name):
+                if proto == "http1" and not age:
+                    self.assertEqual(len(c.typed_extension_protocol_options), 0)  # Envoy's default
+                    continue
+                opts = upstream_pb2.HttpProtocolOptions()
+                self.assertTrue(c.typed_extension_protocol_options[key].Unpack(opts))
+                self.assertEqual(opts.common_http_protocol_options.max_connection_duration.seconds, age)
+                self.assertEqual(opts.HasField("common_http_protocol_options"), age > 0)
+                kind = opts.WhichOneof("upstream_protocol_options")
+                if proto == "auto":
+                    # plaintext: no ALPN, so the downstream protocol decides
+                    self.assertEqual(kind, "use_downstream_protocol_config")
+                    self.assertTrue(opts.use_downstream_protocol_config.HasField("http2_protocol_options"))
+                    self.assertTrue(opts.use_downstream_protocol_config.HasField("http_protocol_options"))
+                    self.assertFalse(c.HasField("transport_socket"))
+                else:
+                    self.assertEqual(kind, "explicit_http_config")
+                    which = opts.explicit_http_config.WhichOneof("protocol_config")
+                    self.assertEqual(which, {"http1": "http_protocol_options",
+                                             "http2": "http2_protocol_options"}[proto])
+                    if proto == "http2":  # WebSocket over HTTP/2 needs extended CONNECT
+                        self.assertEqual(opts.explicit_http_config.http2_protocol_options.allow_connect, ws)
+
+    def test_store_migration_keeps_old_max_age_services_on_the_downstream_protocol(self):
+        import sqlite3
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="hf-mig-") as tmp:
+            db = os.path.join(tmp, "old.db")
+            with Holdfast(workdir=tmp, db=db) as hf:
+                hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
+                hf.post(API + "/services", {"name": "old-aged", "proxy_group": "edge",
+                                            "connection": {"max_connection_age_s": 60}})
+                hf.post(API + "/services", {"name": "old-plain", "proxy_group": "edge"})
+            # Turn the file back into a version-7 database, as written before this change.
+            con = sqlite3.connect(db)
+            con.executescript("ALTER TABLE services DROP COLUMN websocket;"
+                              "ALTER TABLE services DROP COLUMN upstream_protocol;"
+                              "PRAGMA user_version = 7;")
+            con.close()
+            with Holdfast(workdir=tmp, db=db) as hf:
+                got = {s["name"]: s["connection"] for s in hf.get(API + "/services").json["items"]}
+                self.assertEqual(got["old-aged"]["upstream_protocol"], "auto")
+                self.assertEqual(got["old-plain"]["upstream_protocol"], "http1")
+                self.assertFalse(got["old-aged"]["websocket"])
+
+
 class ProtocolTest(unittest.TestCase):
     def setUp(self):
         self.hf = Holdfast().__enter__()
@@ -191,6 +304,31 @@ class ProtocolTest(unittest.TestCase):
 
     def proxies(self):
         return self.hf.get(API + "/proxies").json["items"]
+
+    def test_old_envoy_version_is_warned_about(self):
+        """Issue 12 item 6: strict needs Envoy 1.29; a 1.28 node is warned about, per service."""
+        from envoy.config.core.v3 import base_pb2
+        from envoy.type.v3 import semantic_version_pb2
+        for node_id, ver in (("old", (1, 28, 0)), ("new", (1, 29, 1)), ("silent", None)):
+            n = node(node_id, "edge")
+            if ver:
+                n.user_agent_build_version.CopyFrom(base_pb2.BuildVersion(
+                    version=semantic_version_pb2.SemanticVersion(
+                        major_number=ver[0], minor_number=ver[1], patch=ver[2])))
+            c = self.client()
+            c.request(CDS, node_=n)
+            self.assertIsNotNone(c.recv())
+        got = {p["id"]: p for p in self.proxies()}
+        self.assertEqual(got["old"]["build_version"], "1.28.0")
+        (w,) = got["old"]["warnings"]
+        self.assertIn("older than 1.29", w)
+        self.assertIn("'cart'", w)
+        self.assertEqual((got["new"]["build_version"], got["new"]["warnings"]), ("1.29.1", []))
+        self.assertEqual((got["silent"]["build_version"], got["silent"]["warnings"]), (None, []))
+        # the warning follows the configuration: cart no longer strict, no warning
+        self.assertEqual(self.hf.patch(API + "/services/cart", {"affinity": {"strict": False}}).status, 200)
+        got = {p["id"]: p for p in self.proxies()}
+        self.assertEqual(got["old"]["warnings"], [])
 
     def test_ack_then_change_pushes_only_what_changed(self):
         c = self.client()
