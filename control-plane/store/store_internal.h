@@ -27,6 +27,9 @@
     "d.cutover_at, d.min_finish_at, d.deadline_at, d.finished_at, d.finish_reason, "               \
     "d.final_tail_pct "
 #define RUNNING_STATES "('planned','ttl_lowered','draining','rolling_back')"
+#define LOAD_NEWEST                                                                                \
+    "(SELECT max(id) FROM load_reports m WHERE m.replica = l.replica AND m.cluster = l.cluster "   \
+    "AND m.fleet = l.fleet)"
 #define ENDPOINT_COLS                                                                              \
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at, e.health_changed_at "
@@ -194,8 +197,11 @@
                        "leader_since FROM replicas ORDER BY started_at, id")                       \
     X(ST_LOAD_INSERT, "INSERT INTO load_reports(replica, cluster, fleet, requests, at, "           \
                       "reporters, proxies) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                    \
-    X(ST_LOAD_SUM, "SELECT cluster, fleet, sum(requests), sum(reporters), sum(proxies) FROM "      \
-                   "load_reports GROUP BY cluster, fleet ORDER BY cluster, fleet")                 \
+    /* Requests add up over intervals; reporters and proxies are each replica's newest count. */   \
+    X(ST_LOAD_SUM,                                                                                 \
+      "SELECT cluster, fleet, sum(requests), sum(CASE WHEN id = " LOAD_NEWEST " THEN reporters "   \
+      "ELSE 0 END), sum(CASE WHEN id = " LOAD_NEWEST " THEN proxies ELSE 0 END) FROM "             \
+      "load_reports l GROUP BY cluster, fleet ORDER BY cluster, fleet")                            \
     X(ST_LOAD_CLEAR, "DELETE FROM load_reports")                                                   \
     X(ST_INFLIGHT_UPSERT, "INSERT INTO load_inflight(node, cluster, endpoint, in_progress, at) "   \
                           "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, cluster, endpoint) DO "    \

@@ -242,6 +242,9 @@ class FailoverTest(HaBase):
         # The new leader sampled the tail from B's reports after the kill, and finished on them.
         after = [s for s in done["tail"] if self._ms(s["t"]) > killed_ms and s["total_requests"] > 0]
         self.assertGreaterEqual(len(after), 3)
+        # Whose reports: the 3 simulated proxies connected to B, counted by the leader elsewhere.
+        self.assertTrue(all(s["reporters"] <= 3 and s["connected_proxies"] == 3 for s in after), after)
+        self.assertEqual(max(s["reporters"] for s in after), 3)
         roles = {f["name"]: f["role"] for f in c.get(API + "/services/cart/fleets").json["items"]}
         self.assertEqual(roles, {"blue": "retired", "green": "active"})
 
