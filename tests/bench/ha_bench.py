@@ -38,6 +38,12 @@ from pgcluster import PgCluster  # noqa: E402
 API = "/api/v1"
 
 
+def ms(ts):
+    import datetime
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int((len(v) - 1) * p))] if v else float("nan")
@@ -138,19 +144,27 @@ def failover(pg, rounds):
         reps[1].post(API + "/deployments/%s/lower-ttl" % d["id"])
         reps[1].post(API + "/deployments/%s/cutover" % d["id"])
         rows = []
-        for _ in range(rounds):
+        attempts = 0
+        while len(rows) < rounds and attempts < 3 * rounds:
+            attempts += 1
             ids = {self_id(hf): hf for hf in reps}
             leader = ids[leader_id(reps[1])]
-            others = [hf for hf in reps if hf is not leader]
-            before = len(others[0].get(API + "/deployments/" + d["id"]).json["tail"])
+            if leader is reps[1]:
+                # B carries the proxies' load: hand its leadership on, untimed.
+                leader.stop()
+                leader.start(extra=["--log-level", "warn", "--lrs-interval", "200"], keep_ports=True)
+                time.sleep(2.0)
+                continue
             t0 = time.monotonic()
+            killed_ms = time.time() * 1000
             leader.kill9()
             old = [k for k, v in ids.items() if v is leader][0]
             t_leader = t_action = None
             while time.monotonic() - t0 < 30 and t_action is None:
-                if t_leader is None and leader_id(others[0]) not in (None, old):
+                if t_leader is None and leader_id(reps[1]) not in (None, old):
                     t_leader = time.monotonic() - t0
-                if len(others[0].get(API + "/deployments/" + d["id"]).json["tail"]) > before + 1:
+                tail = reps[1].get(API + "/deployments/" + d["id"]).json["tail"]
+                if any(ms(x["t"]) > killed_ms for x in tail):
                     t_action = time.monotonic() - t0
                 time.sleep(0.02)
             rows.append((t_leader, t_action))
