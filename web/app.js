@@ -3,21 +3,26 @@
  * cannot do. The token (when tokens are in use) lives in sessionStorage and goes in the
  * Authorization header; there is no cookie, so no CSRF surface. Live updates come from the
  * audit log's server-sent events (read with fetch, so they carry the token), reconnecting.
+ *
+ * Never stale data shown as live: every view says when its data was read ("as of"); while
+ * holdfast is unreachable the page says so, its actions are disabled, and when holdfast is back
+ * the view's data and the event stream are reloaded.
  */
 'use strict';
 
 const API = '/api/v1';
 const $ = (sel, el = document) => el.querySelector(sel);
+const $$ = (sel, el = document) => [...el.querySelectorAll(sel)];
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const RANK = { viewer: 0, operator: 1, admin: 2 };
 
-const state = { role: null, actor: null, liveListeners: new Set(), timers: [], charts: [] };
+const state = { role: null, actor: null, liveListeners: new Set(), timers: [], charts: [], online: true, asOf: null, offlineSince: null, painted: null };
 
 /* ---------------- API ---------------- */
 
 class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.error && body.error.message) || ('HTTP ' + status));
+  constructor(status, body, message) {
+    super(message || (body && body.error && body.error.message) || ('HTTP ' + status));
     this.status = status;
     this.body = body;
   }
@@ -26,20 +31,22 @@ class ApiError extends Error {
 function token() { return sessionStorage.getItem('holdfast-token') || ''; }
 
 async function api(method, path, body) {
+  if (method !== 'GET' && !state.online) throw new ApiError(0, null, 'holdfast is unreachable: nothing was sent');
   const headers = {};
   if (token()) headers.Authorization = 'Bearer ' + token();
-  // holdfast refuses a change without a JSON content type (415), with or without a body.
-  if (body !== undefined || method !== 'GET') headers['Content-Type'] = 'application/json';
+  /* every mutation says it is JSON, with or without a body (the server requires it) */
+  if (method !== 'GET') headers['Content-Type'] = 'application/json';
   let r;
   try {
     r = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (e) {
-    banner('Connection to holdfast lost — retrying…');
-    throw new ApiError(0, null);
+    setOnline(false);
+    throw new ApiError(0, null, 'holdfast is unreachable');
   }
-  banner(null);
+  setOnline(true);
   const text = await r.text();
-  const json = text ? JSON.parse(text) : null;
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
   if (r.status === 401) { signIn(json); throw new ApiError(401, json); }
   if (!r.ok) throw new ApiError(r.status, json);
   return json;
@@ -51,6 +58,62 @@ function banner(msg) {
   b.textContent = msg || '';
 }
 
+const hhmmss = (d) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+
+/* The view's data was read just now. */
+function fresh() {
+  state.asOf = new Date();
+  showAsOf();
+}
+
+function showAsOf() {
+  const el = $('#asof');
+  el.classList.toggle('stale', !state.online);
+  el.textContent = state.asOf ? `${state.online ? '' : 'STALE · '}as of ${hhmmss(state.asOf)}` : '';
+  el.title = state.online ? 'when the data on this page was read' : 'holdfast is unreachable: this page shows what it had then';
+}
+
+/* Connection state: every request and the event stream report here. */
+let healthPoll = null;
+function setOnline(up) {
+  if (up === state.online) return;
+  state.online = up;
+  document.body.classList.toggle('offline', !up);
+  if (!up) {
+    state.offlineSince = new Date();
+    banner(`holdfast is unreachable since ${hhmmss(state.offlineSince)}: the page shows data as of ${state.asOf ? hhmmss(state.asOf) : '—'} and its actions are disabled until it is back.`);
+    $$('#main button, #main input, #main select, #strip button').forEach((el) => { if (!el.disabled) { el.disabled = true; el.dataset.offline = '1'; } });
+    if (!healthPoll) healthPoll = setInterval(probe, 1000);
+  } else {
+    clearInterval(healthPoll);
+    healthPoll = null;
+    banner(null);
+    /* back: reload the view and the event stream (what was missed is not in the stream) */
+    if (state.role === null) {
+      start();
+    } else {
+      startStream();
+      route(true);
+    }
+  }
+  showAsOf();
+}
+
+async function probe() {
+  try {
+    const r = await fetch('/healthz');
+    if (r.ok) setOnline(true);
+  } catch (e) { /* still down */ }
+}
+
+async function check() {
+  try {
+    setOnline((await fetch('/healthz')).ok);
+  } catch (e) {
+    setOnline(false);
+  }
+}
+
 /* ---------------- auth ---------------- */
 
 function signIn(err) {
@@ -59,9 +122,22 @@ function signIn(err) {
     <div class="card" id="signin"><h2>Sign in</h2>
       <p class="muted">This holdfast uses API tokens. Paste one (<code>holdfast token create --role operator</code>).</p>
       ${err && token() ? '<p class="error">That token was refused.</p>' : ''}
-      <div class="actions"><input id="token" type="password" size="60" placeholder="hf_…">
+      <div class="actions"><input id="token" type="password" autocomplete="off" placeholder="hf_…">
       <button class="primary" id="signin-go">Sign in</button></div></div>`;
-  $('#signin-go').onclick = () => { sessionStorage.setItem('holdfast-token', $('#token').value.trim()); start(); };
+  const go = () => { sessionStorage.setItem('holdfast-token', $('#token').value.trim()); start(); };
+  $('#signin-go').onclick = go;
+  $('#token').onkeydown = (e) => { if (e.key === 'Enter') go(); };
+  $('#token').focus();
+}
+
+function signOut() {
+  sessionStorage.removeItem('holdfast-token');
+  state.role = null;
+  $('#who').textContent = '';
+  $('#signout').hidden = true;
+  $('#strip').innerHTML = '';
+  if (streamAbort) streamAbort.abort();
+  signIn(null);
 }
 
 function can(role) { return state.role !== null && RANK[state.role] >= RANK[role]; }
@@ -78,16 +154,21 @@ function guard(btn, role) {
 /* ---------------- live events ---------------- */
 
 let streamAbort = null;
-async function liveEvents() {
+let streamGen = 0;
+function startStream() {
+  if (streamAbort) streamAbort.abort();
+  liveEvents(++streamGen);
+}
+
+async function liveEvents(gen) {
   let backoff = 500;
-  for (;;) {
+  while (gen === streamGen) {
     streamAbort = new AbortController();
     try {
       const headers = { Accept: 'text/event-stream' };
       if (token()) headers.Authorization = 'Bearer ' + token();
       const r = await fetch(API + '/events?stream=true', { headers, signal: streamAbort.signal });
       if (!r.ok) throw new Error('HTTP ' + r.status);
-      banner(null);
       backoff = 500;
       const reader = r.body.getReader();
       const dec = new TextDecoder();
@@ -104,15 +185,19 @@ async function liveEvents() {
           if (data) {
             const ev = JSON.parse(data);
             state.liveListeners.forEach((fn) => fn(ev));
+            stripSoon();
           }
         }
       }
     } catch (e) {
       if (e.name === 'AbortError') return;
     }
-    banner('Live updates interrupted — reconnecting…');
+    if (gen !== streamGen) return;
+    await check(); /* the stream ended: is holdfast down, or only the stream? */
+    if (gen !== streamGen) return;
     await new Promise((r) => setTimeout(r, backoff));
     backoff = Math.min(backoff * 2, 5000);
+    if (!state.online) return; /* setOnline(true) starts a new stream */
   }
 }
 
@@ -124,19 +209,40 @@ function stopPage() {
   state.timers = [];
   state.charts.forEach((c) => c.destroy());
   state.charts = [];
+  state.chart = null;
 }
 
 function every(ms, fn) { state.timers.push(setInterval(fn, ms)); }
 
+/* Replaces el's content; on a re-render of the same view, details the operator opened, boxes
+ * ticked and the scroll position stay as they were. */
+function paint(el, html) {
+  const same = state.painted === location.hash;
+  const open = new Set($$('details[open][data-key]', el).map((d) => d.dataset.key));
+  const ticked = new Set($$('input[type=checkbox][data-key]:checked', el).map((i) => i.dataset.key));
+  const y = window.scrollY;
+  el.innerHTML = html;
+  if (same) {
+    $$('details[data-key]', el).forEach((d) => { if (open.has(d.dataset.key)) d.open = true; });
+    $$('input[type=checkbox][data-key]', el).forEach((i) => { if (ticked.has(i.dataset.key)) i.checked = true; });
+    window.scrollTo(0, y);
+  }
+  state.painted = location.hash;
+}
+const setMain = (html) => paint($('#main'), html);
+
 let modalResolve = null;
-function confirmDialog(title, html, confirmText) {
+/* A confirmation naming what changes; the confirm button is red only for destructive actions. */
+function confirmDialog(title, html, confirmText, danger = false) {
   $('#modal-title').textContent = title;
   $('#modal-body').innerHTML = html;
   $('#modal-confirm').textContent = confirmText || 'Confirm';
+  $('#modal-confirm').className = danger ? 'danger' : 'primary';
   $('#modal').hidden = false;
+  $('#modal-confirm').focus();
   return new Promise((resolve) => { modalResolve = resolve; });
 }
-function closeModal(ok) { $('#modal').hidden = true; if (modalResolve) modalResolve(ok); modalResolve = null; }
+function closeModal(ok) { $('#modal').hidden = true; if (modalResolve) modalResolve(ok && state.online); modalResolve = null; }
 
 /* Runs an action from a button; shows the API's refusal next to the button. */
 async function act(btn, fn) {
@@ -148,139 +254,423 @@ async function act(btn, fn) {
   } catch (e) {
     if (e.status !== 401) errEl.textContent = e.message;
   } finally {
-    btn.disabled = false;
+    btn.disabled = !state.online;
   }
 }
 
 const fmtTime = (t) => (t ? new Date(t).toLocaleTimeString() : '—');
+const fmtDate = (t) => (t ? new Date(t).toLocaleString() : '—');
 const secondsUntil = (t) => Math.max(0, Math.ceil((new Date(t) - Date.now()) / 1000));
+/* 45 s, 3 min 20 s, 2 h 5 min */
+function fmtDur(s) {
+  s = Math.round(s);
+  if (s < 90) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ''}`;
+  return `${Math.floor(s / 3600)} h${Math.round((s % 3600) / 60) ? ` ${Math.round((s % 3600) / 60)} min` : ''}`;
+}
+function debounce(fn, ms) { let t; return () => { clearTimeout(t); t = setTimeout(fn, ms); }; }
+const plural = (n, one, many) => `${n} ${n === 1 ? one : (many || one + 's')}`;
+
+/* ---------------- sync state of a proxy ---------------- */
+
+/* One type on one stream: SYNCED (ACKed the current version), PENDING (sent, not ACKed yet),
+ * NACK (rejected the last version sent), STALE (behind the current snapshot). */
+function syncState(t) {
+  if (!t || !t.subscribed) return { s: 'none' };
+  if (t.last_nack && t.sent_version && t.last_nack.version === t.sent_version && t.acked_version !== t.sent_version) return { s: 'NACK' };
+  if (t.sent_version && t.acked_version !== t.sent_version) return { s: 'PENDING', age: t.sent_at ? (Date.now() - Date.parse(t.sent_at)) / 1000 : null };
+  if (!t.sent_version) return { s: 'PENDING', age: null };
+  if (t.current_version && t.acked_version !== t.current_version) return { s: 'STALE' };
+  return { s: 'SYNCED' };
+}
+const proxyInSync = (p) => Object.values(p.types).every((t) => ['SYNCED', 'none'].includes(syncState(t).s));
+
+function syncBadge(t) {
+  const st = syncState(t);
+  if (st.s === 'none') return '<span class="muted">—</span>';
+  const v = (x) => (x ? x.slice(0, 8) : '—');
+  const title = `sent ${v(t.sent_version)} ${t.sent_at ? 'at ' + fmtTime(t.sent_at) : ''} · ACKed ${v(t.acked_version)} ${t.acked_at ? 'at ' + fmtTime(t.acked_at) : ''} · current ${t.current_version ? v(t.current_version) : 'unknown (delta)'}` +
+    (t.last_nack ? ` · rejected ${v(t.last_nack.version)} at ${fmtTime(t.last_nack.at)}: ${t.last_nack.error}` : '');
+  const label = st.s === 'PENDING' ? (st.age === null ? 'PENDING' : `PENDING ${fmtDur(Math.max(0, st.age))}`) : st.s;
+  return `<span class="badge sync-${st.s.toLowerCase()}" data-sync="${st.s}" title="${esc(title)}">${label}</span>`;
+}
+
+/* ---------------- the incident strip (every page) ---------------- */
+
+const problem = (e) => e.health === 'unhealthy' || e.admin_state !== 'active';
+/* an endpoint that can take traffic: active and not evicted */
+const serving = (e) => e.admin_state === 'active' && e.health !== 'unhealthy';
+
+async function loadFleet() {
+  const [services, proxies, health] = await Promise.all([api('GET', '/services'), api('GET', '/proxies'), api('GET', '/health')]);
+  const fleets = {};
+  await Promise.all(services.items.map(async (s) => { fleets[s.name] = (await api('GET', `/services/${encodeURIComponent(s.name)}/fleets`)).items; }));
+  return { services: services.items, proxies: proxies.items, endpoints: health.endpoints, fleets };
+}
+
+async function refreshStrip() {
+  if (state.role === null) return;
+  let f, deps, rs;
+  try {
+    [f, deps, rs] = await Promise.all([loadFleet(), api('GET', '/deployments'), api('GET', '/restarts')]);
+    const live = rs.items.filter((r) => r.state === 'running' || r.state === 'paused');
+    rs.details = await Promise.all(live.map((r) => api('GET', '/restarts/' + r.id)));
+  } catch (e) {
+    return;
+  }
+  const items = [];
+  const add = (cls, n, text, href) => items.push(`<a class="inc ${cls}" href="${href}" data-inc="${esc(text.split(' ')[0])}"><strong>${n}</strong> ${esc(text)}</a>`);
+  const nack = f.proxies.filter((p) => Object.values(p.types).some((t) => syncState(t).s === 'NACK'));
+  /* a push takes a moment to be ACKed: the strip counts a proxy behind after 5 s of it */
+  const lagging = (p) => Object.values(p.types).some((t) => {
+    const st = syncState(t);
+    return st.s === 'STALE' || (st.s === 'PENDING' && (st.age === null ? Date.now() - Date.parse(p.connected_since) > 5000 : st.age >= 5));
+  });
+  const behind = f.proxies.filter((p) => lagging(p) && !nack.includes(p));
+  const evicted = f.endpoints.filter((e) => e.health === 'unhealthy');
+  const drained = f.endpoints.filter((e) => e.admin_state !== 'active');
+  if (nack.length) add('red', nack.length, `${nack.length === 1 ? 'proxy' : 'proxies'} rejected configuration (NACK)`, '#/?show=proxies');
+  if (behind.length) add('amber', behind.length, `${behind.length === 1 ? 'proxy' : 'proxies'} not in sync`, '#/?show=proxies');
+  if (evicted.length) add('red', evicted.length, `evicted ${evicted.length === 1 ? 'endpoint' : 'endpoints'} (unhealthy)`, '#/?filter=unhealthy');
+  for (const s of f.services) {
+    for (const fl of (f.fleets[s.name] || []).filter((x) => x.role === 'active')) {
+      const eps = f.endpoints.filter((e) => e.service === s.name && e.fleet === fl.name);
+      if (!eps.some(serving)) add('red', `${s.name}/${fl.name}`, `active fleet with no serving endpoint (${eps.length} total)`, `#/?filter=${encodeURIComponent(s.name + '/' + fl.name)}`);
+    }
+  }
+  if (drained.length) add('amber', drained.length, `${drained.length === 1 ? 'endpoint' : 'endpoints'} draining or disabled`, '#/?filter=draining%20disabled');
+  const running = deps.items.filter((d) => ['planned', 'ttl_lowered', 'draining', 'rolling_back'].includes(d.state));
+  for (const d of running) add('amber', d.service, `deployment ${d.state.replace('_', ' ')} (${d.from_fleet} → ${d.to_fleet})`, '#/deployments/' + d.id);
+  for (const r of rs.details) {
+    const waiting = r.batch_list.filter((b) => b.state === 'ready').length;
+    if (waiting) add('red', waiting, `restart ${waiting === 1 ? 'batch waits' : 'batches wait'} on “mark restarted” (${r.service}/${r.fleet})`, '#/restarts/' + r.id);
+    else add('amber', `${r.service}/${r.fleet}`, `restart ${r.state}`, '#/restarts/' + r.id);
+  }
+  const fleetChips = f.services.flatMap((s) => (f.fleets[s.name] || []).filter((x) => x.role === 'active' || x.role === 'draining').map((fl) => {
+    const eps = f.endpoints.filter((e) => e.service === s.name && e.fleet === fl.name);
+    const ok = eps.filter(serving).length;
+    return `<a class="chip ${ok === eps.length ? '' : ok ? 'amber' : 'red'}" href="#/?filter=${encodeURIComponent(s.name + '/' + fl.name)}" title="serving (active, not evicted) of all endpoints">${esc(s.name)}/${esc(fl.name)} ${ok}/${eps.length}</a>`;
+  }));
+  $('#strip').innerHTML = (items.length ? items.join('') : '<span class="inc green" data-inc="clear">No incident</span>') + fleetChips.join('');
+  $('#strip').hidden = false;
+}
+const stripSoon = debounce(refreshStrip, 400);
 
 /* ---------------- overview ---------------- */
 
-async function overview() {
-  const [groups, services, proxies, health] = await Promise.all([
-    api('GET', '/proxy-groups'), api('GET', '/services'), api('GET', '/proxies'), api('GET', '/health')]);
-  const verdicts = {};
-  health.endpoints.forEach((e) => { verdicts[e.service + '/' + e.id] = e; });
-  const fleets = {};
-  await Promise.all(services.items.map(async (s) => {
-    const fl = await api('GET', `/services/${s.name}/fleets`);
-    fleets[s.name] = await Promise.all(fl.items.map(async (f) => ({ ...f, endpoints: (await api('GET', `/services/${s.name}/fleets/${f.name}/endpoints`)).items })));
-  }));
-  const nacks = proxies.items.filter((p) => Object.values(p.types).some((t) => t.last_nack));
+const ovState = { data: null, filter: '', sort: 'problems' };
+
+async function overview(params) {
+  ovState.filter = params.get('filter') || '';
+  const [groups, data] = await Promise.all([api('GET', '/proxy-groups'), loadFleet()]);
+  ovState.data = { ...data, groups: groups.items };
+  if (!groups.items.length && !data.services.length) {
+    setMain(`<div class="card" id="empty"><h2>Nothing configured yet</h2>
+      <p>Holdfast serves Envoy configuration for <em>proxy groups</em> (a group is the <code>node.cluster</code> of its Envoys). The first steps:</p>
+      <ol><li>create a proxy group: <code>POST /api/v1/proxy-groups {"name": "edge", "listener_port": 10000}</code></li>
+      <li>a service in it: <code>POST /api/v1/services {"name": "cart", "proxy_group": "edge"}</code></li>
+      <li>a fleet and its endpoints: <code>POST /api/v1/services/cart/fleets</code>, then <code>…/fleets/blue/endpoints</code></li>
+      <li>point Envoy at the xDS address with <code>node.cluster: edge</code>.</li></ol>
+      <p class="muted">README.md and api/openapi.yaml have the details.</p></div>`);
+    fresh();
+    return;
+  }
+  setMain(`<div class="toolbar"><input id="filter" type="search" placeholder="filter endpoints: name, port, fleet, state…" value="${esc(ovState.filter)}" aria-label="filter endpoints">
+      <label>sort <select id="sort"><option value="problems">problems first</option><option value="id">by address</option><option value="health">by health</option></select></label></div>
+    <div id="ov-body"></div>`);
+  $('#sort').value = ovState.sort;
+  const rerender = () => { ovState.filter = $('#filter').value; ovState.sort = $('#sort').value; renderOverview(); };
+  $('#filter').oninput = rerender;
+  $('#sort').onchange = rerender;
+  renderOverview();
+  fresh();
+  if (params.get('show') === 'proxies' && $('#proxies')) $('#proxies').scrollIntoView();
+  const reload = async () => {
+    try {
+      const [g, d] = await Promise.all([api('GET', '/proxy-groups'), loadFleet()]);
+      ovState.data = { ...d, groups: g.items };
+      renderOverview();
+      fresh();
+    } catch (e) { /* the banner says it */ }
+  };
+  state.liveListeners.add(debounce(reload, 300));
+  every(3000, reload);
+}
+
+function matcher(filter) {
+  const toks = filter.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!toks.length) return () => true;
+  return (e) => {
+    const words = [e.service, e.fleet, e.id, e.address, String(e.port), e.zone, e.admin_state, e.health].map((w) => String(w || '').toLowerCase());
+    const full = `${e.service}/${e.fleet}/${e.id}`.toLowerCase();
+    return toks.some((t) => full.includes(t) || words.some((w) => w.startsWith(t)));
+  };
+}
+
+const SORTS = {
+  problems: (a, b) => (problem(b) - problem(a)) || ((b.health === 'unhealthy') - (a.health === 'unhealthy')) || a.id.localeCompare(b.id, undefined, { numeric: true }),
+  id: (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }),
+  health: (a, b) => ['unhealthy', 'unknown', 'healthy'].indexOf(a.health) - ['unhealthy', 'unknown', 'healthy'].indexOf(b.health) || a.id.localeCompare(b.id, undefined, { numeric: true }),
+};
+
+function endpointRow(e) {
+  const key = `${e.service}/${e.fleet}/${e.id}`;
+  const v = (e.verdicts || []).map((x) => `${x.checker}: ${x.verdict} (${fmtTime(x.at)})`).join('; ') || 'no checker verdicts';
+  const btns = ['draining', 'disabled', 'active'].filter((s) => s !== e.admin_state)
+    .map((s) => `<button class="small ep-act" data-to="${s}" data-key="${esc(key)}">${{ draining: 'Drain', disabled: 'Disable', active: 'Enable' }[s]}</button>`).join('');
+  return `<tr class="ep${problem(e) ? ' problem' : ''}" data-ep="${esc(e.id)}"><td><input type="checkbox" class="sel" data-key="${esc(key)}" aria-label="select ${esc(e.id)}"></td>
+    <td>${esc(e.id)}${e.zone ? ` <span class="muted">${esc(e.zone)}</span>` : ''}</td><td><span class="badge ${e.admin_state}">${e.admin_state}</span></td>
+    <td><span class="badge ${e.health}" title="${esc(v)}">${e.health === 'unhealthy' ? 'evicted' : e.health}</span></td><td class="ep-btns">${btns}</td></tr>`;
+}
+
+function fleetBlock(s, fl, eps, match) {
+  const sorted = eps.filter(match).sort(SORTS[ovState.sort]);
+  const filtering = ovState.filter.trim() !== '';
+  const key = `${s.name}/${fl.name}`;
+  const table = (rows) => `<div class="scroll"><table class="eps"><tr><th></th><th>endpoint</th><th>admin</th><th>health</th><th>actions</th></tr>${rows.map(endpointRow).join('')}</table></div>`;
+  let body;
+  if (!eps.length) body = '<p class="muted">No endpoints.</p>';
+  else if (!sorted.length) body = `<p class="muted">No endpoint matches the filter (${eps.length} in this fleet).</p>`;
+  else if (filtering || sorted.length <= 8) body = table(sorted.slice(0, 100)) + (sorted.length > 100 ? `<p class="muted">${sorted.length - 100} more: narrow the filter.</p>` : '');
+  else {
+    const probs = sorted.filter(problem);
+    body = (probs.length ? table(probs.slice(0, 10)) + (probs.length > 10 ? `<p class="muted">and ${probs.length - 10} more with problems: filter to see them.</p>` : '')
+      : '<p class="muted ok">No endpoint with a problem.</p>') +
+      `<details data-key="all:${esc(key)}"><summary>all ${eps.length} endpoints</summary>${table(sorted)}</details>`;
+  }
+  return `<div class="fleet-eps" data-fleet="${esc(fl.name)}" data-service="${esc(s.name)}"><div class="fleet-head"><strong>${esc(fl.name)}</strong>
+      <span class="actions bulk">${['draining', 'disabled', 'active'].map((to) => `<button class="small bulk-act" data-to="${to}" data-service="${esc(s.name)}" data-fleet="${esc(fl.name)}">${{ draining: 'Drain', disabled: 'Disable', active: 'Enable' }[to]} <span class="scope">whole fleet</span>…</button>`).join('')}</span></div>${body}</div>`;
+}
+
+function renderOverview() {
+  const d = ovState.data;
+  if (!d || !$('#ov-body')) return;
+  const match = matcher(ovState.filter);
   let html = '';
+  const nacks = d.proxies.filter((p) => Object.values(p.types).some((t) => t.last_nack && syncState(t).s === 'NACK'));
   if (nacks.length) {
-    html += `<div class="nack-box" id="nacks"><strong>${nacks.length} proxy(ies) rejected configuration</strong>` +
-      nacks.map((p) => Object.entries(p.types).filter(([, t]) => t.last_nack).map(([k, t]) =>
+    html += `<div class="nack-box" id="nacks"><strong>${plural(nacks.length, 'proxy', 'proxies')} rejected configuration</strong>` +
+      nacks.map((p) => Object.entries(p.types).filter(([, t]) => syncState(t).s === 'NACK').map(([k, t]) =>
         `<div class="nack" data-proxy="${esc(p.id)}">${esc(p.id)} (${esc(p.proxy_group)}) rejected ${k.toUpperCase()} version ${esc(t.last_nack.version)}: <code>${esc(t.last_nack.error)}</code></div>`).join('')).join('') + '</div>';
   }
-  for (const g of groups.items) {
-    html += `<div class="card"><h2>Proxy group ${esc(g.name)} <span class="muted">:${g.listener_port}</span></h2>`;
-    for (const s of services.items.filter((x) => x.proxy_group === g.name)) {
+  for (const g of d.groups) {
+    html += `<div class="card group"><h2>Proxy group ${esc(g.name)} <span class="muted">:${g.listener_port}</span></h2>`;
+    for (const s of d.services.filter((x) => x.proxy_group === g.name)) {
       const a = s.affinity;
+      const fleets = d.fleets[s.name] || [];
       html += `<div class="card service" data-service="${esc(s.name)}"><h3>${esc(s.name)}</h3>
-        <div class="kv"><span class="muted">affinity</span><span>${esc(a.mode)}${a.mode !== 'none' ? ` · cookie <code>${esc(a.cookie_name)}</code> · TTL in force <strong class="ttl-in-force">${s.ttl_in_force_s} s</strong> (normal ${a.ttl_s} s)` : ''}</span>
+        <div class="kv"><span class="muted">affinity</span><span>${esc(a.mode)}${a.mode !== 'none' ? ` · cookie <code>${esc(a.cookie_name)}</code> · TTL in force <strong class="ttl-in-force">${fmtDur(s.ttl_in_force_s)}</strong> (normal ${fmtDur(a.ttl_s)})` : ''}</span>
         <span class="muted">domains</span><span>${esc(s.domains.join(', ') || s.name)}</span></div>
-        <table><tr><th>fleet</th><th>role</th><th>version</th><th>session format</th><th>endpoints</th></tr>`;
-      for (const f of fleets[s.name] || []) {
-        html += `<tr data-fleet="${esc(f.name)}"><td>${esc(f.name)}</td><td><span class="badge ${f.role} role">${f.role}</span></td><td>${esc(f.version)}</td><td>${esc(f.session_format)}</td><td>`;
-        html += f.endpoints.map((e) => {
-          const h = verdicts[s.name + '/' + e.id] || { verdicts: [] };
-          return `<details><summary>${esc(e.id)} <span class="badge ${e.admin_state}">${e.admin_state}</span> <span class="badge ${e.health}">${e.health}</span></summary>
-            ${h.verdicts.length ? h.verdicts.map((v) => `${esc(v.checker)}: ${v.verdict} (${fmtTime(v.at)})`).join('<br>') : '<span class="muted">no checker verdicts</span>'}</details>`;
-        }).join('') || '<span class="muted">none</span>';
-        html += '</td></tr>';
+        <div class="scroll"><table class="fleets"><tr><th>fleet</th><th>role</th><th>version</th><th>session format</th><th>serving</th><th>not active</th></tr>`;
+      for (const f of fleets) {
+        const eps = d.endpoints.filter((e) => e.service === s.name && e.fleet === f.name);
+        const ok = eps.filter(serving).length;
+        const ev = eps.filter((e) => e.health === 'unhealthy').length;
+        const off = eps.filter((e) => e.admin_state !== 'active').length;
+        html += `<tr data-fleet="${esc(f.name)}"><td>${esc(f.name)}</td><td><span class="badge ${f.role} role">${f.role}</span></td><td>${esc(f.version)}</td><td>${esc(f.session_format)}</td>
+          <td><span class="hs ${f.role === 'active' && !ok ? 'bad' : ok < eps.length ? 'warn' : ''}">${ok} of ${eps.length}</span>${ev ? ` <span class="badge unhealthy">${ev} evicted</span>` : ''}</td><td>${off || ''}</td></tr>`;
       }
-      html += `</table><div class="actions"><button class="plan" data-service="${esc(s.name)}">Blue-green deploy…</button></div></div>`;
+      html += '</table></div>';
+      html += fleets.map((f) => fleetBlock(s, f, d.endpoints.filter((e) => e.service === s.name && e.fleet === f.name), match)).join('');
+      html += `<div class="actions"><button class="plan" data-service="${esc(s.name)}">Blue-green deploy…</button></div></div>`;
     }
     html += '</div>';
   }
-  html += `<div class="card"><h2>Connected proxies</h2><table id="proxies"><tr><th>node</th><th>group</th><th>kind</th><th>CDS</th><th>EDS</th><th>LDS</th><th>RDS</th></tr>` +
-    proxies.items.map((p) => `<tr><td>${esc(p.id)}</td><td>${esc(p.proxy_group)}</td><td>${p.kind}</td>` +
-      ['cds', 'eds', 'lds', 'rds'].map((k) => {
-        const t = p.types[k];
-        if (t.last_nack) return `<td><span class="badge nack" title="${esc(t.last_nack.error)}">NACK</span></td>`;
-        return `<td>${t.acked_version ? '<span class="badge healthy">ACK</span>' : t.sent_version ? '<span class="badge">sent</span>' : '<span class="muted">—</span>'}</td>`;
-      }).join('') + '</tr>').join('') + '</table></div>';
-  $('#main').innerHTML = html || '<p class="muted">Nothing configured yet.</p>';
-  $('#main').querySelectorAll('button.plan').forEach((b) => { guard(b, 'operator'); b.onclick = () => { location.hash = '#/deployments/new?service=' + b.dataset.service; }; });
-  state.liveListeners.add(debounce(route, 300));
-  every(3000, () => overview_refresh_proxies());
+  html += proxiesCard(d);
+  paint($('#ov-body'), html);
+  const body = $('#ov-body');
+  $$('button.plan', body).forEach((b) => { guard(b, 'operator'); b.onclick = () => { location.hash = '#/deployments/new?service=' + b.dataset.service; }; });
+  $$('button.ep-act', body).forEach((b) => { guard(b, 'operator'); b.onclick = () => endpointAction(b, [b.dataset.key], b.dataset.to); });
+  $$('button.bulk-act', body).forEach((b) => {
+    guard(b, 'operator');
+    b.onclick = () => {
+      const sel = $$(`.fleet-eps[data-service="${CSS.escape(b.dataset.service)}"][data-fleet="${CSS.escape(b.dataset.fleet)}"] input.sel:checked`, body).map((i) => i.dataset.key);
+      const all = d.endpoints.filter((e) => e.service === b.dataset.service && e.fleet === b.dataset.fleet).map((e) => `${e.service}/${e.fleet}/${e.id}`);
+      endpointAction(b, sel.length ? [...new Set(sel)] : all, b.dataset.to, !sel.length);
+    };
+  });
+  const scopes = () => $$('.fleet-eps', body).forEach((fe) => {
+    const n = new Set($$('input.sel:checked', fe).map((i) => i.dataset.key)).size;
+    $$('.scope', fe).forEach((sp) => { sp.textContent = n ? `${n} selected` : 'whole fleet'; });
+  });
+  $$('input.sel', body).forEach((i) => { i.onchange = () => { $$(`input.sel[data-key="${CSS.escape(i.dataset.key)}"]`, body).forEach((o) => { o.checked = i.checked; }); scopes(); }; });
+  scopes();
+  if (!state.online) $$('button, input.sel', body).forEach((el) => { el.disabled = true; el.dataset.offline = '1'; });
 }
 
-async function overview_refresh_proxies() {
-  const proxies = await api('GET', '/proxies').catch(() => null);
-  if (proxies && proxies.items.some((p) => Object.values(p.types).some((t) => t.last_nack)) && !$('#nacks')) route();
+const STATE_MEANS = {
+  draining: 'stay in EDS as DRAINING: sessions pinned to them by cookie keep reaching them, new sessions go elsewhere',
+  disabled: 'leave EDS: no traffic at all; sessions pinned to them move to other endpoints',
+  active: 'go back into rotation and take new sessions',
+};
+
+/* Sets admin_state on the endpoints named by keys ("service/fleet/id"), after a confirmation
+ * that names every endpoint that changes. */
+async function endpointAction(btn, keys, to, wholeFleet = false) {
+  const byKey = {};
+  ovState.data.endpoints.forEach((e) => { byKey[`${e.service}/${e.fleet}/${e.id}`] = e; });
+  const eps = keys.map((k) => byKey[k]).filter(Boolean);
+  const change = eps.filter((e) => e.admin_state !== to);
+  const same = eps.length - change.length;
+  if (!change.length) {
+    await confirmDialog('Nothing to change', `<p>${plural(eps.length, 'endpoint')} ${eps.length === 1 ? 'is' : 'are'} already ${to}.</p>`, 'OK');
+    return;
+  }
+  const where = [...new Set(change.map((e) => `${e.service}/${e.fleet}`))].join(', ');
+  const serve = ovState.data.endpoints.filter((e) => where.split(', ').includes(`${e.service}/${e.fleet}`));
+  const left = serve.filter((e) => (change.includes(e) ? to === 'active' && e.health !== 'unhealthy' : serving(e))).length;
+  const verb = { draining: 'Drain', disabled: 'Disable', active: 'Enable' }[to];
+  const ok = await confirmDialog(`${verb} ${plural(change.length, 'endpoint')} of ${where}?`,
+    `<p>${wholeFleet ? '<strong>The whole fleet:</strong> ' : ''}${plural(change.length, 'endpoint')} ${change.length === 1 ? 'goes' : 'go'} to <strong>${to}</strong> and ${STATE_MEANS[to]}:</p>
+     <ul class="change-list">${change.slice(0, 12).map((e) => `<li><code>${esc(e.id)}</code> ${e.admin_state} → ${to}</li>`).join('')}${change.length > 12 ? `<li>… and ${change.length - 12} more</li>` : ''}</ul>
+     ${same ? `<p class="muted">${plural(same, 'endpoint')} already ${to}: left as ${same === 1 ? 'it is' : 'they are'}.</p>` : ''}
+     <p>${where} keeps <strong>${left} of ${serve.length}</strong> endpoints serving.${left === 0 ? ' <strong class="error">Nothing will serve new sessions.</strong>' : ''}</p>`,
+    `${verb} ${plural(change.length, 'endpoint')}`, to !== 'active');
+  if (!ok) return;
+  await act(btn, async () => {
+    const failed = [];
+    for (const e of change) {
+      try {
+        await api('PATCH', `/services/${encodeURIComponent(e.service)}/fleets/${encodeURIComponent(e.fleet)}/endpoints/${encodeURIComponent(e.id)}`, { admin_state: to });
+      } catch (err) {
+        failed.push(`${e.id}: ${err.message}`);
+        if (err.status === 0) break;
+      }
+    }
+    if (failed.length) throw new Error(`${failed.length} not changed: ${failed.join('; ')}`);
+  });
 }
 
-function debounce(fn, ms) { let t; return () => { clearTimeout(t); t = setTimeout(fn, ms); }; }
+function proxiesCard(d) {
+  const byGroup = {};
+  d.proxies.forEach((p) => { (byGroup[p.proxy_group || '(none)'] = byGroup[p.proxy_group || '(none)'] || []).push(p); });
+  let html = '<div class="card" id="proxies"><h2>Connected proxies</h2>';
+  if (!d.proxies.length) html += '<p class="muted">No proxy is connected. Envoys connect to the xDS address with <code>node.cluster</code> set to a proxy group.</p>';
+  for (const [g, ps] of Object.entries(byGroup).sort()) {
+    const n = ps.filter(proxyInSync).length;
+    html += `<h3 class="pgroup" data-group="${esc(g)}">${esc(g)} <span class="insync ${n === ps.length ? 'ok' : 'bad'}">in sync ${n} of ${ps.length}</span></h3>
+      <div class="scroll"><table class="proxies"><tr><th>node</th><th>kind</th><th>agent</th><th>CDS</th><th>EDS</th><th>LDS</th><th>RDS</th></tr>` +
+      ps.map((p) => `<tr data-proxy="${esc(p.id)}"><td>${esc(p.id)}${(p.warnings || []).map((w) => `<div class="warn-box small">${esc(typeof w === 'string' ? w : w.message || JSON.stringify(w))}</div>`).join('')}</td><td>${p.kind} · ${p.mode}</td><td>${esc(p.user_agent)}</td>` +
+        ['cds', 'eds', 'lds', 'rds'].map((k) => `<td class="sync" data-type="${k}">${syncBadge(p.types[k])}</td>`).join('') + '</tr>').join('') + '</table></div>';
+  }
+  return html + '<p class="muted small">SYNCED: ACKed the current version · PENDING: sent, not ACKed yet (for how long) · NACK: rejected · STALE: behind the current configuration. Hover a state for its versions.</p></div>';
+}
 
 /* ---------------- deployments ---------------- */
 
 async function deploymentsList() {
   const deps = await api('GET', '/deployments');
-  $('#main').innerHTML = `<div class="card"><h2>Deployments</h2><div class="actions"><button class="primary" id="new">Plan a blue-green deployment…</button></div>
-    <table><tr><th>id</th><th>service</th><th>from → to</th><th>state</th><th>created</th></tr>${deps.items.slice().reverse().map((d) =>
-      `<tr><td><a href="#/deployments/${d.id}">${d.id}</a></td><td>${esc(d.service)}</td><td>${esc(d.from_fleet)} → ${esc(d.to_fleet)}</td><td><span class="badge ${d.state}">${d.state}</span></td><td>${fmtTime(d.created_at)}</td></tr>`).join('')}</table></div>`;
+  setMain(`<div class="card"><h2>Deployments</h2><div class="actions"><button class="primary" id="new">Plan a blue-green deployment…</button></div>
+    <div class="scroll"><table><tr><th>id</th><th>service</th><th>from → to</th><th>state</th><th>created</th></tr>${deps.items.slice().reverse().map((d) =>
+      `<tr><td><a href="#/deployments/${d.id}">${d.id}</a></td><td>${esc(d.service)}</td><td>${esc(d.from_fleet)} → ${esc(d.to_fleet)}</td><td><span class="badge ${d.state}">${d.state}</span></td><td>${fmtDate(d.created_at)}</td></tr>`).join('') || '<tr><td colspan="5" class="muted">No deployment yet: plan one from a service on the overview.</td></tr>'}</table></div></div>`);
+  fresh();
   guard($('#new'), 'operator').onclick = () => { location.hash = '#/deployments/new'; };
   state.liveListeners.add(debounce(route, 300));
 }
 
 async function planForm(params) {
   const services = (await api('GET', '/services')).items;
-  const pick = params.get('service') || (services[0] && services[0].name);
+  if (!services.length) {
+    setMain('<div class="card" id="plan-empty"><h2>Plan a blue-green deployment</h2><p>There is no service to deploy yet. A blue-green deployment moves a service from its active fleet to a standby fleet: create the service and both fleets first (see the overview).</p></div>');
+    fresh();
+    return;
+  }
+  const pick = params.get('service') || services[0].name;
   $('#main').innerHTML = `<div class="card"><h2>Plan a blue-green deployment</h2>
     <form class="grid" id="plan">
       <label for="svc">service</label><select id="svc">${services.map((s) => `<option ${s.name === pick ? 'selected' : ''}>${esc(s.name)}</option>`).join('')}</select>
       <label for="to">to fleet</label><select id="to"></select>
-      <label for="lowered">lowered cookie TTL (s)</label><input id="lowered" type="number" min="1" placeholder="default min(300, TTL)">
+      <label for="lowered">lowered cookie TTL (seconds)</label><input id="lowered" type="number" min="1" placeholder="default min(300, TTL)">
       <label for="lead">lead before cutover (s)</label><input id="lead" type="number" min="0" placeholder="default 2 × TTL">
       <label for="threshold">tail threshold (%)</label><input id="threshold" type="number" step="0.1" min="0.1" max="5" placeholder="default 2">
       <label for="factor">deadline (× lowered TTL)</label><input id="factor" type="number" step="0.5" min="1" max="10" placeholder="default 3">
       <label for="force">accept a short lead</label><input id="force" type="checkbox">
     </form><p class="muted" id="plan-help"></p>
-    <div class="actions"><button class="primary" id="plan-go">Plan</button></div></div>`;
+    <div id="preview"></div>
+    <div class="actions"><button id="plan-check">Preview</button><button class="primary" id="plan-go">Plan</button></div></div>`;
+  fresh();
   const fill = async () => {
     const svc = services.find((s) => s.name === $('#svc').value);
     const fl = (await api('GET', `/services/${svc.name}/fleets`)).items;
     $('#to').innerHTML = fl.filter((f) => f.role === 'standby' || f.role === 'retired').map((f) => `<option>${esc(f.name)}</option>`).join('');
     const active = fl.find((f) => f.role === 'active');
-    $('#plan-help').textContent = `Moves ${svc.name} from ${active ? active.name : '(no active fleet)'}; normal cookie TTL ${svc.affinity.ttl_s} s.`;
+    $('#plan-help').textContent = `Moves ${svc.name} from ${active ? active.name : '(no active fleet)'}; normal cookie TTL ${fmtDur(svc.affinity.ttl_s)}.`;
+    state.planFleets = fl;
+    state.planService = svc;
   };
   $('#svc').onchange = fill;
   await fill();
-  guard($('#plan-go'), 'operator').onclick = (e) => act(e.target, async () => {
+  const planBody = () => {
     const body = { service: $('#svc').value, to_fleet: $('#to').value };
     const num = (id, key, f = parseInt) => { if ($(id).value !== '') body[key] = f($(id).value, 10); };
     num('#lowered', 'lowered_ttl_s'); num('#lead', 'lead_s'); num('#threshold', 'tail_threshold_pct', parseFloat); num('#factor', 'deadline_factor', parseFloat);
     if ($('#force').checked) body.force = true;
-    const d = await api('POST', '/deployments', body);
+    return body;
+  };
+  $('#plan-check').onclick = (e) => act(e.target, () => planPreview(planBody()));
+  guard($('#plan-go'), 'operator').onclick = (e) => act(e.target, async () => {
+    const warn = await planPreview(planBody());
+    if (warn.length && !(await confirmDialog('Plan despite the warnings?', warn.map((w) => `<p>${esc(w)}</p>`).join(''), 'Plan anyway'))) return;
+    const d = await api('POST', '/deployments', planBody());
     location.hash = '#/deployments/' + d.id;
   });
+}
+
+/* What the plan will do, before it is created: the durations it implies and a capacity check of
+ * the fleet that takes over (the server's defaults, as api/openapi.yaml documents them). */
+async function planPreview(body) {
+  const svc = state.planService;
+  const fl = state.planFleets || [];
+  const from = fl.find((f) => f.role === 'active');
+  const to = fl.find((f) => f.name === body.to_fleet);
+  if (!to) throw new Error('choose the fleet to deploy to (a standby or retired fleet)');
+  const eps = (await api('GET', '/health')).endpoints.filter((e) => e.service === svc.name);
+  const count = (f) => (f ? eps.filter((e) => e.fleet === f.name && serving(e)).length : 0);
+  const total = (f) => (f ? eps.filter((e) => e.fleet === f.name).length : 0);
+  const ttl = svc.affinity.ttl_s;
+  const lowered = body.lowered_ttl_s || Math.min(300, ttl);
+  const lead = body.lead_s !== undefined ? body.lead_s : 2 * ttl;
+  const formatChange = from && to.session_format !== from.session_format;
+  const thr = body.tail_threshold_pct || (formatChange ? 1 : 2);
+  const factor = body.deadline_factor || 3;
+  const warn = [];
+  if (count(to) === 0) warn.push(`${to.name} has no endpoint that can serve (${total(to)} in all): cutting over would send every new session nowhere.`);
+  else if (from && count(to) < count(from)) warn.push(`${to.name} has ${plural(count(to), 'serving endpoint')} against ${count(from)} in ${from.name}: it takes all the traffic with less capacity.`);
+  if (formatChange) warn.push(`The session format changes (${from.session_format} → ${to.session_format}): sessions that cross versions may fail.`);
+  if (lead < ttl && !body.force) warn.push(`A lead of ${fmtDur(lead)} is shorter than the normal TTL (${fmtDur(ttl)}): the server refuses it unless "accept a short lead" is ticked.`);
+  $('#preview').innerHTML = `<div class="kv" id="preview-figures"><span class="muted">moves</span><span>${esc(svc.name)}: ${esc(from ? from.name : '—')} (${count(from)} of ${total(from)} serving) → ${esc(to.name)} (${count(to)} of ${total(to)} serving)</span>
+    <span class="muted">cookie TTL</span><span>${fmtDur(ttl)} → ${fmtDur(lowered)} during the deployment</span>
+    <span class="muted">cutover unlocks</span><span>${fmtDur(lead)} after the TTL is lowered</span>
+    <span class="muted">drain</span><span>ends when the tail stays under ${thr} %, at the latest ${fmtDur(factor * lowered)} after cutover</span></div>` +
+    (warn.length ? warn.map((w) => `<div class="warn-box capacity">${esc(w)}</div>`).join('') : '<p class="ok">No capacity or format problem found.</p>');
+  return warn;
 }
 
 const STEPS = ['planned', 'ttl_lowered', 'draining', 'completed'];
 
 async function deploymentPage(id) {
   const d = await api('GET', '/deployments/' + id);
+  state.deployment = d;
   const stepIdx = STEPS.indexOf(d.state === 'rolling_back' ? 'draining' : d.state);
   let html = `<div class="card" id="deployment" data-state="${d.state}"><h2>${esc(d.service)}: ${esc(d.from_fleet)} → ${esc(d.to_fleet)} <span class="badge ${d.state}" id="state">${d.state}</span></h2>
     <div class="steps">${STEPS.map((s, i) => `<span class="${i < stepIdx || d.state === 'completed' ? 'done' : i === stepIdx ? 'now' : ''}">${i + 1}. ${{ planned: 'plan', ttl_lowered: 'lower TTL', draining: 'cut over & drain', completed: 'finish' }[s]}</span>`).join('')}</div>`;
   html += d.warnings.map((w) => `<div class="warn-box">${esc(w)}</div>`).join('');
-  html += `<div class="kv"><span class="muted">cookie TTL</span><span>normal ${d.normal_ttl_s} s, lowered ${d.lowered_ttl_s} s</span>
-    <span class="muted">tail threshold</span><span>${d.tail_threshold_pct} %${d.session_format_change ? ' (lowered: session format changes)' : ''}</span>
+  html += `<div class="kv"><span class="muted">cookie TTL</span><span>normal ${fmtDur(d.normal_ttl_s)}, lowered ${fmtDur(d.lowered_ttl_s)}</span>
+    <span class="muted">tail threshold</span><span>${d.tail_threshold_pct} %${d.session_format_change && d.tail_threshold_pct === 1 ? ' (the default when the session format changes)' : ''}</span>
     <span class="muted">deadline</span><span>${d.deadline_at ? fmtTime(d.deadline_at) : `${d.deadline_factor} × lowered TTL after cutover`}</span></div>`;
   html += '<div id="step"></div></div>';
   if (d.tail && d.cutover_at) html += `<div class="card"><h3>Affinity tail: share of requests still reaching <span id="draining">${esc(d.draining_fleet || (d.state === 'rolled_back' ? d.to_fleet : d.from_fleet))}</span></h3>
-      <div id="tail-now" class="countdown"></div><div id="eta" class="muted"></div><div id="chart"></div></div>`;
-  $('#main').innerHTML = html;
+      <div id="tail-now" class="countdown"></div><div id="eta" class="muted"></div>
+      <div class="actions"><label><input type="checkbox" id="logscale" checked> log scale</label></div><div id="chart"></div></div>`;
+  setMain(html);
+  fresh();
   renderStep(d);
   if (d.tail && d.cutover_at) renderChart(d);
   const refresh = debounce(route, 200); /* re-render through the router: old timers go */
   state.liveListeners.add((ev) => { if (ev.object === 'deployments/' + id) refresh(); });
   if (['draining', 'rolling_back'].includes(d.state)) every(1000, async () => {
     const n = await api('GET', '/deployments/' + id).catch(() => null);
-    if (n && n.state !== d.state) refresh(); else if (n) updateChart(n);
+    if (n && n.state !== d.state) refresh(); else if (n) { updateChart(n); fresh(); }
   });
 }
 
@@ -290,19 +680,19 @@ function renderStep(d) {
   const post = (action, body) => api('POST', `/deployments/${d.id}/${action}`, body);
   if (d.state === 'planned') {
     step.innerHTML = `<p>Step 2 pushes the lowered cookie TTL (${d.normal_ttl_s} s → ${d.lowered_ttl_s} s) to every proxy now. Cookies already issued keep their old TTL, so cutover unlocks ${d.lead_s} s later.</p>
-      <div class="actions">${btn('primary', 'Lower TTL…', 'lower')}${btn('', 'Abort…', 'abort')}</div>`;
+      <div class="actions">${btn('primary', 'Lower TTL…', 'lower')}${btn('', 'Cancel deployment…', 'abort')}</div>`;
     guard($('#lower'), 'operator').onclick = (e) => confirmDialog('Lower the cookie TTL?', `Every proxy gets a ${d.lowered_ttl_s} s TTL for <code>${esc(d.service)}</code> cookies (now ${d.normal_ttl_s} s). Cutover unlocks in ${d.lead_s} s.`, 'Lower TTL')
       .then((ok) => ok && act(e.target, () => post('lower-ttl')));
   } else if (d.state === 'ttl_lowered') {
     step.innerHTML = `<p>Cutover unlocks at ${fmtTime(d.cutover_unlocks_at)}: <span class="countdown" id="countdown"></span></p>
       ${d.session_format_change ? '<label><input type="checkbox" id="ack"> I acknowledge the session format change</label><br>' : ''}
       <label><input type="checkbox" id="force"> Cut over before it unlocks (cookies issued before the TTL was lowered may still pin sessions to ${esc(d.from_fleet)})</label>
-      <div class="actions">${btn('primary', 'Cut over…', 'cutover')}${btn('', 'Roll back…', 'rollback')}${btn('', 'Abort…', 'abort')}</div>`;
+      <div class="actions">${btn('primary', 'Cut over…', 'cutover')}${btn('', 'Cancel deployment…', 'abort')}</div>`;
     const tick = () => {
       if (!$('#countdown')) return;
       const s = secondsUntil(d.cutover_unlocks_at);
       $('#countdown').textContent = s > 0 ? `${s} s` : 'unlocked';
-      $('#cutover').disabled = !can('operator') || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
+      $('#cutover').disabled = !can('operator') || !state.online || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
     };
     tick();
     every(500, tick);
@@ -311,53 +701,98 @@ function renderStep(d) {
     guard($('#cutover'), 'operator').onclick = (e) => confirmDialog(`Cut ${d.service} over from ${d.from_fleet} to ${d.to_fleet}?`,
       `<p><strong>${esc(d.to_fleet)}</strong> becomes active: every new session goes there.</p><p><strong>${esc(d.from_fleet)}</strong> drains: sessions pinned by a cookie keep reaching it until their cookie expires; it is retired when the tail stays under ${d.tail_threshold_pct} % (deadline ${d.deadline_factor} × ${d.lowered_ttl_s} s).</p>`, `Cut over to ${d.to_fleet}`)
       .then((ok) => ok && act(e.target, () => post('cutover', { force: $('#force').checked, acknowledge_format_change: $('#ack') ? $('#ack').checked : false })));
-    guard($('#rollback'), 'operator').onclick = (e) => confirmDialog('Roll back?', `Nothing reached ${esc(d.to_fleet)} yet: the normal TTL (${d.normal_ttl_s} s) comes back and the deployment ends.`, 'Roll back')
-      .then((ok) => ok && act(e.target, () => post('rollback')));
   } else if (d.state === 'draining' || d.state === 'rolling_back') {
     const to = d.state === 'draining' ? d.to_fleet : d.from_fleet;
     step.innerHTML = `<p>${esc(to)} is active; ${esc(d.draining_fleet)} drains. It finishes by itself when the tail stays under ${d.tail_threshold_pct} % for 3 samples, or at ${fmtTime(d.deadline_at)}.</p>
       <div class="actions">${btn('', 'Finish now…', 'finish')}${btn('', 'Extend…', 'extend')}${d.state === 'draining' ? btn('danger', 'Roll back…', 'rollback') : ''}</div>`;
-    guard($('#finish'), 'operator').onclick = (e) => confirmDialog('Finish now?', `${esc(d.draining_fleet)} leaves every proxy now${d.state === 'draining' ? ' and is retired' : ''}; sessions still pinned to it are re-pinned (the current tail is shown on the chart). The normal TTL (${d.normal_ttl_s} s) comes back.`, 'Finish now')
+    guard($('#finish'), 'operator').onclick = (e) => confirmDialog('Finish now?', `${esc(d.draining_fleet)} leaves every proxy now${d.state === 'draining' ? ' and is retired' : ''}; sessions still pinned to it are re-pinned (the current tail is shown on the chart). The normal TTL (${d.normal_ttl_s} s) comes back.`, 'Finish now', true)
       .then((ok) => ok && act(e.target, () => post('finish')));
     guard($('#extend'), 'operator').onclick = (e) => confirmDialog('Extend the deadline?', `The deadline moves ${d.lowered_ttl_s} s later (from ${fmtTime(d.deadline_at)}).`, 'Extend')
       .then((ok) => ok && act(e.target, () => post('extend')));
-    if ($('#rollback')) guard($('#rollback'), 'operator').onclick = (e) => confirmDialog(`Roll ${d.service} back to ${d.from_fleet}?`, `<strong>${esc(d.from_fleet)}</strong> becomes active again; sessions pinned to <strong>${esc(d.to_fleet)}</strong> drain back the same way and it returns to standby.`, `Roll back to ${d.from_fleet}`)
+    if ($('#rollback')) guard($('#rollback'), 'operator').onclick = (e) => confirmDialog(`Roll ${d.service} back to ${d.from_fleet}?`, `<strong>${esc(d.from_fleet)}</strong> becomes active again; sessions pinned to <strong>${esc(d.to_fleet)}</strong> drain back the same way and it returns to standby.`, `Roll back to ${d.from_fleet}`, true)
       .then((ok) => ok && act(e.target, () => post('rollback')));
   } else {
     step.innerHTML = `<p>Finished ${fmtTime(d.finished_at)} by <strong id="reason">${esc(d.finish_reason)}</strong>${d.final_tail_pct !== null ? `, tail ${d.final_tail_pct.toFixed(2)} %` : ''}.</p>`;
   }
-  if ($('#abort')) guard($('#abort'), 'operator').onclick = (e) => confirmDialog('Abort?', `The deployment ends; the TTL of ${esc(d.service)} goes back to ${d.normal_ttl_s} s. No fleet changes role.`, 'Abort')
+  if ($('#abort')) guard($('#abort'), 'operator').onclick = (e) => confirmDialog('Cancel the deployment?', `Nothing has reached ${esc(d.to_fleet)}: the deployment ends, the cookie TTL of ${esc(d.service)} goes back to ${fmtDur(d.normal_ttl_s)}, and no fleet changes role.`, 'Cancel deployment', true)
     .then((ok) => ok && act(e.target, () => post('abort')));
 }
 
-/* The chart: tail samples, the threshold, and the fitted exponential decay. */
+/* The chart: tail samples, the threshold, and the fitted exponential decay, on one timeline
+ * from the first cutover (seconds): after a rollback the forward drain stays, and the drain back
+ * is its own series. A log axis (default) keeps a 1-2 % threshold visible; the linear axis is
+ * zoomed to the data. A pause in the samples (an outage) is drawn as a gap. */
 function chartData(d) {
-  const origin = new Date(d.cutover_at).getTime() / 1000;
-  const xs = d.tail.map((s) => new Date(s.t).getTime() / 1000 - origin).filter((x) => x >= -0.001);
-  const ys = d.tail.slice(d.tail.length - xs.length).map((s) => s.pct);
-  const fit = d.fit ? xs.map((x) => d.fit.pct_at_origin * Math.exp(-d.fit.rate_per_s * x)) : xs.map(() => null);
-  return [xs, ys, xs.map(() => d.tail_threshold_pct), fit];
+  const back = ['rolling_back', 'rolled_back'].includes(d.state);
+  const cut = new Date(d.cutover_at).getTime() / 1000; /* the rollback's time after one */
+  const t0 = d.tail.length ? Math.min(cut, new Date(d.tail[0].t).getTime() / 1000) : cut;
+  const xs = d.tail.map((s) => new Date(s.t).getTime() / 1000 - t0);
+  const steps = xs.slice(1).map((x, i) => x - xs[i]).sort((p, q) => p - q);
+  const step = steps.length ? steps[Math.floor(steps.length / 2)] : 1;
+  const X = [], Fw = [], Bk = [], T = [], F = [], S = [];
+  const log = !$('#logscale') || $('#logscale').checked;
+  const floor = (v) => (log ? Math.max(v, 0.01) : v);
+  const fitOrigin = d.fit && d.fit.origin ? new Date(d.fit.origin).getTime() / 1000 - t0 : cut - t0;
+  const push = (x, s) => {
+    const isBack = back && x >= cut - t0 - 0.001;
+    X.push(x); T.push(d.tail_threshold_pct); S.push(s);
+    Fw.push(s && !isBack ? floor(s.pct) : null);
+    Bk.push(s && isBack ? floor(s.pct) : null);
+    F.push(s && d.fit && x >= fitOrigin ? floor(d.fit.pct_at_origin * Math.exp(-d.fit.rate_per_s * (x - fitOrigin))) : null);
+  };
+  xs.forEach((x, i) => {
+    if (i > 0 && x - xs[i - 1] > Math.max(3 * step, 2)) push((x + xs[i - 1]) / 2, null); /* a gap */
+    push(x, d.tail[i]);
+  });
+  state.chartSamples = S;
+  state.chartRollbackX = back ? cut - t0 : null;
+  if ($('#chart')) $('#chart').dataset.gaps = S.filter((x) => x === null).length;
+  return back ? [X, Fw, Bk, T, F] : [X, Fw, T, F];
 }
 
 function renderChart(d) {
   const el = $('#chart');
+  const log = $('#logscale').checked;
+  const ymax = Math.max(3 * d.tail_threshold_pct, ...d.tail.map((s) => s.pct)) * 1.1;
   const opts = {
-    width: Math.min(1100, el.clientWidth || 900), height: 300,
-    scales: { x: { time: false }, y: { range: [0, 100] } },
-    axes: [{ label: 'seconds since the drain began' }, { label: '% of requests' }],
-    series: [{}, { label: 'tail %', stroke: '#2563eb', width: 2, points: { show: true } },
-      { label: 'threshold', stroke: '#b91c1c', dash: [6, 4] }, { label: 'fitted decay', stroke: '#15803d', dash: [2, 3] }],
+    width: Math.max(280, Math.min(1100, el.clientWidth || 900)), height: 300,
+    scales: { x: { time: false }, y: log ? { distr: 3, log: 10, range: [0.01, 100] } : { range: [0, Math.min(100, ymax)] } },
+    axes: [{ label: 'seconds since cutover' }, { label: '% of requests' + (log ? ' (log)' : ''), size: 60 }],
+    series: [{}, { label: `tail % (${d.from_fleet})`, stroke: '#2563eb', width: 2, points: { show: true }, spanGaps: false },
+      ...(['rolling_back', 'rolled_back'].includes(d.state) ? [{ label: `after rollback (${d.to_fleet})`, stroke: '#c2410c', width: 2, points: { show: true }, spanGaps: false }] : []),
+      { label: 'threshold', stroke: '#b91c1c', dash: [6, 4], points: { show: false } }, { label: 'fitted decay', stroke: '#15803d', dash: [2, 3], points: { show: false } }],
+    hooks: { draw: [(u) => {
+      if (state.chartRollbackX === null || state.chartRollbackX === undefined) return;
+      const x = u.valToPos(state.chartRollbackX, 'x', true);
+      const c = u.ctx;
+      c.save(); c.strokeStyle = '#c2410c'; c.setLineDash([4, 4]); c.beginPath();
+      c.moveTo(x, u.bbox.top); c.lineTo(x, u.bbox.top + u.bbox.height); c.stroke();
+      c.fillStyle = '#c2410c'; c.font = `${12 * devicePixelRatio}px system-ui`; c.fillText('rollback', x + 4, u.bbox.top + 14 * devicePixelRatio);
+      c.restore();
+    }],
+    setCursor: [(u) => {
+      const i = u.cursor.idx;
+      const s = i === null || i === undefined ? null : state.chartSamples[i];
+      const out = $('#chart-hover');
+      if (!out) return;
+      out.textContent = s ? `${fmtTime(s.t)} · ${s.pct.toFixed(2)} %` + (s.total_requests !== undefined ? ` · ${s.old_requests} of ${s.total_requests} requests` : '') +
+        (s.reporters !== undefined ? ` · from ${s.reporters} of ${s.connected_proxies >= 0 ? s.connected_proxies : '?'} connected proxies` : '') : (i !== null && i !== undefined ? 'no samples here (gap)' : '');
+    }] },
   };
+  el.innerHTML = '';
   const chart = new uPlot(opts, chartData(d), el);
+  el.insertAdjacentHTML('beforeend', '<div id="chart-hover" class="muted small"></div>');
   state.charts.push(chart);
   state.chart = chart;
+  $('#logscale').onchange = () => { state.charts = state.charts.filter((c) => c !== chart); chart.destroy(); renderChart(state.deployment); };
   updateChart(d);
 }
 
 function updateChart(d) {
+  state.deployment = d;
   if (state.chart && d.tail) state.chart.setData(chartData(d));
   const last = d.tail && d.tail.length ? d.tail[d.tail.length - 1] : null; /* whose reports (issue 13) */
-  const from = last && last.reporters ? ` · from ${last.reporters} of ${last.connected_proxies ?? '?'} connected proxies` : '';
+  const from = last && last.reporters ? ` · from ${last.reporters} of ${last.connected_proxies >= 0 ? last.connected_proxies : '?'} connected proxies` : '';
   if ($('#tail-now')) $('#tail-now').textContent = d.tail_pct !== null && d.tail_pct !== undefined ? `${d.tail_pct.toFixed(2)} %${from}` : 'no traffic measured yet';
   if ($('#eta')) $('#eta').textContent = d.eta ? `fitted half-life ${d.fit.half_life_s.toFixed(1)} s · ETA to ${d.tail_threshold_pct} %: ${fmtTime(d.eta)} · deadline ${fmtTime(d.deadline_at)}` : `deadline ${fmtTime(d.deadline_at)}`;
 }
@@ -366,7 +801,9 @@ function updateChart(d) {
 
 async function restartsPage() {
   const [services, restarts] = await Promise.all([api('GET', '/services'), api('GET', '/restarts')]);
-  $('#main').innerHTML = `<div class="card"><h2>Plan a rolling restart</h2>
+  const live = restarts.items.filter((r) => r.state === 'running');
+  const waiting = new Set((await Promise.all(live.map((r) => api('GET', '/restarts/' + r.id)))).filter((r) => r.batch_list.some((b) => b.state === 'ready')).map((r) => r.id));
+  setMain(`<div class="card"><h2>Plan a rolling restart</h2>
     <form class="grid" id="rplan">
       <label for="rsvc">service</label><select id="rsvc">${services.items.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select>
       <label for="rfleet">fleet</label><select id="rfleet"></select>
@@ -378,8 +815,14 @@ async function restartsPage() {
     </form>
     <div class="actions"><button id="rplan-go">Plan (dry run)</button><button class="primary" id="rstart">Start…</button></div>
     <div id="rplan-out"></div></div>
-    <div class="card"><h2>Rolling restarts</h2><table id="restarts"><tr><th>id</th><th>service / fleet</th><th>batches</th><th>state</th><th>started</th></tr>${restarts.items.slice().reverse().map((r) =>
-      `<tr><td><a href="#/restarts/${r.id}">${r.id}</a></td><td>${esc(r.service)} / ${esc(r.fleet)}</td><td>${r.batches} × ${r.batch_size}</td><td><span class="badge ${r.state}">${r.state}</span></td><td>${fmtTime(r.created_at)}</td></tr>`).join('')}</table></div>`;
+    <div class="card"><h2>Rolling restarts</h2><div class="scroll"><table id="restarts"><tr><th>id</th><th>service / fleet</th><th>batches</th><th>state</th><th>started</th></tr>${restarts.items.slice().reverse().map((r) =>
+      `<tr><td><a href="#/restarts/${r.id}">${r.id}</a></td><td>${esc(r.service)} / ${esc(r.fleet)}</td><td>${r.batches} × ${r.batch_size}</td><td>${waiting.has(r.id) ? '<span class="badge waiting">waiting on you</span>' : `<span class="badge ${r.state}">${r.state}</span>`}</td><td>${fmtDate(r.created_at)}</td></tr>`).join('') || '<tr><td colspan="5" class="muted">No rolling restart yet.</td></tr>'}</table></div></div>`);
+  fresh();
+  if (!services.items.length) {
+    $('#rplan-out').innerHTML = '<p class="muted">No service yet: a rolling restart needs a service with a fleet of endpoints.</p>';
+    $$('#rplan-go, #rstart').forEach((b) => { b.disabled = true; });
+    return;
+  }
   const fill = async () => {
     const fl = (await api('GET', `/services/${$('#rsvc').value}/fleets`)).items;
     $('#rfleet').innerHTML = fl.map((f) => `<option ${f.role === 'active' ? 'selected' : ''}>${esc(f.name)}</option>`).join('');
@@ -395,35 +838,47 @@ async function restartsPage() {
   };
   $('#rplan-go').onclick = (e) => act(e.target, async () => {
     const p = await api('POST', '/restarts', body(true));
-    $('#rplan-out').innerHTML = `<div class="kv" id="plan-figures"><span class="muted">batches</span><span>${p.batches} of ${p.batch_size}</span>
-      <span class="muted">drain window</span><span>${p.drain_window_s} s</span><span class="muted">a batch every</span><span>${p.interval_s} s</span>
-      <span class="muted">predicted total</span><span id="plan-total">${Math.round(p.total_s / 60)} min</span></div><p class="muted" id="plan-why">${esc(p.explanation)}</p>`;
+    state.restartPlan = p;
+    $('#rplan-out').innerHTML = `<div class="kv" id="plan-figures"><span class="muted">batches</span><span>${plural(p.batches, 'batch', 'batches')} of ${plural(p.batch_size, 'endpoint')}</span>
+      <span class="muted">drain window</span><span>${fmtDur(p.drain_window_s)}</span><span class="muted">a batch every</span><span>${fmtDur(p.interval_s)}</span>
+      <span class="muted">predicted total</span><span id="plan-total">${fmtDur(p.total_s)}</span></div><p class="muted" id="plan-why">${esc(p.explanation)}</p>`;
   });
-  guard($('#rstart'), 'operator').onclick = (e) => confirmDialog('Start the rolling restart?',
-    `Batches of <code>${esc($('#rfleet').value)}</code> go DRAINING one after another; each waits for the orchestrator (or the health checks) before the next.`, 'Start')
-    .then((ok) => ok && act(e.target, async () => { const r = await api('POST', '/restarts', body(false)); location.hash = '#/restarts/' + r.id; }));
+  guard($('#rstart'), 'operator').onclick = (e) => act(e.target, async () => {
+    const p = await api('POST', '/restarts', body(true));
+    const ok = await confirmDialog(`Restart ${$('#rsvc').value} / ${$('#rfleet').value}?`,
+      `<p>${plural(p.batches, 'batch', 'batches')} of ${plural(p.batch_size, 'endpoint')} of <code>${esc($('#rfleet').value)}</code> go DRAINING one after another, one every ${fmtDur(p.interval_s)} (drain window ${fmtDur(p.drain_window_s)}); predicted total ${fmtDur(p.total_s)}.</p>
+       <p>${$('#rhook').value ? `The webhook <code>${esc($('#rhook').value)}</code> restarts each batch.` : 'No webhook: each drained batch waits for <strong>you</strong> to mark it restarted (or for the health checks to see it restart).'}</p>`, 'Start');
+    if (!ok) return;
+    await (async () => { const r = await api('POST', '/restarts', body(false)); location.hash = '#/restarts/' + r.id; })();
+  });
 }
 
 async function restartPage(id) {
   const r = await api('GET', '/restarts/' + id);
   const live = ['running', 'paused'].includes(r.state);
   const done = r.batch_list.filter((b) => b.state === 'done').length;
-  $('#main').innerHTML = `<div class="card" id="restart" data-state="${r.state}"><h2>Rolling restart of ${esc(r.service)} / ${esc(r.fleet)} <span class="badge ${r.state}" id="rstate">${r.state}</span></h2>
-    <div class="kv"><span class="muted">progress</span><span id="rprogress">${done} of ${r.batches} batches done</span>
-      <span class="muted">batches</span><span>${r.batches} × ${r.batch_size}, at most ${r.concurrent_batches} at once, one every ${r.interval_s} s</span>
-      <span class="muted">drain window</span><span>${r.drain_window_s} s</span>
+  const ready = r.batch_list.filter((b) => b.state === 'ready');
+  const left = r.batches - done;
+  const eta = live && r.state === 'running' ? new Date(Date.now() + Math.max(0, left - ready.length) * r.interval_s * 1000 + r.drain_window_s * 1000) : null;
+  setMain(`<div class="card" id="restart" data-state="${r.state}"><h2>Rolling restart of ${esc(r.service)} / ${esc(r.fleet)} <span class="badge ${ready.length && r.state === 'running' ? 'waiting' : r.state}" id="rstate">${ready.length && r.state === 'running' ? 'waiting on you' : r.state}</span></h2>
+    ${ready.length && r.state === 'running' ? `<div class="warn-box" id="rwait">${plural(ready.length, 'batch', 'batches')} drained and waiting for the instances to be restarted: restart them, then “Mark restarted”.</div>` : ''}
+    <div class="kv"><span class="muted">progress</span><span id="rprogress">${done} of ${plural(r.batches, 'batch', 'batches')} done${eta ? ` · ETA about ${fmtTime(eta)} if nothing waits` : ''}</span>
+      <span class="muted">batches</span><span>${plural(r.batches, 'batch', 'batches')} of ${plural(r.batch_size, 'endpoint')}, at most ${r.concurrent_batches} at once, one every ${fmtDur(r.interval_s)}</span>
+      <span class="muted">drain window</span><span>${fmtDur(r.drain_window_s)}</span>
       <span class="muted">webhook</span><span>${esc(r.webhook_url) || '—'}</span></div>
-    <div class="actions">${r.state === 'paused' ? '<button class="primary" id="rresume">Resume</button>' : '<button id="rpause">Pause</button>'}<button id="rabort">Abort…</button></div>
-    <table id="batches"><tr><th>#</th><th>endpoints</th><th>state</th><th>draining since</th><th>ready</th><th>restarted</th><th>done</th><th>webhook</th></tr>${r.batch_list.map((b) =>
-      `<tr data-batch="${b.n}"><td>${b.n}</td><td>${b.endpoints.map(esc).join(', ')}</td><td><span class="badge ${b.state}">${b.state}</span>${b.state === 'ready' ? ` <button class="restarted" data-n="${b.n}">Mark restarted</button>` : ''}</td><td>${fmtTime(b.started_at)}</td><td>${fmtTime(b.ready_at)}${b.drained_early ? ' <span class="muted" title="load reports showed no request in progress">(idle early)</span>' : ''}</td><td>${fmtTime(b.restarted_at)}</td><td>${fmtTime(b.done_at)}</td><td>${b.webhook_attempts ? (b.webhook_ok ? 'ok' : 'failed') + ` (${b.webhook_attempts})` : '—'}</td></tr>`).join('')}</table></div>`;
+    <div class="actions">${r.state === 'paused' ? '<button class="primary" id="rresume">Resume</button>' : '<button id="rpause">Pause</button>'}${ready.length > 1 ? '<button class="primary" id="rmarkall">Mark all restarted</button>' : ''}<button id="rabort">Abort…</button></div>
+    <div class="scroll"><table id="batches"><tr><th>#</th><th>endpoints</th><th>state</th><th>draining since</th><th>ready</th><th>restarted</th><th>done</th><th>webhook</th></tr>${r.batch_list.map((b) =>
+      `<tr data-batch="${b.n}"><td>${b.n}</td><td>${b.endpoints.map(esc).join(', ')}</td><td><span class="badge ${b.state}">${b.state}</span>${b.state === 'ready' ? ` <button class="restarted" data-n="${b.n}">Mark restarted</button>` : ''}</td><td>${fmtTime(b.started_at)}</td><td>${fmtTime(b.ready_at)}${b.drained_early ? ' <span class="muted" title="load reports showed no request in progress">(idle early)</span>' : ''}</td><td>${fmtTime(b.restarted_at)}</td><td>${fmtTime(b.done_at)}</td><td>${b.webhook_attempts ? (b.webhook_ok ? 'ok' : 'failed') + ` (${b.webhook_attempts})` : '—'}</td></tr>`).join('')}</table></div></div>`);
+  fresh();
   const post = (what) => api('POST', `/restarts/${id}/${what}`);
   const refresh = debounce(route, 200);
   for (const [sel, action] of [['#rpause', 'pause'], ['#rresume', 'resume']]) {
     if ($(sel)) guard($(sel), 'operator').onclick = (e) => act(e.target, async () => { await post(action); refresh(); });
   }
-  guard($('#rabort'), 'operator').onclick = (e) => confirmDialog('Abort the rolling restart?', 'Every endpoint of this restart goes back to active, whatever its batch was doing.', 'Abort')
+  guard($('#rabort'), 'operator').onclick = (e) => confirmDialog('Abort the rolling restart?', 'Every endpoint of this restart goes back to active, whatever its batch was doing.', 'Abort', true)
     .then((ok) => ok && act(e.target, async () => { await post('abort'); refresh(); }));
   if (!live) document.querySelectorAll('#restart .actions button').forEach((b) => { b.disabled = true; });
+  if ($('#rmarkall')) guard($('#rmarkall'), 'operator').onclick = (e) => act(e.target, async () => { for (const b of ready) await post(`batches/${b.n}/restarted`); refresh(); });
   document.querySelectorAll('button.restarted').forEach((b) => { guard(b, 'operator').onclick = (e) => act(e.target, async () => { await post(`batches/${b.dataset.n}/restarted`); refresh(); }); });
   state.liveListeners.add((ev) => { if (ev.object === 'restarts/' + id) refresh(); });
   if (live) every(2000, refresh);
@@ -431,24 +886,77 @@ async function restartPage(id) {
 
 /* ---------------- events ---------------- */
 
-async function eventsPage() {
+/* severity of an audit action: red for failures and rejections, amber for what degrades */
+function severity(e) {
+  if (/nack|reject|rolled_back|abort|evict|unhealthy|fail|error/.test(e.action)) return 'sev-bad';
+  if (/drain|disable|rollback|lower|restart|pause|cutover/.test(e.action)) return 'sev-warn';
+  return 'sev-info';
+}
+
+/* the page of an event's object: deployments/ID, restarts/ID, services/NAME[/...] */
+function objectLink(obj) {
+  const m = /^(deployments|restarts)\/([^/]+)$/.exec(obj || '');
+  if (m) return `#/${m[1]}/${m[2]}`;
+  const s = /^services\/([^/]+)(?:\/fleets\/([^/]+))?/.exec(obj || '');
+  if (s) return '#/?filter=' + encodeURIComponent(s[2] ? `${s[1]}/${s[2]}` : s[1]);
+  return null;
+}
+
+async function eventsPage(params) {
   const services = (await api('GET', '/services')).items;
-  $('#main').innerHTML = `<div class="card"><h2>Events</h2><label>service <select id="filter"><option value="">all</option>${services.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select></label>
-    <ul class="events" id="events"></ul></div>`;
-  const list = $('#events');
-  const shown = [];
-  const matches = (e) => !$('#filter').value || e.object.startsWith('services/' + $('#filter').value) || e.summary.includes(' ' + $('#filter').value);
-  const render = () => { list.innerHTML = shown.filter(matches).slice(-300).reverse().map((e) => `<li><span class="muted">${fmtTime(e.at)}</span> <strong>${esc(e.action)}</strong> ${esc(e.summary)} <span class="muted">— ${esc(e.actor)}</span></li>`).join(''); };
-  let since = 0;
-  for (;;) {
-    const page = await api('GET', `/events?since=${since}&limit=1000`);
-    shown.push(...page.items);
-    if (page.items.length < 1000) break;
-    since = page.next_since;
-  }
-  render();
-  $('#filter').onchange = render;
-  state.liveListeners.add((e) => { shown.push(e); render(); });
+  /* deployments and restarts name their service in their record, not in the event's object */
+  const owner = {};
+  const owners = async () => {
+    const [deps, rs] = await Promise.all([api('GET', '/deployments'), api('GET', '/restarts')]);
+    deps.items.forEach((d) => { owner['deployments/' + d.id] = d.service; });
+    rs.items.forEach((r) => { owner['restarts/' + r.id] = r.service; });
+  };
+  await owners();
+  const serviceOf = (e) => owner[e.object] || ((/^services\/([^/]+)/.exec(e.object) || [])[1]) || null;
+  setMain(`<div class="card"><h2>Events</h2><div class="toolbar">
+      <label>service <select id="filter"><option value="">all</option>${services.map((s) => `<option>${esc(s.name)}</option>`).join('')}</select></label>
+      <label>action <input id="faction" type="search" placeholder="e.g. deployment. or endpoint"></label></div>
+    <div class="scroll"><table class="events" id="events"></table></div>
+    <div class="actions"><button id="older">Older events</button><span class="muted" id="ev-count"></span></div></div>`);
+  $('#filter').value = params.get('service') || '';
+  let shown = [];
+  let nextBefore = null;
+  const render = () => {
+    const rows = shown.slice().reverse().map((e) => {
+      const link = objectLink(e.object);
+      return `<tr class="ev ${severity(e)}" data-id="${e.id}" data-action="${esc(e.action)}"><td class="nowrap">${fmtDate(e.at)}</td><td><strong>${esc(e.action)}</strong></td><td>${link ? `<a href="${link}">${esc(e.object)}</a>` : esc(e.object)}</td><td>${esc(e.summary)}</td><td class="muted">${esc(e.actor)}</td></tr>`;
+    }).join('');
+    paint($('#events'), '<tr><th>when</th><th>action</th><th>object</th><th>what</th><th>who</th></tr>' + (rows || '<tr><td colspan="5" class="muted">No event matches.</td></tr>'));
+    $('#ev-count').textContent = `${shown.length} shown${nextBefore === null ? ', the oldest included' : ''}`;
+    $('#older').disabled = nextBefore === null || !state.online;
+  };
+  /* the newest matching events from the server, or (older) the page before what is shown */
+  const load = async (older) => {
+    const q = new URLSearchParams({ before: older ? nextBefore : 0, limit: 100 });
+    if ($('#filter').value) q.set('service', $('#filter').value);
+    if ($('#faction').value.trim()) q.set('action', $('#faction').value.trim());
+    const page = await api('GET', '/events?' + q);
+    shown = older ? page.items.concat(shown) : page.items;
+    nextBefore = page.next_before;
+    render();
+    fresh();
+  };
+  await load(false);
+  const reload = () => load(false).catch(() => {});
+  $('#filter').onchange = reload;
+  $('#faction').oninput = debounce(reload, 300);
+  $('#older').onclick = async (e) => {
+    e.target.disabled = true;
+    await load(true).catch(() => {});
+    render(); /* enables it again when there is more */
+  };
+  const matches = (e) => (!$('#filter').value || serviceOf(e) === $('#filter').value) && e.action.startsWith($('#faction').value.trim());
+  state.liveListeners.add(async (e) => {
+    if (/^(deployments|restarts)\//.test(e.object) && !owner[e.object]) await owners().catch(() => {});
+    if (matches(e) && !shown.some((x) => x.id === e.id)) shown.push(e);
+    render();
+    fresh();
+  });
 }
 
 /* ---------------- router ---------------- */
@@ -456,22 +964,38 @@ async function eventsPage() {
 /* Forms are driven by their buttons; Enter must not submit them (the CSP forbids it anyway). */
 document.addEventListener('submit', (e) => e.preventDefault());
 
-async function route() {
+/* Renders the view the hash names; keep (a live refresh or a reconnect) keeps what the operator
+ * opened and where the page was scrolled. One at a time: a view still loading when the hash
+ * changes again finishes first, so it cannot paint over the newer one. */
+let routeQueue = Promise.resolve();
+function route(keep) {
+  routeQueue = routeQueue.then(() => renderRoute(keep)).catch((e) => console.error(e)); /* never stalls the queue */
+  return routeQueue;
+}
+
+async function renderRoute(keep) {
   stopPage();
+  if (keep !== true) state.painted = null;
+  if (state.role === null) return;
   const [path, query] = location.hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
   document.querySelectorAll('header nav a').forEach((a) => a.classList.toggle('active', (path || '/').startsWith('/' + a.dataset.nav) || (a.dataset.nav === 'overview' && (!path || path === '/'))));
+  refreshStrip();
   try {
-    if (!path || path === '/') await overview();
+    if (!path || path === '/') await overview(params);
     else if (path === '/deployments') await deploymentsList();
     else if (path === '/deployments/new') await planForm(params);
     else if (path.startsWith('/deployments/')) await deploymentPage(path.split('/')[2]);
     else if (path === '/restarts') await restartsPage();
     else if (path.startsWith('/restarts/')) await restartPage(path.split('/')[2]);
-    else if (path === '/events') await eventsPage();
+    else if (path === '/events') await eventsPage(params);
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {
-    if (e.status !== 401 && e.status !== 0) $('#main').innerHTML = `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
+    if (e.status === 0) {
+      if (state.painted !== location.hash) $('#main').innerHTML = '<div class="card" id="unreachable"><p class="error">holdfast is unreachable: this page loads by itself when it is back.</p></div>';
+    } else if (e.status !== 401) {
+      $('#main').innerHTML = `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
+    }
   }
 }
 
@@ -481,15 +1005,19 @@ async function start() {
     state.role = me.role;
     state.actor = me.actor;
     $('#who').textContent = `${me.actor} · ${me.role}`;
+    $('#signout').hidden = !token();
   } catch (e) {
+    if (e.status === 0) $('#main').innerHTML = '<div class="card" id="unreachable"><p class="error">holdfast is unreachable: this page loads by itself when it is back.</p></div>';
     return;
   }
-  if (streamAbort) streamAbort.abort();
-  liveEvents();
+  startStream();
   route();
 }
 
 $('#modal-cancel').onclick = () => closeModal(false);
 $('#modal-confirm').onclick = () => closeModal(true);
-window.addEventListener('hashchange', route);
+document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('#modal').hidden) closeModal(false); });
+$('#signout').onclick = signOut;
+window.addEventListener('hashchange', () => route());
+setInterval(() => { if (state.online) refreshStrip(); }, 5000);
 start();

@@ -104,6 +104,7 @@ static const struct route routes[] = {
     {"GET", "/metrics", rest__h_metrics, OPEN},
     {"GET", "/", rest__h_ui_index, OPEN},
     {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN},
+    {"GET", "/favicon.ico", rest__h_ui_favicon, OPEN},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -297,8 +298,9 @@ static const struct route *route_find(const char *method, char **segs, size_t ns
         if (!match(routes[i].pattern, segs, nsegs, req)) {
             continue;
         }
-        if (strcmp(routes[i].method, method) == 0) {
-            return &routes[i];
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            return &routes[i]; /* HEAD: the GET route; libmicrohttpd leaves the body out */
         }
         *path_matched = true;
     }

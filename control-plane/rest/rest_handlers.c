@@ -524,8 +524,57 @@ static bool query_int(rest_req *req, rest_resp *resp, const char *key, long long
     return true;
 }
 
+/* GET /events with before, service, action or object: the newest matching events (paging back). */
+static void events_query(rest_req *req, rest_resp *resp)
+{
+    long long before, limit;
+    if (!query_int(req, resp, "before", 0, INT64_MAX, &before) ||
+        !query_int(req, resp, "limit", 100, 1000, &limit)) {
+        return;
+    }
+    if (limit < 1) {
+        rest__error_status(resp, 422, "invalid_field", "limit", "limit must be 1-1000");
+        return;
+    }
+    hf_event_filter f = {.before = before,
+                         .service = rest__query(req, "service"),
+                         .action = rest__query(req, "action"),
+                         .object = rest__query(req, "object"),
+                         .limit = (int)limit};
+    if (f.service != NULL && !hf_name_valid(f.service)) {
+        rest__error_status(resp, 422, "invalid_field", "service", "service is not a valid name");
+        return;
+    }
+    if ((f.action != NULL && strlen(f.action) > 64) ||
+        (f.object != NULL && strlen(f.object) > 160)) {
+        rest__error_status(resp, 422, "invalid_field", f.object ? "object" : "action",
+                           "action is at most 64 characters, object at most 160");
+        return;
+    }
+    hf_event *items;
+    size_t n;
+    int rc = store_event_query(req->store, &f, &items, &n);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, NULL);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, rest__event_json(&items[i]));
+    }
+    /* more may be older than the first one returned when the page was full */
+    json_t *next = n == (size_t)limit ? json_integer(items[0].id) : json_null();
+    free(items);
+    rest__json(resp, 200, json_pack("{s:o, s:o}", "items", arr, "next_before", next));
+}
+
 void rest__h_events_list(rest_req *req, rest_resp *resp)
 {
+    if (rest__query(req, "before") || rest__query(req, "service") || rest__query(req, "action") ||
+        rest__query(req, "object")) {
+        events_query(req, resp);
+        return;
+    }
     long long since, limit;
     if (!query_int(req, resp, "since", -1, INT64_MAX, &since) ||
         !query_int(req, resp, "limit", 100, 1000, &limit)) {
@@ -626,6 +675,9 @@ static json_t *proxy_json(hf_store *st, const xds_proxy_info *p)
                                       "sent_at", rest__time_json(ts->sent_at), "acked_version",
                                       version_or_null(ts->acked), "acked_at",
                                       rest__time_json(ts->acked_at), "last_nack", nack));
+        /* the version the proxy should end up with (null when unknown: delta streams) */
+        json_object_set_new(json_object_get(types, xds_type_name((enum xds_type)t)),
+                            "current_version", version_or_null(ts->current));
     }
     json_t *o =
         json_pack("{s:o, s:I, s:o, s:b, s:o, s:s, s:o, s:s, s:o, s:o}", "id",
@@ -985,6 +1037,12 @@ void rest__h_ui_asset(rest_req *req, rest_resp *resp)
     char path[128];
     snprintf(path, sizeof(path), "/ui/%.100s", req->params[0]);
     serve_asset(resp, path);
+}
+
+void rest__h_ui_favicon(rest_req *req, rest_resp *resp)
+{
+    (void)req;
+    serve_asset(resp, "/favicon.ico");
 }
 
 void rest__h_whoami(rest_req *req, rest_resp *resp)

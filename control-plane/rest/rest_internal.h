@@ -114,6 +114,7 @@ int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *
     X(restarts_batch_restarted)                                                                    \
     X(ui_index)                                                                                    \
     X(ui_asset)                                                                                    \
+    X(ui_favicon)                                                                                  \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
     X(metrics)                                                                                     \

@@ -562,6 +562,49 @@ int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, siz
     return rc;
 }
 
+static const char event_query_sql[] =
+    "SELECT id, at, actor, action, object, summary FROM events"
+    " WHERE (?1 = 0 OR id < ?1)"
+    "  AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)"
+    "  AND (?3 IS NULL OR object = ?3 OR substr(object, 1, length(?3) + 1) = ?3 || '/')"
+    "  AND (?4 IS NULL OR object = 'services/' || ?4"
+    "   OR substr(object, 1, length(?4) + 10) = 'services/' || ?4 || '/'"
+    "   OR object IN (SELECT 'deployments/' || d.id FROM deployments d"
+    "                 JOIN services s ON s.id = d.service_id WHERE s.name = ?4)"
+    "   OR object IN (SELECT 'restarts/' || r.id FROM restarts r"
+    "                 JOIN services s ON s.id = r.service_id WHERE s.name = ?4))"
+    " ORDER BY id DESC LIMIT ?5";
+
+int store_event_query(hf_store *st, const hf_event_filter *f, hf_event **out, size_t *n)
+{
+    pthread_mutex_lock(&st->lock);
+    store_stmt *s = NULL;
+    int rc = HF_EDB;
+    if (store__prepare(st, event_query_sql, &s, NULL) != HF_OK) {
+        hf_error("store", "event query: %s", store__errmsg(st));
+        goto out;
+    }
+    sql_bind_int64(s, 1, f->before);
+    const char *texts[3] = {f->action, f->object, f->service};
+    for (int i = 0; i < 3; i++) {
+        if (texts[i] != NULL) {
+            sql_bind_text(s, 2 + i, texts[i]);
+        }
+    }
+    sql_bind_int(s, 5, f->limit);
+    rc = store__collect(st, s, sizeof(**out), read_event, (void **)out, n);
+    /* newest first from the database; oldest first to the caller, like store_event_list */
+    for (size_t i = 0; rc == HF_OK && i < *n / 2; i++) {
+        hf_event tmp = (*out)[i];
+        (*out)[i] = (*out)[*n - 1 - i];
+        (*out)[*n - 1 - i] = tmp;
+    }
+out:
+    store__finalize(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
 /* ---- tokens ---- */
 
 int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf_token *t,

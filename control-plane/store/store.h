@@ -240,4 +240,15 @@ int64_t store_event_last_id(hf_store *st);
 /* Events with id > since, oldest first, at most limit of them. */
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n);
 
+/* What store_event_query selects; NULL strings and before 0 select everything. */
+typedef struct hf_event_filter {
+    int64_t before;      /* only ids below it */
+    const char *service; /* events of the service: its objects, its deployments and restarts */
+    const char *action;  /* action prefix, e.g. "deployment." */
+    const char *object;  /* the object or anything under it, e.g. "services/cart" */
+    int limit;
+} hf_event_filter;
+/* The newest limit events matching f, oldest first (page back with before = the first id). */
+int store_event_query(hf_store *st, const hf_event_filter *f, hf_event **out, size_t *n);
+
 #endif

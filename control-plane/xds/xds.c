@@ -270,10 +270,24 @@ void xds_stop(xds_server *srv)
     free(srv);
 }
 
+/* The SotW version the current snapshot has for stream s's subscription to t ("" when delta,
+ * not subscribed or no snapshot). Call with s->lock held. */
+static void current_version(xds_snapshot *snap, xds_stream *s, enum xds_type t,
+                            char version[HF_VERSION_LEN])
+{
+    version[0] = '\0';
+    if (snap == NULL || s->delta || !s->types[t].active) {
+        return;
+    }
+    xds_view *v = xds_snapshot_view(snap, s->info.group, s->info.kind);
+    hf_rbuf_unref(xds_view_sotw_body(v, t, &s->types[t].sub, version));
+}
+
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
 {
     xds_proxy_info *items = NULL;
     size_t count = 0;
+    xds_snapshot *snap = xds__snapshot(srv);
     pthread_mutex_lock(&srv->reg_lock);
     for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
         pthread_mutex_lock(&s->lock);
@@ -303,11 +317,15 @@ int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
                 o->sent_at = ts->sent_at;
                 o->acked_at = ts->acked_at;
                 o->nack_at = ts->nack_at;
+                current_version(snap, s, (enum xds_type)t, o->current);
             }
         }
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&srv->reg_lock);
+    if (snap != NULL) {
+        xds_snapshot_unref(snap);
+    }
     *out = items;
     *n = count;
     return HF_OK;

@@ -68,6 +68,9 @@ typedef struct xds_type_status {
     char nack_version[HF_VERSION_LEN]; /* the last version the proxy rejected */
     char nack_error[512];
     int64_t nack_at;
+    /* SotW: the version the current snapshot has for this subscription (what the proxy should
+     * end up ACKing); "" for delta streams and unsubscribed types */
+    char current[HF_VERSION_LEN];
 } xds_type_status;
 
 /* One connected stream (a proxy, or a gRPC client). */

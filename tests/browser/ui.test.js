@@ -4,108 +4,20 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
+const { spawn } = require('node:child_process');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 
-const SRC = path.resolve(__dirname, '..', '..');
-const HOLDFAST = process.env.HOLDFAST_BIN || path.join(SRC, 'build/control-plane/holdfast');
-const SHOTS = process.env.HOLDFAST_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'hf-shots-'));
-const PY = '/usr/bin/python3';
-const NORMAL_TTL = 4;
-// HTTPS (issue 13): run_https.sh sets a folder with holdfast's certificate and its key's SPKI pin.
-const TLS_DIR = process.env.HOLDFAST_UI_TLS_DIR;
-const TLS_ARGS = TLS_DIR ? ['--tls-cert', path.join(TLS_DIR, 'server-127.0.0.1.crt'), '--tls-key', path.join(TLS_DIR, 'server-127.0.0.1.key')] : [];
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-async function startHoldfast() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-ui-'));
-  const http = await freePort();
-  const xds = await freePort();
-  const log = fs.openSync(path.join(dir, 'holdfast.log'), 'a');
-  const proc = spawn(HOLDFAST, ['--db', path.join(dir, 'db'), '--http', `127.0.0.1:${http}`,
-    '--xds', `127.0.0.1:${xds}`, '--lrs-interval', '200', ...TLS_ARGS], { stdio: ['ignore', log, log] });
-  const base = `${TLS_DIR ? 'https' : 'http'}://127.0.0.1:${http}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + '/healthz')).ok) break; } catch (e) { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, base, xds: `127.0.0.1:${xds}`, dir };
-}
-
-async function call(hf, method, p, body, token) {
-  const headers = { 'Content-Type': 'application/json' };
-  if (token) headers.Authorization = 'Bearer ' + token;
-  const r = await fetch(hf.base + '/api/v1' + p, { method, headers, body: body && JSON.stringify(body) });
-  const t = await r.text();
-  return { status: r.status, json: t ? JSON.parse(t) : null };
-}
-
-async function world(hf, greenFormat = 'cart-v3') {
-  await call(hf, 'POST', '/proxy-groups', { name: 'edge', listener_port: 10000 });
-  await call(hf, 'POST', '/services', { name: 'cart', proxy_group: 'edge', domains: ['cart.example.com'],
-    affinity: { mode: 'cookie', cookie_name: 'hf_cart', ttl_s: NORMAL_TTL } });
-  await call(hf, 'POST', '/services/cart/fleets', { name: 'blue', version: '1.4.2', session_format: 'cart-v3' });
-  await call(hf, 'POST', '/services/cart/fleets', { name: 'green', version: '1.5.0', session_format: greenFormat });
-  for (const [fleet, base] of [['blue', 9100], ['green', 9200]]) {
-    for (let i = 0; i < 3; i++) {
-      await call(hf, 'POST', `/services/cart/fleets/${fleet}/endpoints`, { address: '127.0.0.1', port: base + i, zone: `z${i % 2}` });
-    }
-  }
-}
-
-function startSim(hf) {
-  const env = { ...process.env, HOLDFAST_PB_PY: process.env.HOLDFAST_PB_PY || path.join(SRC, 'build/api/pb/py') };
-  const sim = spawn(PY, [path.join(SRC, 'tests/sim/run_sim.py'), '--xds', hf.xds, '--cluster', 'cart'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    sim.stdout.once('data', () => resolve(sim));
-    sim.once('exit', (c) => reject(new Error('simulator exited ' + c)));
-  });
-}
-
-async function stop(proc) {
-  if (proc.exitCode !== null) return proc.exitCode;
-  const done = new Promise((r) => proc.once('exit', (code) => r(code)));
-  proc.kill('SIGTERM');
-  return done;
-}
-
+const { SRC, PY, NORMAL_TTL, startHoldfast, call, world, startSim, stop, launch, page, shot } = require('./harness');
 let browser;
-test.before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-default-apps',
-      ...(TLS_DIR ? [`--ignore-certificate-errors-spki-list=${process.env.HOLDFAST_UI_SPKI}`] : [])],
-  });
-});
+test.before(async () => { browser = await launch(); });
 test.after(async () => { await browser.close(); });
-
-async function page() {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const p = await ctx.newPage();
-  p.on('pageerror', (e) => { throw e; });
-  p.cspErrors = [];
-  p.on('console', (m) => { if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) p.cspErrors.push(m.text()); });
-  return p;
-}
-const shot = (p, name) => p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
 
 test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async () => {
   const hf = await startHoldfast();
   await world(hf);
   const sim = await startSim(hf);
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/');
     const card = p.locator('.service[data-service="cart"]');
     await card.waitFor();
@@ -141,6 +53,15 @@ test('a full blue-green drain driven only by clicks', { timeout: 90000 }, async 
     await p.locator('#deployment[data-state="draining"]').waitFor();
     await p.locator('#chart .uplot').waitFor();
     await p.waitForFunction(() => /%/.test(document.querySelector('#tail-now').textContent), null, { timeout: 10000 });
+    // hovering a sample shows its time, share and request counts
+    await p.waitForFunction(() => document.querySelectorAll('#chart .u-series').length > 0);
+    const over = p.locator('#chart .u-over');
+    const box = await over.boundingBox();
+    for (let i = 0; i < 20 && !/requests/.test(await p.locator('#chart-hover').innerText()); i++) {
+      await p.mouse.move(box.x + box.width * (0.05 + i * 0.045), box.y + box.height / 2);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(await p.locator('#chart-hover').innerText(), /\d+\.\d\d % · \d+ of \d+ requests/);
     await shot(p, '4-draining');
 
     // The engine finishes the drain by itself; the page follows live.
@@ -163,7 +84,7 @@ test('a rollback mid-drain, and a refused action shows the API message', { timeo
   const sim = await startSim(hf);
   try {
     const d = (await call(hf, 'POST', '/deployments', { service: 'cart', to_fleet: 'green', lowered_ttl_s: 1, lead_s: 0, force: true })).json;
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/#/deployments/' + d.id);
     await p.click('#lower');
     await p.click('#modal-confirm');
@@ -176,11 +97,19 @@ test('a rollback mid-drain, and a refused action shows the API message', { timeo
     await p.click('#modal-confirm');
     await p.locator('#deployment[data-state="rolling_back"]').waitFor();
     await p.locator('#deployment[data-state="rolled_back"]').waitFor({ timeout: 30000 });
+    // one timeline: the forward drain stays on the chart, the drain back is its own series
+    await p.locator('#chart .uplot').waitFor();
+    assert.match(await p.locator('#chart').innerText(), /tail % \(blue\)[\s\S]*after rollback \(green\)/);
+    await shot(p, '17-rolled-back');
     await p.goto(hf.base + '/#/deployments');
     await p.goto(hf.base + '/#/deployments/new');
     await p.locator('#plan-go').waitFor();
     await p.fill('#lead', '1');
     await p.click('#plan-go');
+    // the preview warns first; planning anyway is refused by the server, with its message
+    await p.locator('#modal:not([hidden])').waitFor();
+    assert.match(await p.locator('#modal-body').innerText(), /shorter than the normal TTL/);
+    await p.click('#modal-confirm');
     await p.locator('.error').filter({ hasText: 'shorter than the normal TTL' }).waitFor();
   } finally {
     await stop(sim);
@@ -194,7 +123,7 @@ test('a viewer token signs in and cannot act', { timeout: 30000 }, async () => {
   const viewer = (await call(hf, 'POST', '/tokens', { role: 'viewer', name: 'watcher' })).json.token;
   await call(hf, 'POST', '/tokens', { role: 'admin', name: 'root' });
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/');
     await p.locator('#signin').waitFor();
     await p.fill('#token', viewer);
@@ -213,7 +142,7 @@ test('a NACK appears live, with the proxy error text', { timeout: 30000 }, async
   const hf = await startHoldfast();
   await world(hf);
   const env = { ...process.env, HOLDFAST_PB_PY: process.env.HOLDFAST_PB_PY || path.join(SRC, 'build/api/pb/py') };
-  const p = await page();
+  const p = await page(browser);
   await p.goto(hf.base + '/');
   await p.locator('.service[data-service="cart"]').waitFor();
   const nack = spawn(PY, [path.join(__dirname, 'nack_client.py'), hf.xds, 'envoy-bad'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -236,7 +165,7 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
   const patched = await call(hf, 'PATCH', '/services/cart', { connection: { max_connection_age_s: 1, drain_timeout_s: 1 } });
   assert.equal(patched.status, 200, JSON.stringify(patched.json));
   try {
-    const p = await page();
+    const p = await page(browser);
     await p.goto(hf.base + '/#/restarts');
     await p.locator('#rfleet option').first().waitFor({ state: 'attached' });
     await p.fill('#ravg', '60');
@@ -245,10 +174,12 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
     await p.fill('#rrs', '1');
     await p.click('#rplan-go');
     await p.locator('#plan-why').waitFor();
-    assert.match(await p.locator('#plan-figures').innerText(), /10 of 1/);
+    assert.match(await p.locator('#plan-figures').innerText(), /10 batches of 1 endpoint\b/);
     assert.match(await p.locator('#plan-why').innerText(), /10 instances in 10 batches of 1/);
     await shot(p, '7-restart-plan');
     await p.click('#rstart');
+    await p.locator('#modal:not([hidden])').waitFor();
+    assert.match(await p.locator('#modal-body').innerText(), /10 batches of 1 endpoint.*mark it restarted/s);
     await p.click('#modal-confirm');
     await p.locator('#restart[data-state="running"]').waitFor();
     const id = new URL(p.url()).hash.split('/')[2];
@@ -258,6 +189,15 @@ test('a rolling restart planned, started, driven and aborted by clicks', { timeo
     await mark.click();
     await p.locator('tr[data-batch="1"] .badge.done').waitFor({ timeout: 10000 });
     await shot(p, '8-restart-progress');
+    // several batches waiting on the operator: the page says so, and one click marks them all
+    await p.locator('#rmarkall').waitFor({ timeout: 15000 });
+    assert.match(await p.locator('#rstate').innerText(), /waiting on you/);
+    const waiting = await p.locator('tr[data-batch]:has(.badge.ready)').evaluateAll((rows) => rows.map((r) => Number(r.dataset.batch)));
+    assert.ok(waiting.length >= 2, waiting.join());
+    await p.click('#rmarkall');
+    await p.waitForFunction((ns) => ns.every((n) => !document.querySelector(`tr[data-batch="${n}"] button.restarted`)), waiting, { timeout: 10000 });
+    const marked = (await call(hf, 'GET', '/restarts/' + id)).json.batch_list.filter((b) => waiting.includes(b.n));
+    assert.ok(marked.every((b) => b.restarted_at), JSON.stringify(marked));
     await p.click('#rpause');
     await p.locator('#restart[data-state="paused"]').waitFor();
     await p.click('#rabort');

@@ -162,8 +162,18 @@ class ReplicasTest(HaBase):
         # And the other way round, removed on B.
         self.assertEqual(b.delete(API + "/services/cart/fleets/blue/endpoints/127.0.0.1:9100").status, 204)
         wait_for(lambda: 9100 not in f.ports, 5)
-        # Every replica reads the same state.
+        # Every replica reads the same state, and filters the audit log alike (the UI's query).
         self.assertEqual(a.state(), c.state())
+        for q in ("action=endpoint.", "service=cart", "object=services/cart/fleets/blue",
+                  "action=proxy_group.create"):
+            got = [e["id"] for e in c.get(API + "/events?" + q).json["items"]]
+            self.assertTrue(got, q)
+            self.assertEqual(got, [e["id"] for e in a.get(API + "/events?" + q).json["items"]], q)
+        created = c.get(API + "/events?action=endpoint.create").json["items"]
+        self.assertEqual(len(created), 7)
+        self.assertTrue(all(e["action"] == "endpoint.create" for e in created))
+        older = c.get(API + "/events?action=endpoint.create&before=%d&limit=2" % created[-1]["id"]).json["items"]
+        self.assertEqual([e["id"] for e in older], [e["id"] for e in created[-3:-1]])
 
     def test_eight_writers_through_three_replicas(self):
         reps = self.replicas(3)
