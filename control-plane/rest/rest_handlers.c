@@ -687,6 +687,12 @@ static json_t *proxy_json(hf_store *st, const xds_proxy_info *p)
                   peer_string(p->peer), "mode", p->delta ? "delta" : "sotw", "connected_since",
                   rest__time_json(p->connected_since), "types", types);
     proxy_compat_json(st, p, o);
+    json_t *ignored = json_array();
+    for (int i = 0; i < p->n_ignored_types; i++) {
+        json_array_append_new(ignored, json_string(p->ignored_types[i]));
+    }
+    json_object_set_new(o, "ignored_type_urls", ignored);
+    json_object_set_new(o, "api", json_string(p->api ? p->api : "ads"));
     return o;
 }
 

@@ -18,6 +18,20 @@
 /* ---- migrations: one transaction each, keyed on PRAGMA user_version (SQLite) or the
  * holdfast_schema table (PostgreSQL) ---- */
 
+/* Gives the service `id` (an SQL expression) a new configuration revision. */
+#define REV_BUMP(id)                                                                               \
+    "UPDATE config_seq SET n = n + 1; UPDATE services SET config_rev = (SELECT n FROM "            \
+    "config_seq) WHERE id = " id ";"
+/* Insert, update and delete triggers on table that bump its service's revision. */
+#define REV_TRIGGERS(tag, table, col)                                                              \
+    "CREATE TRIGGER " tag "_rev_insert AFTER INSERT ON " table " BEGIN " REV_BUMP(                 \
+        "NEW." col) " END;"                                                                        \
+                    "CREATE TRIGGER " tag "_rev_update AFTER UPDATE ON " table                     \
+                    " BEGIN " REV_BUMP("NEW." col) " END;"                                         \
+                                                   "CREATE TRIGGER " tag                           \
+                                                   "_rev_delete AFTER DELETE ON " table            \
+                                                   " BEGIN " REV_BUMP("OLD." col) " END;"
+
 /* A step is written in SQLite's dialect; the PostgreSQL driver translates it (store_db.h). A
  * step the translation cannot carry (triggers, say) has its PostgreSQL text in migrations_pg
  * below, which is run as it is. */
@@ -138,26 +152,44 @@ static const struct {
     /* Issue 13: whose load reports a tail sample is made of. */
     {7, "ALTER TABLE tail_samples ADD COLUMN reporters INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE tail_samples ADD COLUMN connected_proxies INTEGER NOT NULL DEFAULT -1;"},
+    /* A revision per service, bumped by triggers whenever anything that shapes its resources
+     * changes (its row, domains, formats, fleets, endpoints, deployments, restarts): the
+     * snapshot reader re-reads only services whose revision moved. Revisions come from one
+     * counter, so a deleted and re-created service never repeats one. */
+    {8, "CREATE TABLE config_seq (n INTEGER NOT NULL);"
+        "INSERT INTO config_seq SELECT coalesce(max(id), 0) FROM services;"
+        "ALTER TABLE services ADD COLUMN config_rev INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE services SET config_rev = id;"
+        "CREATE TRIGGER services_rev_insert AFTER INSERT ON services BEGIN " REV_BUMP(
+            "NEW.id") " END;"
+                      "CREATE TRIGGER services_rev_update AFTER UPDATE ON services "
+                      "WHEN NEW.config_rev = OLD.config_rev BEGIN " REV_BUMP(
+                          "NEW.id") " END;" REV_TRIGGERS("domains", "service_domains", "service_id")
+                          REV_TRIGGERS("formats", "service_formats", "service_id")
+                              REV_TRIGGERS("fleets", "fleets", "service_id")
+                                  REV_TRIGGERS("endpoints", "endpoints", "service_id")
+                                      REV_TRIGGERS("deployments", "deployments", "service_id")
+                                          REV_TRIGGERS("restarts", "restarts", "service_id")},
     /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
      * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
-    {8, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+    {9, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
         "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
         "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
     /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader.
      * IF NOT EXISTS: a database taken back to an older version (tests do) migrates again. */
-    {9, "CREATE TABLE IF NOT EXISTS replicas ("
-        "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
-        "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
-        "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"
-        "CREATE TABLE IF NOT EXISTS load_reports ("
-        "  id INTEGER PRIMARY KEY AUTOINCREMENT, replica TEXT NOT NULL, cluster TEXT NOT NULL,"
-        "  fleet TEXT NOT NULL, requests INTEGER NOT NULL, at INTEGER NOT NULL,"
-        "  reporters INTEGER NOT NULL, proxies INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS load_inflight ("
-        "  node TEXT NOT NULL, cluster TEXT NOT NULL, endpoint TEXT NOT NULL,"
-        "  in_progress INTEGER NOT NULL, at INTEGER NOT NULL,"
-        "  PRIMARY KEY (node, cluster, endpoint));"},
+    {10, "CREATE TABLE IF NOT EXISTS replicas ("
+         "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
+         "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
+         "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"
+         "CREATE TABLE IF NOT EXISTS load_reports ("
+         "  id INTEGER PRIMARY KEY AUTOINCREMENT, replica TEXT NOT NULL, cluster TEXT NOT NULL,"
+         "  fleet TEXT NOT NULL, requests INTEGER NOT NULL, at INTEGER NOT NULL,"
+         "  reporters INTEGER NOT NULL, proxies INTEGER NOT NULL);"
+         "CREATE TABLE IF NOT EXISTS load_inflight ("
+         "  node TEXT NOT NULL, cluster TEXT NOT NULL, endpoint TEXT NOT NULL,"
+         "  in_progress INTEGER NOT NULL, at INTEGER NOT NULL,"
+         "  PRIMARY KEY (node, cluster, endpoint));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -166,7 +198,44 @@ static const struct {
     int version;
     const char *sql;
 } migrations_pg[] = {
-    {0, NULL},
+    /* 8, service revisions: the same bumps as SQLite's triggers, as PL/pgSQL trigger functions. */
+    {8, "CREATE TABLE config_seq (n BIGINT NOT NULL); "
+        "INSERT INTO config_seq SELECT coalesce(max(id), 0) FROM services; "
+        "ALTER TABLE services ADD COLUMN config_rev BIGINT NOT NULL DEFAULT 0; "
+        "UPDATE services SET config_rev = id; "
+        "CREATE FUNCTION holdfast_rev_bump(sid bigint) RETURNS void LANGUAGE sql AS $f$ "
+        "  UPDATE config_seq SET n = n + 1; "
+        "  UPDATE services SET config_rev = (SELECT n FROM config_seq) WHERE id = sid; "
+        "$f$; "
+        "CREATE FUNCTION holdfast_rev_service() RETURNS trigger LANGUAGE plpgsql AS $f$ "
+        "BEGIN "
+        "  IF TG_OP = 'UPDATE' THEN "
+        "    IF NEW.config_rev <> OLD.config_rev THEN RETURN NULL; END IF; "
+        "  END IF; "
+        "  IF TG_OP = 'DELETE' THEN PERFORM holdfast_rev_bump(OLD.id); ELSE PERFORM "
+        "holdfast_rev_bump(NEW.id); END IF; "
+        "  RETURN NULL; "
+        "END $f$; "
+        "CREATE FUNCTION holdfast_rev_child() RETURNS trigger LANGUAGE plpgsql AS $f$ "
+        "BEGIN "
+        "  IF TG_OP = 'DELETE' THEN PERFORM holdfast_rev_bump(OLD.service_id); "
+        "  ELSE PERFORM holdfast_rev_bump(NEW.service_id); END IF; "
+        "  RETURN NULL; "
+        "END $f$; "
+        "CREATE TRIGGER services_rev AFTER INSERT OR UPDATE ON services FOR EACH ROW EXECUTE "
+        "FUNCTION holdfast_rev_service(); "
+        "CREATE TRIGGER domains_rev AFTER INSERT OR UPDATE OR DELETE ON service_domains FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER formats_rev AFTER INSERT OR UPDATE OR DELETE ON service_formats FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER fleets_rev AFTER INSERT OR UPDATE OR DELETE ON fleets FOR EACH ROW EXECUTE "
+        "FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER endpoints_rev AFTER INSERT OR UPDATE OR DELETE ON endpoints FOR EACH ROW "
+        "EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER deployments_rev AFTER INSERT OR UPDATE OR DELETE ON deployments FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER restarts_rev AFTER INSERT OR UPDATE OR DELETE ON restarts FOR EACH ROW "
+        "EXECUTE FUNCTION holdfast_rev_child();"},
 };
 
 /* The PostgreSQL text of step version, or NULL to translate the SQLite one. */

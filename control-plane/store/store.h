@@ -210,6 +210,52 @@ int store_restart_save(hf_store *st, const char *actor, const hf_restart *r,
 int store_tail_add(hf_store *st, const char *id, const hf_tail_sample *s, hf_detail *d);
 int store_tail_list(hf_store *st, const char *id, hf_tail_sample **out, size_t *n);
 
+/* ---- the whole configuration at one point in time (store_input.c) ---- */
+
+/* One service as the snapshot builder, the health module and the restart code see it: its row,
+ * its fleets and every endpoint of every fleet, read in the same transaction as the rest of the
+ * input. Immutable and shared between consecutive inputs while its revision does not move
+ * (reference-counted; only store_input_read and store_input_free touch refs). */
+typedef struct store_input_service {
+    _Atomic unsigned refs;
+    int64_t id;   /* row id */
+    uint64_t rev; /* configuration revision: moves whenever anything below changes */
+    hf_service svc;
+    hf_fleet *fleets; /* by name */
+    size_t n_fleets;
+    hf_endpoint *endpoints; /* every fleet's, by (address, port): unique within a service */
+    size_t n_endpoints;
+    char deployment[HF_DEPLOY_ID_MAX]; /* the running blue-green deployment, or "" */
+    char restart[HF_DEPLOY_ID_MAX];    /* the running (or paused) rolling restart, or "" */
+} store_input_service;
+
+/* The whole configuration, read in one transaction. Owned by the caller; immutable. */
+typedef struct store_input {
+    uint64_t generation;    /* the store generation it reflects */
+    hf_proxy_group *groups; /* by name */
+    size_t n_groups;
+    store_input_service **services; /* by name */
+    size_t n_services;
+    size_t n_reread; /* services read afresh (the others were shared with prev) */
+} store_input;
+
+/* Reads every proxy group, service (with policies, domains and formats), fleet and endpoint
+ * (with admin_state and health), and the running deployment and restart of each service, in
+ * one read transaction. Services whose revision equals theirs in prev (may be NULL) are shared
+ * with prev, not read again. On success *out is a new input the caller frees with
+ * store_input_free; on failure (HF_EDB) nothing is returned. Blocks on disk: not on gRPC
+ * threads. */
+int store_input_read(hf_store *st, const store_input *prev, store_input **out, hf_detail *d);
+/* Frees an input (NULL is fine); services still shared with another input stay alive. */
+void store_input_free(store_input *in);
+/* A new, empty service for a hand-built input (tests): refs 1, arrays NULL. */
+store_input_service *store_input_service_new(void);
+/* The service named name, or NULL (binary search). */
+const store_input_service *store_input_service_find(const store_input *in, const char *name);
+/* The endpoint (address, port) of service, or NULL (two binary searches). */
+const hf_endpoint *store_input_endpoint(const store_input *in, const char *service,
+                                        const char *address, uint32_t port);
+
 /* ---- API tokens (only hashes are stored) ---- */
 int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf_token *t,
                        hf_detail *d);

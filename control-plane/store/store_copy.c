@@ -2,8 +2,10 @@
  * `holdfast db copy`: moves an installation from a SQLite file to an empty PostgreSQL database.
  * Both are first opened as stores (so both are migrated to this build's schema), then every
  * table of the SQLite file - whatever tables the migrations made - is copied with COPY, parents
- * before children (by the file's foreign keys), in one PostgreSQL transaction; the identity
- * sequences are moved past the copied ids, and the row counts of every table are compared.
+ * before children (by the file's foreign keys), in one PostgreSQL transaction; rows a migration
+ * seeded (counters) are replaced by the file's, the tables' own triggers are off while their rows
+ * arrive (the copied revisions stay as they were), the identity sequences are moved past the
+ * copied ids, and the row counts of every table are compared.
  */
 #include "store_internal.h"
 #include "store_pg.h"
@@ -157,7 +159,8 @@ static int copy_table(struct copy *c, const char *table)
     }
     int ncol = sqlite3_column_count(s);
     hf_buf b = {0};
-    hf_buf_printf(&b, "COPY \"%s\" (", table);
+    hf_buf_printf(&b, "DELETE FROM \"%s\"; ALTER TABLE \"%s\" DISABLE TRIGGER USER; COPY \"%s\" (",
+                  table, table, table);
     for (int i = 0; i < ncol; i++) {
         hf_buf_printf(&b, "%s\"%s\"", i ? ", " : "", sqlite3_column_name(s, i));
     }
@@ -191,6 +194,13 @@ static int copy_table(struct copy *c, const char *table)
         }
     }
     sqlite3_finalize(s);
+    if (rc == HF_OK) {
+        b.len = 0;
+        hf_buf_printf(&b, "ALTER TABLE \"%s\" ENABLE TRIGGER USER", table);
+        r = PQexec(c->dst, b.data);
+        rc = pg_ok(c, r, table);
+        PQclear(r);
+    }
     hf_buf_destroy(&b);
     return rc;
 }
@@ -217,16 +227,18 @@ static int advance_sequences(struct copy *c)
     return rc;
 }
 
-/* Every table must be empty in the destination (the version table aside). */
+/* The destination must never have been used: no audit event, group or token (a migration may
+ * have seeded bookkeeping rows, which the copy replaces). */
 static int check_empty(struct copy *c)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        int64_t n = pg_count(c, c->tables[i]);
+    static const char *const used[] = {"events", "proxy_groups", "tokens"};
+    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
+        int64_t n = pg_count(c, used[i]);
         if (n != 0) {
             return hf_fail(c->d, HF_ECONFLICT, "",
                            "the destination is not empty (%s has %lld rows); copy into a new "
                            "database",
-                           c->tables[i], (long long)n);
+                           used[i], (long long)n);
         }
     }
     return HF_OK;

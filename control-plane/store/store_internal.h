@@ -34,6 +34,21 @@
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at, e.health_changed_at "
 
+/* The whole-configuration reader (store_input.c). */
+#define STORE_INPUT_STATEMENTS(X)                                                                  \
+    X(ST_INPUT_SERVICES, "SELECT id, config_rev FROM services ORDER BY name")                      \
+    X(ST_INPUT_SERVICE, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "           \
+                        "g.id = s.group_id WHERE s.id = ?1")                                       \
+    X(ST_INPUT_FLEETS, "SELECT " FLEET_COLS "FROM fleets f JOIN services s ON "                    \
+                       "s.id = f.service_id WHERE s.id = ?1 ORDER BY f.name")                      \
+    X(ST_INPUT_ENDPOINTS, "SELECT " ENDPOINT_COLS "FROM endpoints e JOIN fleets f ON "             \
+                          "f.id = e.fleet_id JOIN services s ON s.id = e.service_id WHERE "        \
+                          "s.id = ?1 ORDER BY e.address, e.port")                                  \
+    X(ST_INPUT_RUNNING,                                                                            \
+      "SELECT (SELECT id FROM deployments WHERE service_id = ?1 AND state IN " RUNNING_STATES      \
+      "), (SELECT id FROM restarts WHERE service_id = ?1 AND "                                     \
+      "state IN ('running','paused'))")
+
 /* Every statement the store runs, prepared once at open. X(id, sql) */
 #define STORE_STATEMENTS(X)                                                                        \
     X(ST_PING, "SELECT count(*) FROM proxy_groups")                                                \
@@ -208,7 +223,8 @@
                           "UPDATE SET in_progress = excluded.in_progress, at = excluded.at")       \
     X(ST_INFLIGHT_LIST, "SELECT node, cluster, endpoint, in_progress, at FROM load_inflight "      \
                         "WHERE at >= ?1 ORDER BY node, cluster, endpoint")                         \
-    X(ST_INFLIGHT_PRUNE, "DELETE FROM load_inflight WHERE at < ?1")
+    X(ST_INFLIGHT_PRUNE, "DELETE FROM load_inflight WHERE at < ?1")                                \
+    STORE_INPUT_STATEMENTS(X)
 
 #define STORE_STMT_ENUM(id, sql) id,
 enum store_stmt_id { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
@@ -286,6 +302,11 @@ void store__announce_remote(hf_store *st);
 void store__replica_id_init(hf_store *st);
 /* Stops the replica's thread and dedicated session, if started (store_close calls it). */
 void store__ha_stop(hf_store *st);
+void store__read_endpoint(hf_store *st, store_stmt *s, void *elem);
+/* Row readers for ST_GROUP_LIST, SERVICE_COLS and FLEET_COLS rows (store_objects.c). */
+void store__read_group(hf_store *st, store_stmt *s, void *elem);
+void store__read_service(hf_store *st, store_stmt *s, void *elem);
+void store__read_fleet(hf_store *st, store_stmt *s, void *elem);
 /* Looks up a service's row id, with a not-found detail naming it. */
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d);
 

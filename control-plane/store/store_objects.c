@@ -880,3 +880,22 @@ int store_endpoint_delete(hf_store *st, const char *actor, const char *service, 
     }
     return store__end(st, rc, d);
 }
+
+/* ======================================================================================== */
+/* row readers shared with store_input.c                                                    */
+/* ======================================================================================== */
+
+void store__read_group(hf_store *st, store_stmt *s, void *elem)
+{
+    read_group(st, s, elem);
+}
+
+void store__read_service(hf_store *st, store_stmt *s, void *elem)
+{
+    read_service(st, s, elem);
+}
+
+void store__read_fleet(hf_store *st, store_stmt *s, void *elem)
+{
+    read_fleet(st, s, elem);
+}

@@ -3,11 +3,11 @@
  * /api/v1/proxies/{node_id}/config, issue 12 item 8): every resource the proxy holds from us,
  * with the version it ACKed or NACKed, so a NACK can be traced to the object that caused it.
  *
- * ads.c records a type's resources when a response goes out. State of the world: a reference to
- * the response body, which is encoded once per snapshot and subscription and shared by every
- * stream that sends it, so recording costs a stream one pointer per type. Delta: the changes
- * applied to what the stream holds, sharing the snapshot's encoded Any buffers by reference.
- * Rendering to JSON (pbjson.c) happens outside the stream's lock.
+ * ads.c keeps what it needs (xds_stream_dump): for state-of-the-world CDS and LDS a reference to
+ * the complete response body last sent (encoded once per snapshot and subscription, shared by
+ * every stream that sends it); for EDS and RDS, whose responses carry only what changed, and for
+ * delta, the names and versions the client holds, with the newest snapshot's bytes where it
+ * still has that version. Rendering to JSON (pbjson.c) happens outside the stream's lock.
  */
 #include "xds_internal.h"
 
@@ -20,53 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int item_cmp(const void *a, const void *b)
-{
-    return strcmp(((const xds_sent_item *)a)->name, ((const xds_sent_item *)b)->name);
-}
-
-static xds_sent_item *sent_find(const xds_sent *s, const char *name)
-{
-    xds_sent_item key = {.name = (char *)name};
-    return s->n ? bsearch(&key, s->items, s->n, sizeof(*s->items), item_cmp) : NULL;
-}
-
-static void item_set(xds_sent_item *it, const xds_resource *r)
-{
-    hf_rbuf_unref(it->any);
-    it->any = hf_rbuf_ref(r->any);
-    memcpy(it->version, r->version, HF_VERSION_LEN);
-}
-
-static void sent_put(xds_sent *s, const xds_resource *r)
-{
-    xds_sent_item *it = sent_find(s, r->name);
-    if (it != NULL) {
-        item_set(it, r);
-        return;
-    }
-    s->items = xrealloc(s->items, (s->n + 1) * sizeof(*s->items));
-    it = &s->items[s->n++];
-    memset(it, 0, sizeof(*it));
-    it->name = xstrdup(r->name);
-    item_set(it, r);
-    qsort(s->items, s->n, sizeof(*s->items), item_cmp);
-}
-
-static void sent_remove(xds_sent *s, const char *name)
-{
-    xds_sent_item *it = sent_find(s, name);
-    if (it == NULL) {
-        return;
-    }
-    free(it->name);
-    hf_rbuf_unref(it->any);
-    size_t i = (size_t)(it - s->items);
-    memmove(it, it + 1, (s->n - i - 1) * sizeof(*it));
-    s->n--;
-}
-
-static void sent_items_clear(xds_sent *s)
+void xds_sent_clear(xds_sent *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->items[i].name);
@@ -77,41 +31,13 @@ static void sent_items_clear(xds_sent *s)
     s->n = 0;
 }
 
-void xds__sent_clear(xds_type_state *ts)
-{
-    sent_items_clear(&ts->last);
-    hf_rbuf_unref(ts->last_body);
-    ts->last_body = NULL;
-}
-
-void xds__sent_sotw(xds_type_state *ts, hf_rbuf *body)
-{
-    hf_rbuf_unref(ts->last_body);
-    ts->last_body = hf_rbuf_ref(body);
-}
-
-void xds__sent_delta(xds_sent *s, const xds_view *v, enum xds_type t, const xds_kvset *pending)
-{
-    for (size_t i = 0; i < pending->n; i++) {
-        const xds_kv *kv = &pending->items[i];
-        const xds_resource *r = kv->version[0] ? xds_resource_find(&v->res[t], kv->name) : NULL;
-        if (r != NULL) {
-            sent_put(s, r);
-        } else {
-            sent_remove(s, kv->name);
-        }
-    }
-}
-
 /* ---- the dump ---------------------------------------------------------------------------- */
 
-/* A copy of one stream's state, taken under its lock and rendered after. */
+/* A copy of one stream's state, taken under its lock (xds_stream_dump) and rendered after. */
 typedef struct dump_copy {
-    xds_stream_info info;
-    bool delta;
-    xds_type_status status[XDS_NTYPES];
+    xds_proxy_info p;
     xds_sent sent[XDS_NTYPES];
-    hf_rbuf *body[XDS_NTYPES]; /* SotW: the last response body sent */
+    hf_rbuf *body[XDS_NTYPES]; /* SotW CDS and LDS: the last complete response body sent */
 } dump_copy;
 
 /* Reads one field of protobuf wire format at *p: its number and, for a length-delimited field,
@@ -209,42 +135,11 @@ static void body_items(const hf_rbuf *body, xds_sent *out)
     }
 }
 
-static void copy_sent(xds_sent *dst, const xds_sent *src)
-{
-    dst->n = src->n;
-    dst->items = xcalloc(src->n ? src->n : 1, sizeof(*dst->items));
-    for (size_t i = 0; i < src->n; i++) {
-        dst->items[i].name = xstrdup(src->items[i].name);
-        dst->items[i].any = hf_rbuf_ref(src->items[i].any);
-        memcpy(dst->items[i].version, src->items[i].version, HF_VERSION_LEN);
-    }
-}
-
-static void copy_stream(dump_copy *c, const xds_stream *s)
-{
-    c->info = s->info;
-    c->delta = s->delta;
-    for (int t = 0; t < XDS_NTYPES; t++) {
-        const xds_type_state *ts = &s->types[t];
-        xds_type_status *o = &c->status[t];
-        o->subscribed = ts->active;
-        memcpy(o->sent, ts->sent, HF_VERSION_LEN);
-        memcpy(o->acked, ts->acked, HF_VERSION_LEN);
-        memcpy(o->nack_version, ts->nack_version, HF_VERSION_LEN);
-        snprintf(o->nack_error, sizeof(o->nack_error), "%s", ts->nack_error ? ts->nack_error : "");
-        o->sent_at = ts->sent_at;
-        o->acked_at = ts->acked_at;
-        o->nack_at = ts->nack_at;
-        copy_sent(&c->sent[t], &ts->last);
-        c->body[t] = ts->last_body != NULL ? hf_rbuf_ref(ts->last_body) : NULL;
-    }
-}
-
-/* Releases what copy_stream took (c itself stays). */
+/* Releases what xds_stream_dump put in c (c itself stays). */
 static void copy_free(dump_copy *c)
 {
     for (int t = 0; t < XDS_NTYPES; t++) {
-        sent_items_clear(&c->sent[t]);
+        xds_sent_clear(&c->sent[t]);
         hf_rbuf_unref(c->body[t]);
         c->body[t] = NULL;
     }
@@ -299,7 +194,7 @@ static void type_json(hf_buf *b, enum xds_type t, const xds_type_status *st, con
         hf_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
         pbjson_string(b, it->name, strlen(it->name));
         hf_buf_printf(b, ",\"version\":\"%s\",\"resource\":", it->version);
-        if (pbjson_any_bytes(b, it->any->data, it->any->len) != 0) {
+        if (it->any == NULL || pbjson_any_bytes(b, it->any->data, it->any->len) != 0) {
             hf_buf_puts(b, "null");
         }
         hf_buf_puts(b, "}");
@@ -311,11 +206,11 @@ static char *render(const dump_copy *c)
 {
     hf_buf b = {0};
     hf_buf_puts(&b, "{\"id\":");
-    pbjson_string(&b, c->info.node_id, strlen(c->info.node_id));
+    pbjson_string(&b, c->p.node_id, strlen(c->p.node_id));
     hf_buf_printf(&b, ",\"stream_id\":%llu,\"kind\":\"%s\",\"mode\":\"%s\",\"proxy_group\":",
-                  (unsigned long long)c->info.stream_id, xds_node_kind_name(c->info.kind),
-                  c->delta ? "delta" : "sotw");
-    pbjson_string(&b, c->info.group, strlen(c->info.group));
+                  (unsigned long long)c->p.stream_id, xds_node_kind_name(c->p.kind),
+                  c->p.delta ? "delta" : "sotw");
+    pbjson_string(&b, c->p.group, strlen(c->p.group));
     hf_buf_puts(&b, ",\"types\":{");
     for (int t = 0; t < XDS_NTYPES; t++) {
         hf_buf_puts(&b, t ? "," : "");
@@ -323,8 +218,8 @@ static char *render(const dump_copy *c)
         if (c->body[t] != NULL) {
             body_items(c->body[t], &from_body);
         }
-        type_json(&b, (enum xds_type)t, &c->status[t], c->body[t] ? &from_body : &c->sent[t]);
-        sent_items_clear(&from_body);
+        type_json(&b, (enum xds_type)t, &c->p.types[t], c->body[t] ? &from_body : &c->sent[t]);
+        xds_sent_clear(&from_body);
     }
     hf_buf_puts(&b, "}}");
     return hf_buf_take(&b);
@@ -332,25 +227,24 @@ static char *render(const dump_copy *c)
 
 int xds_proxy_config(xds_server *srv, const char *node_id, char **json)
 {
-    dump_copy *c = NULL;
+    dump_copy *c = xcalloc(1, sizeof(*c));
+    bool found = false;
     uint64_t best = 0;
     pthread_mutex_lock(&srv->reg_lock);
-    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
-        pthread_mutex_lock(&s->lock);
-        if (s->have_node && strcmp(s->info.node_id, node_id) == 0 &&
-            (c == NULL || s->info.stream_id > best)) {
-            if (c != NULL) {
-                copy_free(c);
-            } else {
-                c = xcalloc(1, sizeof(*c));
-            }
-            copy_stream(c, s);
-            best = s->info.stream_id;
+    xds_stream *newest = NULL;
+    for (xds_conn *k = srv->streams; k != NULL; k = k->next) {
+        uint64_t id;
+        if (xds_stream_is_node(k->proto, node_id, &id) && (newest == NULL || id > best)) {
+            newest = k->proto;
+            best = id;
         }
-        pthread_mutex_unlock(&s->lock);
+    }
+    if (newest != NULL) {
+        found = xds_stream_dump(newest, &c->p, c->sent, c->body);
     }
     pthread_mutex_unlock(&srv->reg_lock);
-    if (c == NULL) {
+    if (!found) {
+        free(c);
         return HF_ENOTFOUND;
     }
     *json = render(c);

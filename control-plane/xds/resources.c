@@ -174,13 +174,13 @@ static HttpFilter *router_filter(hf_arena *a)
 
 static int by_name(const void *x, const void *y)
 {
-    return strcmp(((const xds_resource *)x)->name, ((const xds_resource *)y)->name);
+    return strcmp((*(xds_resource *const *)x)->name, (*(xds_resource *const *)y)->name);
 }
 
 /* By name, then by content: a total order, so the choice among duplicates is stable. */
 static int by_name_content(const void *x, const void *y)
 {
-    const xds_resource *p = x, *q = y;
+    const xds_resource *p = *(xds_resource *const *)x, *q = *(xds_resource *const *)y;
     int c = strcmp(p->name, q->name);
     if (c == 0 && p->any->len != q->any->len) {
         return p->any->len < q->any->len ? -1 : 1;
@@ -188,10 +188,7 @@ static int by_name_content(const void *x, const void *y)
     return c != 0 ? c : memcmp(p->any->data, q->any->data, p->any->len);
 }
 
-/* Sorts l by name and keeps one resource per name. A gRPC client outside any proxy group sees
- * every service, and two groups may route the same host (or a name another group uses as a
- * domain): it gets one listener of that name, the same one after every rebuild. */
-static void unique_names(xds_resource_list *l)
+void xds_resource_list_unique(xds_resource_list *l)
 {
     if (l->n < 2) {
         return;
@@ -199,10 +196,8 @@ static void unique_names(xds_resource_list *l)
     qsort(l->items, l->n, sizeof(*l->items), by_name_content);
     size_t m = 0;
     for (size_t i = 0; i < l->n; i++) {
-        if (m > 0 && strcmp(l->items[i].name, l->items[m - 1].name) == 0) {
-            free(l->items[i].name);
-            hf_rbuf_unref(l->items[i].any);
-            hf_rbuf_unref(l->items[i].delta);
+        if (m > 0 && strcmp(l->items[i]->name, l->items[m - 1]->name) == 0) {
+            xds_resource_unref(l->items[i]);
             continue;
         }
         l->items[m++] = l->items[i];
@@ -216,38 +211,101 @@ static void emit(hf_arena *a, xds_resource_list *l, enum xds_type t, const char 
 {
     Any *any = pack_any(a, xds_type_url(t), m);
     size_t len = protobuf_c_message_get_packed_size(&any->base);
-    xds_resource r = {.name = xstrdup(name), .any = hf_rbuf_new(len)};
-    protobuf_c_message_pack(&any->base, r.any->data);
-    r.hash = hf_hash_update(HF_HASH_INIT, r.any->data, len);
-    hf_hash_hex(r.hash, r.version);
+    xds_resource *r = xcalloc(1, sizeof(*r));
+    atomic_init(&r->refs, 1);
+    r->name = xstrdup(name);
+    r->any = hf_rbuf_new(len);
+    protobuf_c_message_pack(&any->base, r->any->data);
+    r->hash = hf_hash_update(HF_HASH_INIT, r->any->data, len);
+    hf_hash_hex(r->hash, r->version);
 
     DeltaResource dr = ENVOY__SERVICE__DISCOVERY__V3__RESOURCE__INIT;
-    dr.name = r.name;
-    dr.version = r.version;
+    dr.name = r->name;
+    dr.version = r->version;
     dr.resource = any;
-    r.delta = hf_rbuf_new(protobuf_c_message_get_packed_size(&dr.base));
-    protobuf_c_message_pack(&dr.base, r.delta->data);
+    r->delta = hf_rbuf_new(protobuf_c_message_get_packed_size(&dr.base));
+    protobuf_c_message_pack(&dr.base, r->delta->data);
 
     l->items = xrealloc(l->items, (l->n + 1) * sizeof(*l->items));
     l->items[l->n++] = r;
 }
 
+/* Records that the resource last emitted into l names resources of type t. */
+static void refer(xds_resource_list *l, enum xds_type t, const char *name)
+{
+    xds_resource *r = l->items[l->n - 1];
+    r->ref_type = t;
+    r->ref_names = xrealloc(r->ref_names, (r->n_refs + 1) * sizeof(*r->ref_names));
+    r->ref_names[r->n_refs++] = xstrdup(name);
+}
+
+xds_resource *xds_resource_ref(xds_resource *r)
+{
+    atomic_fetch_add(&r->refs, 1);
+    return r;
+}
+
+void xds_resource_unref(xds_resource *r)
+{
+    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1) {
+        return;
+    }
+    for (size_t i = 0; i < r->n_refs; i++) {
+        free(r->ref_names[i]);
+    }
+    free(r->ref_names);
+    free(r->name);
+    hf_rbuf_unref(r->any);
+    hf_rbuf_unref(r->delta);
+    free(r);
+}
+
+void xds_resource_list_add(xds_resource_list *l, xds_resource *r)
+{
+    l->items = xrealloc(l->items, (l->n + 1) * sizeof(*l->items));
+    l->items[l->n++] = xds_resource_ref(r);
+}
+
+void xds_resource_list_extend(xds_resource_list *l, const xds_resource_list *from)
+{
+    if (from->n == 0) {
+        return;
+    }
+    l->items = xrealloc(l->items, (l->n + from->n) * sizeof(*l->items));
+    for (size_t i = 0; i < from->n; i++) {
+        l->items[l->n++] = xds_resource_ref(from->items[i]);
+    }
+}
+
+void xds_resource_list_sort(xds_resource_list *l)
+{
+    if (l->n > 1) {
+        qsort(l->items, l->n, sizeof(*l->items), by_name);
+    }
+}
+
 void xds_resource_list_clear(xds_resource_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].name);
-        hf_rbuf_unref(l->items[i].any);
-        hf_rbuf_unref(l->items[i].delta);
+        xds_resource_unref(l->items[i]);
     }
     free(l->items);
     l->items = NULL;
     l->n = 0;
 }
 
+static int find_by_name(const void *key, const void *elem)
+{
+    return strcmp(key, (*(xds_resource *const *)elem)->name);
+}
+
 const xds_resource *xds_resource_find(const xds_resource_list *l, const char *name)
 {
-    xds_resource key = {.name = (char *)name};
-    return l->n ? bsearch(&key, l->items, l->n, sizeof(*l->items), by_name) : NULL;
+    if (l->n == 0) {
+        return NULL;
+    }
+    xds_resource *const *p = bsearch(name, l->items, l->n, sizeof(*l->items), find_by_name);
+    return p != NULL ? *p : NULL;
 }
 
 /* ======================================================================================== */
@@ -506,6 +564,7 @@ static void build_cds(hf_arena *a, xds_resource_list *l, const xds_service_input
             NEW(SelfConfigSource, ENVOY__CONFIG__CORE__V3__SELF_CONFIG_SOURCE__INIT);
     }
     emit(a, l, XDS_CDS, in->svc->name, &c->base);
+    refer(l, XDS_EDS, in->svc->name);
 }
 
 /* ======================================================================================== */
@@ -714,6 +773,9 @@ static void build_rds(hf_arena *a, xds_resource_list *l, const hf_proxy_group *g
     }
     unique_domains(rc, svcs);
     emit(a, l, XDS_RDS, g->name, &rc->base);
+    for (size_t i = 0; i < n; i++) {
+        refer(l, XDS_CDS, svcs[i].svc->name);
+    }
 }
 
 /* ======================================================================================== */
@@ -831,6 +893,7 @@ static void build_envoy_listener(hf_arena *a, xds_resource_list *l, const hf_pro
     ls->filter_chains = HF_ANEW_N(a, FilterChain *, 1);
     ls->filter_chains[0] = fc;
     emit(a, l, XDS_LDS, g->name, &ls->base);
+    refer(l, XDS_RDS, g->name);
 }
 
 /* The API listener a gRPC client resolves for xds:///name: routes everything to svc. */
@@ -865,38 +928,67 @@ static void build_api_listener(hf_arena *a, xds_resource_list *l, const char *na
     ls->name = (char *)name;
     ls->api_listener = api;
     emit(a, l, XDS_LDS, name, &ls->base);
+    refer(l, XDS_CDS, svc->name);
 }
 
 /* ======================================================================================== */
 
-void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, size_t n,
-                    enum xds_node_kind kind, xds_resource_list out[XDS_NTYPES])
+void xds_build_service(const xds_service_input *in, xds_service_resources *out)
 {
     hf_arena arena = {0};
     hf_arena *a = &arena;
-    for (size_t i = 0; i < n; i++) {
-        bool draining = build_eds(a, &out[XDS_EDS], &svcs[i]);
-        build_cds(a, &out[XDS_CDS], &svcs[i], kind, draining);
-        if (kind == XDS_NODE_GRPC) {
-            build_api_listener(a, &out[XDS_LDS], svcs[i].svc->name, svcs[i].svc);
-            for (uint32_t d = 0; d < svcs[i].svc->n_domains; d++) {
-                /* A service may list its own name: one listener of that name. */
-                if (strcmp(svcs[i].svc->domains[d], svcs[i].svc->name) != 0) {
-                    build_api_listener(a, &out[XDS_LDS], svcs[i].svc->domains[d], svcs[i].svc);
-                }
-            }
+    bool draining = build_eds(a, &out->eds, in);
+    build_cds(a, &out->cds[XDS_NODE_ENVOY], in, XDS_NODE_ENVOY, draining);
+    build_cds(a, &out->cds[XDS_NODE_GRPC], in, XDS_NODE_GRPC, draining);
+    build_api_listener(a, &out->api, in->svc->name, in->svc);
+    for (uint32_t d = 0; d < in->svc->n_domains; d++) {
+        /* A service may list its own name: one listener of that name. */
+        if (strcmp(in->svc->domains[d], in->svc->name) != 0) {
+            build_api_listener(a, &out->api, in->svc->domains[d], in->svc);
         }
     }
+    xds_resource_list_sort(&out->api);
+    hf_arena_destroy(a);
+}
+
+void xds_service_resources_clear(xds_service_resources *r)
+{
+    xds_resource_list_clear(&r->eds);
+    xds_resource_list_clear(&r->cds[0]);
+    xds_resource_list_clear(&r->cds[1]);
+    xds_resource_list_clear(&r->api);
+}
+
+void xds_build_group(const hf_proxy_group *group, const xds_service_input *svcs, size_t n,
+                     xds_resource_list *rds, xds_resource_list *lds)
+{
+    hf_arena arena = {0};
+    build_rds(&arena, rds, group, svcs, n);
+    build_envoy_listener(&arena, lds, group, svcs, n);
+    hf_arena_destroy(&arena);
+}
+
+void xds_build_view(const hf_proxy_group *group, const xds_service_input *svcs, size_t n,
+                    enum xds_node_kind kind, xds_resource_list out[XDS_NTYPES])
+{
+    for (size_t i = 0; i < n; i++) {
+        xds_service_resources r = {0};
+        xds_build_service(&svcs[i], &r);
+        xds_resource_list_extend(&out[XDS_EDS], &r.eds);
+        xds_resource_list_extend(&out[XDS_CDS], &r.cds[kind]);
+        if (kind == XDS_NODE_GRPC) {
+            xds_resource_list_extend(&out[XDS_LDS], &r.api);
+        }
+        xds_service_resources_clear(&r);
+    }
     if (kind == XDS_NODE_ENVOY && group != NULL) {
-        build_rds(a, &out[XDS_RDS], group, svcs, n);
-        build_envoy_listener(a, &out[XDS_LDS], group, svcs, n);
+        xds_build_group(group, svcs, n, &out[XDS_RDS], &out[XDS_LDS]);
     }
     for (int t = 0; t < XDS_NTYPES; t++) {
         if (t == XDS_LDS && kind == XDS_NODE_GRPC) {
-            unique_names(&out[t]);
-        } else if (out[t].n > 1) {
-            qsort(out[t].items, out[t].n, sizeof(*out[t].items), by_name);
+            xds_resource_list_unique(&out[t]);
+        } else {
+            xds_resource_list_sort(&out[t]);
         }
     }
-    hf_arena_destroy(a);
 }

@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_CACHED_BODIES 256 /* per view: beyond this, bodies are encoded per stream */
+
 struct cache_entry {
     enum xds_type type;
-    uint64_t key; /* hash of the subscription */
-    hf_rbuf *body;
-    char version[HF_VERSION_LEN];
+    uint64_t key;         /* xds_names_key of the subscription */
+    uint64_t fingerprint; /* of the held set; 0 for complete sets */
+    bool complete;
+    xds_sotw_reply reply;
 };
 
 struct xds_body_cache {
@@ -27,86 +30,130 @@ struct xds_body_cache {
     size_t n;
 };
 
-static xds_view empty_envoy_view = {.kind = XDS_NODE_ENVOY};
-
-/* ---- reading the store ---- */
-
-struct loaded {
-    hf_proxy_group *groups;
-    size_t n_groups;
-    hf_service *services;
-    size_t n_services;
-    xds_service_input *inputs; /* one per service */
+/* One service's resources, shared by consecutive snapshots while its revision holds. */
+struct svc_built {
+    atomic_uint refs;
+    int64_t id;
+    uint64_t rev;
+    uint64_t row; /* hash of the service row alone: what Envoy's routes and listener depend on */
+    xds_service_resources res;
 };
 
-static void loaded_free(struct loaded *l)
+/* An Envoy proxy group's route configuration and listener, keyed on the group row and the
+ * revisions of its services. */
+struct group_built {
+    char name[HF_NAME_MAX];
+    uint64_t key;
+    xds_resource_list rds, lds;
+};
+
+struct xds_built {
+    struct svc_built **svcs; /* by service name, as in the input */
+    size_t n_svcs;
+    struct group_built *groups; /* by group name */
+    size_t n_groups;
+};
+
+static xds_view empty_envoy_view = {.kind = XDS_NODE_ENVOY};
+
+/* ---- per service and per group ---- */
+
+static void svc_unref(struct svc_built *b)
 {
-    for (size_t i = 0; i < l->n_services && l->inputs; i++) {
-        free((void *)l->inputs[i].fleets);
-        free((void *)l->inputs[i].endpoints);
+    if (b == NULL || atomic_fetch_sub(&b->refs, 1) != 1) {
+        return;
     }
-    free(l->inputs);
-    free(l->services);
-    free(l->groups);
+    xds_service_resources_clear(&b->res);
+    free(b);
 }
 
-static int load_service(hf_store *st, xds_service_input *in, hf_detail *d)
+static xds_service_input service_input(const store_input_service *s)
 {
-    hf_fleet *fleets;
-    size_t nf;
-    int rc = store_fleet_list(st, in->svc->name, &fleets, &nf, d);
-    if (rc != HF_OK) {
-        return rc;
+    return (xds_service_input){&s->svc, s->fleets, s->n_fleets, s->endpoints, s->n_endpoints};
+}
+
+/* The built resources of s: prev's when its revision holds (prev walked by name with a
+ * cursor, as both lists are by name), else built now. */
+static struct svc_built *svc_get(const xds_built *prev, size_t *cursor,
+                                 const store_input_service *s, size_t *rebuilt)
+{
+    for (size_t i = *cursor; prev != NULL && i < prev->n_svcs; i++) {
+        if (prev->svcs[i]->id == s->id) {
+            *cursor = i + 1;
+            if (prev->svcs[i]->rev == s->rev) {
+                atomic_fetch_add(&prev->svcs[i]->refs, 1);
+                return prev->svcs[i];
+            }
+            break;
+        }
     }
-    in->fleets = fleets;
-    in->n_fleets = nf;
-    hf_endpoint *all = NULL;
+    struct svc_built *b = xcalloc(1, sizeof(*b));
+    atomic_init(&b->refs, 1);
+    b->id = s->id;
+    b->rev = s->rev;
+    b->row = hf_hash_update(HF_HASH_INIT, &s->svc, sizeof(s->svc)); /* zero-padded by readers */
+    xds_service_input in = service_input(s);
+    xds_build_service(&in, &b->res);
+    (*rebuilt)++;
+    return b;
+}
+
+/* The group's route configuration and listener depend on the group row and its services'
+ * rows, not on their endpoints: an endpoint change keeps them. */
+static uint64_t group_key(const hf_proxy_group *g, const store_input *in, const xds_built *b)
+{
+    uint64_t h = hf_hash_str(HF_HASH_INIT, g->name);
+    h = hf_hash_update(h, &g->listener_port, sizeof(g->listener_port));
+    for (size_t i = 0; i < in->n_services; i++) {
+        if (strcmp(in->services[i]->svc.proxy_group, g->name) == 0) {
+            h = hf_hash_update(h, &b->svcs[i]->row, sizeof(b->svcs[i]->row));
+        }
+    }
+    return h;
+}
+
+static void group_build(const hf_proxy_group *g, const store_input *in, const xds_built *b,
+                        const xds_built *prev, struct group_built *out)
+{
+    snprintf(out->name, sizeof(out->name), "%s", g->name);
+    out->key = group_key(g, in, b);
+    for (size_t i = 0; prev != NULL && i < prev->n_groups; i++) {
+        const struct group_built *p = &prev->groups[i];
+        if (p->key == out->key && strcmp(p->name, g->name) == 0) {
+            xds_resource_list_extend(&out->rds, &p->rds);
+            xds_resource_list_extend(&out->lds, &p->lds);
+            return;
+        }
+    }
+    xds_service_input *mine = xcalloc(in->n_services + 1, sizeof(*mine));
     size_t n = 0;
-    for (size_t f = 0; f < nf && rc == HF_OK; f++) {
-        if (fleets[f].role != HF_ROLE_ACTIVE && fleets[f].role != HF_ROLE_DRAINING) {
-            continue; /* standby and retired fleets are not served */
-        }
-        hf_endpoint *eps;
-        size_t ne;
-        rc = store_endpoint_list(st, in->svc->name, fleets[f].name, &eps, &ne, d);
-        if (rc == HF_OK && ne > 0) {
-            all = xrealloc(all, (n + ne) * sizeof(*all));
-            memcpy(all + n, eps, ne * sizeof(*eps));
-            n += ne;
-        }
-        if (rc == HF_OK) {
-            free(eps);
+    for (size_t i = 0; i < in->n_services; i++) {
+        if (strcmp(in->services[i]->svc.proxy_group, g->name) == 0) {
+            mine[n++] = service_input(in->services[i]);
         }
     }
-    in->endpoints = all;
-    in->n_endpoints = n;
-    return rc;
+    xds_build_group(g, mine, n, &out->rds, &out->lds);
+    free(mine);
 }
 
-/* Reads everything the snapshot needs. A service deleted meanwhile is simply skipped at the
- * next build (the change hook fires again). */
-static int load(hf_store *st, struct loaded *l, hf_detail *d)
+static void built_free(xds_built *b)
 {
-    memset(l, 0, sizeof(*l));
-    int rc = store_group_list(st, &l->groups, &l->n_groups);
-    if (rc == HF_OK) {
-        rc = store_service_list(st, NULL, &l->services, &l->n_services);
+    if (b == NULL) {
+        return;
     }
-    if (rc != HF_OK) {
-        return hf_fail(d, rc, "", "cannot read the store for a snapshot");
+    for (size_t i = 0; i < b->n_svcs; i++) {
+        svc_unref(b->svcs[i]);
     }
-    l->inputs = xcalloc(l->n_services + 1, sizeof(*l->inputs));
-    for (size_t i = 0; i < l->n_services && rc == HF_OK; i++) {
-        l->inputs[i].svc = &l->services[i];
-        rc = load_service(st, &l->inputs[i], d);
-        if (rc == HF_ENOTFOUND) {
-            rc = HF_OK; /* deleted between the two reads */
-        }
+    for (size_t i = 0; i < b->n_groups; i++) {
+        xds_resource_list_clear(&b->groups[i].rds);
+        xds_resource_list_clear(&b->groups[i].lds);
     }
-    return rc;
+    free(b->svcs);
+    free(b->groups);
+    free(b);
 }
 
-/* ---- building ---- */
+/* ---- views ---- */
 
 static void view_init(xds_view *v, const char *group, enum xds_node_kind kind)
 {
@@ -116,6 +163,12 @@ static void view_init(xds_view *v, const char *group, enum xds_node_kind kind)
     pthread_mutex_init(&v->cache->lock, NULL);
 }
 
+static void reply_free(xds_sotw_reply *r)
+{
+    hf_rbuf_unref(r->body);
+    free((void *)r->included);
+}
+
 static void view_destroy(xds_view *v)
 {
     for (int t = 0; t < XDS_NTYPES; t++) {
@@ -123,7 +176,7 @@ static void view_destroy(xds_view *v)
     }
     if (v->cache != NULL) {
         for (size_t i = 0; i < v->cache->n; i++) {
-            hf_rbuf_unref(v->cache->items[i].body);
+            reply_free(&v->cache->items[i].reply);
         }
         free(v->cache->items);
         pthread_mutex_destroy(&v->cache->lock);
@@ -131,47 +184,103 @@ static void view_destroy(xds_view *v)
     }
 }
 
-int xds_snapshot_build(hf_store *st, uint64_t generation, xds_snapshot **out, hf_detail *d)
+/* Fills a view from the services of group (NULL: every service) as a node of kind sees them.
+ * Services are by name, so CDS and EDS come out sorted. */
+static void view_fill(xds_view *v, const store_input *in, const xds_built *b, const char *group,
+                      const struct group_built *gb)
 {
-    uint64_t t0 = hf_mono_ns();
-    struct loaded l;
-    int rc = load(st, &l, d);
-    if (rc != HF_OK) {
-        loaded_free(&l);
-        return rc;
+    for (size_t i = 0; i < in->n_services; i++) {
+        if (group != NULL && strcmp(in->services[i]->svc.proxy_group, group) != 0) {
+            continue;
+        }
+        const xds_service_resources *r = &b->svcs[i]->res;
+        xds_resource_list_extend(&v->res[XDS_EDS], &r->eds);
+        xds_resource_list_extend(&v->res[XDS_CDS], &r->cds[v->kind]);
+        if (v->kind == XDS_NODE_GRPC) {
+            xds_resource_list_extend(&v->res[XDS_LDS], &r->api);
+        }
     }
+    if (v->kind == XDS_NODE_ENVOY && gb != NULL) {
+        xds_resource_list_extend(&v->res[XDS_RDS], &gb->rds);
+        xds_resource_list_extend(&v->res[XDS_LDS], &gb->lds);
+    }
+    if (v->kind == XDS_NODE_GRPC) {
+        xds_resource_list_unique(&v->res[XDS_LDS]);
+    } else {
+        xds_resource_list_sort(&v->res[XDS_LDS]);
+    }
+}
+
+int xds_snapshot_build(const store_input *in, const xds_snapshot *prev, xds_snapshot **out,
+                       hf_detail *d)
+{
+    (void)d;
+    uint64_t t0 = hf_mono_ns();
+    const xds_built *pb = prev != NULL ? prev->built : NULL;
     xds_snapshot *s = xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
-    s->generation = generation;
-    s->views = xcalloc(2 * l.n_groups + 1, sizeof(*s->views));
-    xds_service_input *mine = xcalloc(l.n_services + 1, sizeof(*mine));
-    for (size_t g = 0; g < l.n_groups; g++) {
-        size_t n = 0;
-        for (size_t i = 0; i < l.n_services; i++) {
-            if (strcmp(l.services[i].proxy_group, l.groups[g].name) == 0) {
-                mine[n++] = l.inputs[i];
-            }
-        }
+    s->generation = in->generation;
+    static atomic_ullong serials;
+    s->serial = atomic_fetch_add(&serials, 1) + 1;
+    xds_built *b = s->built = xcalloc(1, sizeof(*b));
+    b->svcs = xcalloc(in->n_services + 1, sizeof(*b->svcs));
+    size_t cursor = 0;
+    for (size_t i = 0; i < in->n_services; i++) {
+        b->svcs[b->n_svcs++] = svc_get(pb, &cursor, in->services[i], &s->n_rebuilt);
+    }
+    b->groups = xcalloc(in->n_groups + 1, sizeof(*b->groups));
+    s->views = xcalloc(2 * in->n_groups + 1, sizeof(*s->views));
+    for (size_t g = 0; g < in->n_groups; g++) {
+        struct group_built *gb = &b->groups[b->n_groups++];
+        group_build(&in->groups[g], in, b, pb, gb);
         for (int k = XDS_NODE_ENVOY; k <= XDS_NODE_GRPC; k++) {
             xds_view *v = &s->views[s->n_views++];
-            view_init(v, l.groups[g].name, (enum xds_node_kind)k);
-            xds_build_view(&l.groups[g], mine, n, (enum xds_node_kind)k, v->res);
+            view_init(v, in->groups[g].name, (enum xds_node_kind)k);
+            view_fill(v, in, b, in->groups[g].name, gb);
         }
     }
     xds_view *all = &s->views[s->n_views++];
     view_init(all, "", XDS_NODE_GRPC);
-    xds_build_view(NULL, l.inputs, l.n_services, XDS_NODE_GRPC, all->res);
-    free(mine);
+    view_fill(all, in, b, NULL, NULL);
     for (size_t i = 0; i < s->n_views; i++) {
         for (int t = 0; t < XDS_NTYPES; t++) {
             s->n_resources += s->views[i].res[t].n;
         }
     }
-    loaded_free(&l);
-    hf_debug("xds", "snapshot %llu: %zu views, %zu resources, built in %.2f ms",
-             (unsigned long long)generation, s->n_views, s->n_resources,
-             (double)(hf_mono_ns() - t0) / 1e6);
+    hf_debug("xds", "snapshot %llu: %zu views, %zu resources, %zu of %zu services rebuilt, %.2f ms",
+             (unsigned long long)in->generation, s->n_views, s->n_resources, s->n_rebuilt,
+             in->n_services, (double)(hf_mono_ns() - t0) / 1e6);
     *out = s;
+    return HF_OK;
+}
+
+/* Checks that every name resource r refers to exists in view v. */
+static int check_refs(const xds_view *v, const xds_resource *r, enum xds_type t, hf_detail *d)
+{
+    for (size_t i = 0; i < r->n_refs; i++) {
+        if (xds_resource_find(&v->res[r->ref_type], r->ref_names[i]) == NULL) {
+            return hf_fail(d, HF_EINVAL, "",
+                           "view %s/%s: %s '%s' names %s '%s', which is not in the snapshot",
+                           v->group[0] ? v->group : "(all services)", xds_node_kind_name(v->kind),
+                           xds_type_name(t), r->name, xds_type_name(r->ref_type), r->ref_names[i]);
+        }
+    }
+    return HF_OK;
+}
+
+int xds_snapshot_check(const xds_snapshot *s, hf_detail *d)
+{
+    for (size_t i = 0; i < s->n_views; i++) {
+        const xds_view *v = &s->views[i];
+        for (int t = 0; t < XDS_NTYPES; t++) {
+            for (size_t j = 0; j < v->res[t].n; j++) {
+                int rc = check_refs(v, v->res[t].items[j], (enum xds_type)t, d);
+                if (rc != HF_OK) {
+                    return rc;
+                }
+            }
+        }
+    }
     return HF_OK;
 }
 
@@ -190,6 +299,7 @@ void xds_snapshot_unref(xds_snapshot *s)
         view_destroy(&s->views[i]);
     }
     free(s->views);
+    built_free(s->built);
     free(s);
 }
 
@@ -209,7 +319,7 @@ xds_view *xds_snapshot_view(xds_snapshot *s, const char *group, enum xds_node_ki
 
 /* ---- SotW bodies ---- */
 
-static uint64_t subscription_key(enum xds_type t, const xds_names *sub)
+uint64_t xds_names_key(enum xds_type t, const xds_names *sub)
 {
     uint64_t h = hf_hash_update(HF_HASH_INIT, &t, sizeof(t));
     h = hf_hash_update(h, &sub->wildcard, sizeof(sub->wildcard));
@@ -219,66 +329,80 @@ static uint64_t subscription_key(enum xds_type t, const xds_names *sub)
     return h;
 }
 
-static hf_rbuf *encode_body(const xds_view *v, enum xds_type t, const xds_names *sub,
-                            char version[HF_VERSION_LEN])
+/* The subscribed resources of type t (all of them, or those held at another version). */
+static void encode_reply(const xds_view *v, enum xds_type t, const xds_names *sub,
+                         const xds_held *held, xds_sotw_reply *out)
 {
     const xds_resource_list *l = &v->res[t];
-    const xds_resource **picked = xcalloc(l->n + 1, sizeof(*picked));
+    xds_resource **picked = xcalloc(l->n + 1, sizeof(*picked));
     size_t n = 0;
-    if (sub->wildcard) {
-        for (size_t i = 0; i < l->n; i++) {
-            picked[n++] = &l->items[i];
-        }
-    } else {
-        for (size_t i = 0; i < sub->n && n < l->n; i++) {
-            const xds_resource *r = xds_resource_find(l, sub->names[i]);
-            if (r != NULL) {
-                picked[n++] = r;
-            }
-        }
-    }
-    /* The version is a hash of what is sent: stable across restarts. */
     uint64_t h = hf_hash_str(HF_HASH_INIT, xds_type_url(t));
-    for (size_t i = 0; i < n; i++) {
-        h = hf_hash_str(h, picked[i]->name);
-        h = hf_hash_update(h, &picked[i]->hash, sizeof(picked[i]->hash));
+    for (size_t i = 0; sub->wildcard ? i < l->n : i < sub->n; i++) {
+        xds_resource *r =
+            sub->wildcard ? l->items[i] : (xds_resource *)xds_resource_find(l, sub->names[i]);
+        if (r == NULL) {
+            continue;
+        }
+        /* The version is a hash of the complete subscribed set: stable across restarts. */
+        h = hf_hash_str(h, r->name);
+        h = hf_hash_update(h, &r->hash, sizeof(r->hash));
+        const char *have = held != NULL ? held->version_of(held->map, r->name) : NULL;
+        if (held == NULL || have == NULL || strcmp(have, r->version) != 0) {
+            picked[n++] = r;
+        }
     }
-    hf_hash_hex(h, version);
+    hf_hash_hex(h, out->version);
     hf_buf b = {0};
-    wire_put_string(&b, 1, version); /* version_info */
+    wire_put_string(&b, 1, out->version); /* version_info */
     for (size_t i = 0; i < n; i++) {
         wire_put_bytes(&b, 2, picked[i]->any->data, picked[i]->any->len); /* resources */
     }
     wire_put_string(&b, 4, xds_type_url(t)); /* type_url */
-    free(picked);
-    hf_rbuf *body = hf_rbuf_copy(b.data, b.len);
+    out->body = hf_rbuf_copy(b.data, b.len);
+    out->included = picked;
+    out->n_included = n;
     hf_buf_destroy(&b);
-    return body;
 }
 
-hf_rbuf *xds_view_sotw_body(xds_view *v, enum xds_type t, const xds_names *sub,
-                            char version[HF_VERSION_LEN])
+void xds_view_sotw(xds_view *v, enum xds_type t, const xds_names *sub, uint64_t key,
+                   const xds_held *held, xds_sotw_reply *out)
 {
-    uint64_t key = subscription_key(t, sub);
-    if (v->cache == NULL) { /* the static empty view */
-        return encode_body(v, t, sub, version);
-    }
+    memset(out, 0, sizeof(*out));
     xds_body_cache *c = v->cache;
-    pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->items[i].type == t && c->items[i].key == key) {
-            memcpy(version, c->items[i].version, HF_VERSION_LEN);
-            hf_rbuf *body = hf_rbuf_ref(c->items[i].body);
-            pthread_mutex_unlock(&c->lock);
-            return body;
+    uint64_t fp = held != NULL ? held->fingerprint : 0;
+    if (c != NULL) {
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->n; i++) {
+            struct cache_entry *e = &c->items[i];
+            if (e->type == t && e->key == key && e->complete == (held == NULL) &&
+                e->fingerprint == fp) {
+                *out = e->reply;
+                hf_rbuf_ref(out->body);
+                pthread_mutex_unlock(&c->lock);
+                return;
+            }
         }
     }
-    struct cache_entry e = {.type = t, .key = key};
-    e.body = encode_body(v, t, sub, e.version);
-    c->items = xrealloc(c->items, (c->n + 1) * sizeof(*c->items));
-    c->items[c->n++] = e;
-    memcpy(version, e.version, HF_VERSION_LEN);
-    hf_rbuf *body = hf_rbuf_ref(e.body);
-    pthread_mutex_unlock(&c->lock);
-    return body;
+    encode_reply(v, t, sub, held, out);
+    if (c == NULL || c->n >= MAX_CACHED_BODIES) {
+        out->owned = true; /* the static empty view, or a full cache */
+    } else {
+        c->items = xrealloc(c->items, (c->n + 1) * sizeof(*c->items));
+        c->items[c->n++] = (struct cache_entry){
+            .type = t, .key = key, .fingerprint = fp, .complete = !held, .reply = *out};
+        hf_rbuf_ref(out->body);
+    }
+    if (c != NULL) {
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+void xds_sotw_reply_release(xds_sotw_reply *r)
+{
+    if (r->owned) {
+        reply_free(r);
+    } else {
+        hf_rbuf_unref(r->body);
+    }
+    memset(r, 0, sizeof(*r));
 }

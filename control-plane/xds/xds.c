@@ -74,6 +74,215 @@ void xds__update_gauges(struct xds_server *srv)
                  "kind=\"grpc\"", atomic_load(&srv->connected[XDS_NODE_GRPC]));
 }
 
+/* ---- the protocol's subscribers: metrics, logs and the audit log ---- */
+
+static void labels_for(enum xds_type t, char *buf, size_t len)
+{
+    snprintf(buf, len, "type=\"%s\"", xds_type_name(t));
+}
+
+static void cb_connect(void *arg, const xds_stream_info *in)
+{
+    struct xds_server *srv = arg;
+    atomic_fetch_add(&srv->connected[in->kind], 1);
+    xds__update_gauges(srv);
+    xds__event(srv, "proxy.connect", in->node_id,
+               "%s node %s connected from %s (group %s%s, %s, %s)", xds_node_kind_name(in->kind),
+               in->node_id, in->peer, in->group, in->group_known ? "" : ": unknown",
+               in->user_agent[0] ? in->user_agent : "no user agent",
+               in->delta ? "delta" : "state of the world");
+}
+
+static void cb_disconnect(void *arg, const xds_stream_info *in)
+{
+    struct xds_server *srv = arg;
+    atomic_fetch_sub(&srv->connected[in->kind], 1);
+    xds__update_gauges(srv);
+    xds__event(srv, "proxy.disconnect", in->node_id, "%s node %s (group %s) disconnected",
+               xds_node_kind_name(in->kind), in->node_id, in->group);
+}
+
+static void cb_push(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
+                    size_t bytes)
+{
+    (void)arg, (void)in, (void)version;
+    char labels[32];
+    labels_for(t, labels, sizeof(labels));
+    hf_counter_add("holdfast_xds_pushes_total", "Responses sent to proxies.", labels, 1);
+    hf_counter_add("holdfast_xds_pushed_bytes_total", "Bytes of responses sent to proxies.", labels,
+                   (double)bytes);
+}
+
+static void cb_ack(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
+                   uint64_t push_to_ack_ns)
+{
+    (void)arg, (void)in, (void)version;
+    char labels[32];
+    labels_for(t, labels, sizeof(labels));
+    hf_counter_add("holdfast_xds_acks_total", "Responses accepted by proxies.", labels, 1);
+    hf_histogram_observe("holdfast_xds_push_to_ack_seconds",
+                         "Time from sending a response to its ACK.", labels,
+                         (double)push_to_ack_ns / 1e9);
+}
+
+static void cb_nack(void *arg, const xds_stream_info *in, enum xds_type t, const char *version,
+                    const char *error)
+{
+    struct xds_server *srv = arg;
+    char labels[32];
+    labels_for(t, labels, sizeof(labels));
+    hf_counter_add("holdfast_xds_nacks_total", "Responses rejected by proxies.", labels, 1);
+    hf_warn("xds", "%s NACKed %s version %s: %s", in->node_id, xds_type_name(t), version, error);
+    xds__event(srv, "proxy.nack", in->node_id, "%s rejected %s version %s: %.300s", in->node_id,
+               xds_type_name(t), version, error);
+}
+
+static void cb_error(void *arg, const xds_stream_info *in, const char *message)
+{
+    (void)arg;
+    hf_warn("xds", "stream %llu from %s (%s): %s", (unsigned long long)in->stream_id, in->peer,
+            in->node_id[0] ? in->node_id : "no node yet", message);
+    hf_counter_add("holdfast_xds_stream_errors_total", "Streams ended for bad input.", "", 1);
+}
+
+/* Identity check of a node on an ADS stream (xds_auth.c; io is the gRPC stream). */
+static bool cb_admit(void *arg, void *io, const char *node_id, const char *cluster)
+{
+    return xds__authorize_ads(arg, io, node_id, cluster);
+}
+
+static xds_snapshot *current_snapshot(void *arg)
+{
+    return xds__snapshot(arg);
+}
+
+/* ---- the transport glue: gRPC streams to protocol streams ---- */
+
+static int io_send(void *io, hf_rbuf *const *parts, size_t n)
+{
+    return hf_stream_send(io, parts, n);
+}
+
+static void io_finish(void *io, int status, const char *message)
+{
+    hf_stream_finish(io, (enum hf_grpc_status)status, message);
+}
+
+static void *open_conn(struct xds_server *srv, hf_stream *t, const char *peer, bool delta)
+{
+    xds_conn *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->transport = t;
+    xds_stream_io io = {io_send, io_finish, t};
+    c->proto =
+        xds_stream_open(&srv->ads, &io, atomic_fetch_add(&srv->next_stream_id, 1) + 1, peer, delta);
+    pthread_mutex_lock(&srv->reg_lock);
+    c->next = srv->streams;
+    if (srv->streams != NULL) {
+        srv->streams->prev = c;
+    }
+    srv->streams = c;
+    pthread_mutex_unlock(&srv->reg_lock);
+    return c;
+}
+
+static void *open_sotw(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_conn(ctx, t, peer, false);
+}
+
+static void *open_delta(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_conn(ctx, t, peer, true);
+}
+
+static void on_message(void *user, const uint8_t *data, size_t len)
+{
+    xds_conn *c = user;
+    xds_stream_message(c->proto, data, len);
+}
+
+static void on_sent(void *user)
+{
+    xds_conn *c = user;
+    xds_stream_sent(c->proto);
+}
+
+/* A new snapshot: pump on the stream's own thread (see rebuild). */
+static void on_wake(void *user)
+{
+    xds_conn *c = user;
+    xds_stream_pump(c->proto);
+}
+
+static void on_closed(void *user)
+{
+    xds_conn *c = user;
+    struct xds_server *srv = c->srv;
+    pthread_mutex_lock(&srv->reg_lock);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        srv->streams = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    pthread_mutex_unlock(&srv->reg_lock);
+    xds_stream_close(c->proto);
+    free(c);
+}
+
+const hf_stream_handler xds__sotw_handler = {open_sotw, on_message, on_sent, on_closed, on_wake};
+const hf_stream_handler xds__delta_handler = {open_delta, on_message, on_sent, on_closed, on_wake};
+
+/* Per-type services (ClusterDiscoveryService and the like): the same protocol and snapshots, one
+ * type per stream. */
+static void *open_typed(void *ctx, hf_stream *t, const char *peer, bool delta)
+{
+    struct xds_typed_ctx *tc = ctx;
+    xds_conn *c = open_conn(tc->srv, t, peer, delta);
+    xds_stream_only(c->proto, tc->type);
+    return c;
+}
+
+static void *open_typed_sotw(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_typed(ctx, t, peer, false);
+}
+
+static void *open_typed_delta(void *ctx, hf_stream *t, const char *peer)
+{
+    return open_typed(ctx, t, peer, true);
+}
+
+static const hf_stream_handler typed_sotw_handler = {open_typed_sotw, on_message, on_sent,
+                                                     on_closed, on_wake};
+static const hf_stream_handler typed_delta_handler = {open_typed_delta, on_message, on_sent,
+                                                      on_closed, on_wake};
+
+/* Registers the per-type services' methods after the first four. */
+static size_t typed_methods(struct xds_server *srv)
+{
+    static const char *const paths[XDS_NTYPES][2] = {
+        [XDS_CDS] = {"/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+                     "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters"},
+        [XDS_EDS] = {"/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+                     "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints"},
+        [XDS_LDS] = {"/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+                     "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners"},
+        [XDS_RDS] = {"/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+                     "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes"},
+    };
+    size_t n = 4;
+    for (int t = 0; t < XDS_NTYPES; t++) {
+        srv->typed[t] = (struct xds_typed_ctx){srv, (enum xds_type)t};
+        srv->methods[n++] = (hf_grpc_method){paths[t][0], &typed_sotw_handler, &srv->typed[t]};
+        srv->methods[n++] = (hf_grpc_method){paths[t][1], &typed_delta_handler, &srv->typed[t]};
+    }
+    return n;
+}
+
 /* ---- the xDS thread ---- */
 
 static void on_store_change(void *arg, uint64_t generation)
@@ -87,14 +296,43 @@ static void on_store_change(void *arg, uint64_t generation)
     pthread_mutex_unlock(&srv->lock);
 }
 
+/* Reads the configuration (one transaction, unchanged services shared with the last input) and
+ * builds a snapshot from it, reusing what did not change since prev. An inconsistent snapshot
+ * is refused. */
+static int build(hf_store *st, store_input **input, const xds_snapshot *prev, xds_snapshot **out,
+                 hf_detail *d)
+{
+    store_input *in;
+    int rc = store_input_read(st, *input, &in, d);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    xds_snapshot *snap;
+    rc = xds_snapshot_build(in, prev, &snap, d);
+    if (rc == HF_OK && (rc = xds_snapshot_check(snap, d)) != HF_OK) {
+        hf_counter_add("holdfast_xds_snapshot_inconsistent_total",
+                       "Snapshots not published because they failed the consistency check.", "", 1);
+        xds_snapshot_unref(snap);
+    }
+    if (rc != HF_OK) {
+        store_input_free(in);
+        return rc;
+    }
+    store_input_free(*input);
+    *input = in;
+    *out = snap;
+    return HF_OK;
+}
+
 /* Builds a snapshot for generation and pushes it to every stream. */
 static void rebuild(struct xds_server *srv, uint64_t generation)
 {
     uint64_t t0 = hf_mono_ns();
     xds_snapshot *snap;
     hf_detail d = {0};
-    if (xds_snapshot_build(srv->store, generation, &snap, &d) != HF_OK) {
-        hf_error("xds", "snapshot %llu: %s", (unsigned long long)generation, d.message);
+    if (build(srv->store, &srv->input, srv->snap, &snap, &d) != HF_OK) {
+        hf_error("xds", "snapshot %llu not published: %s", (unsigned long long)generation,
+                 d.message);
         return;
     }
     pthread_mutex_lock(&srv->snap_lock);
@@ -105,10 +343,10 @@ static void rebuild(struct xds_server *srv, uint64_t generation)
 
     size_t n = 0;
     pthread_mutex_lock(&srv->reg_lock);
-    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
+    for (xds_conn *c = srv->streams; c != NULL; c = c->next) {
         /* The stream's own gRPC thread builds and sends what it is owed: this thread does not
          * contend with it inside gRPC. */
-        hf_stream_wake(s->transport);
+        hf_stream_wake(c->transport);
         n++;
     }
     pthread_mutex_unlock(&srv->reg_lock);
@@ -117,8 +355,8 @@ static void rebuild(struct xds_server *srv, uint64_t generation)
                          "Time to build a snapshot and wake every stream to push it.", "", secs);
     hf_gauge_set("holdfast_xds_snapshot_resources", "Resources in the current snapshot.", "",
                  (double)snap->n_resources);
-    hf_debug("xds", "generation %llu announced to %zu streams in %.2f ms",
-             (unsigned long long)generation, n, secs * 1000);
+    hf_debug("xds", "generation %llu (%zu services rebuilt) announced to %zu streams in %.2f ms",
+             (unsigned long long)snap->generation, snap->n_rebuilt, n, secs * 1000);
 }
 
 /* Writes the queued events in one transaction (thousands of proxies may connect at once). */
@@ -203,12 +441,15 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     pthread_cond_init(&srv->cond, NULL);
     pthread_mutex_init(&srv->snap_lock, NULL);
     pthread_mutex_init(&srv->reg_lock, NULL);
-    uint64_t generation = store_generation(cfg->store);
-    int rc = xds_snapshot_build(cfg->store, generation, &srv->snap, d);
+    srv->ads =
+        (xds_ads){current_snapshot,
+                  srv,
+                  {cb_connect, cb_disconnect, cb_push, cb_ack, cb_nack, cb_error, cb_admit, srv}};
+    int rc = build(cfg->store, &srv->input, NULL, &srv->snap, d);
     if (rc != HF_OK) {
         goto fail;
     }
-    srv->wanted_gen = generation;
+    srv->wanted_gen = srv->snap->generation;
     store_set_change_hook(cfg->store, on_store_change, srv);
     xds__update_gauges(srv);
 
@@ -224,12 +465,13 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     srv->methods[3] =
         (hf_grpc_method){"/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck",
                          &xds__hds_handler, srv};
+    size_t n_methods = typed_methods(srv);
     hf_grpc_config gc = {.address = cfg->address,
                          .threads = cfg->threads > 0 ? cfg->threads : 1,
                          .max_message = MAX_MESSAGE,
                          .max_connections = cfg->max_connections,
                          .methods = srv->methods,
-                         .n_methods = 4,
+                         .n_methods = n_methods,
                          .tls = cfg->tls,
                          .local_address = cfg->local_address,
                          .on_tls_failure = xds__tls_failure,
@@ -244,6 +486,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     return HF_OK;
 fail:
     xds_snapshot_unref(srv->snap);
+    store_input_free(srv->input);
     free(srv);
     return rc;
 }
@@ -261,6 +504,7 @@ void xds_stop(xds_server *srv)
     pthread_mutex_unlock(&srv->lock);
     pthread_join(srv->thread, NULL);
     xds_snapshot_unref(srv->snap);
+    store_input_free(srv->input);
     xds__hds_destroy(srv);
     pthread_mutex_destroy(&srv->hds_lock);
     pthread_mutex_destroy(&srv->lock);
@@ -270,62 +514,21 @@ void xds_stop(xds_server *srv)
     free(srv);
 }
 
-/* The SotW version the current snapshot has for stream s's subscription to t ("" when delta,
- * not subscribed or no snapshot). Call with s->lock held. */
-static void current_version(xds_snapshot *snap, xds_stream *s, enum xds_type t,
-                            char version[HF_VERSION_LEN])
-{
-    version[0] = '\0';
-    if (snap == NULL || s->delta || !s->types[t].active) {
-        return;
-    }
-    xds_view *v = xds_snapshot_view(snap, s->info.group, s->info.kind);
-    hf_rbuf_unref(xds_view_sotw_body(v, t, &s->types[t].sub, version));
-}
-
 int xds_proxies(xds_server *srv, xds_proxy_info **out, size_t *n)
 {
     xds_proxy_info *items = NULL;
-    size_t count = 0;
-    xds_snapshot *snap = xds__snapshot(srv);
+    size_t count = 0, cap = 0;
     pthread_mutex_lock(&srv->reg_lock);
-    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
-        pthread_mutex_lock(&s->lock);
-        if (s->have_node) {
-            items = xrealloc(items, (count + 1) * sizeof(*items));
-            xds_proxy_info *p = &items[count++];
-            memset(p, 0, sizeof(*p));
-            p->stream_id = s->info.stream_id;
-            memcpy(p->node_id, s->info.node_id, sizeof(p->node_id));
-            memcpy(p->group, s->info.group, sizeof(p->group));
-            p->group_known = s->info.group_known;
-            memcpy(p->user_agent, s->info.user_agent, sizeof(p->user_agent));
-            p->kind = s->info.kind;
-            memcpy(p->peer, s->info.peer, sizeof(p->peer));
-            p->delta = s->delta;
-            p->connected_since = s->info.connected_since;
-            p->build_version = s->info.build_version;
-            for (int t = 0; t < XDS_NTYPES; t++) {
-                const xds_type_state *ts = &s->types[t];
-                xds_type_status *o = &p->types[t];
-                o->subscribed = ts->active;
-                memcpy(o->sent, ts->sent, HF_VERSION_LEN);
-                memcpy(o->acked, ts->acked, HF_VERSION_LEN);
-                memcpy(o->nack_version, ts->nack_version, HF_VERSION_LEN);
-                snprintf(o->nack_error, sizeof(o->nack_error), "%s",
-                         ts->nack_error ? ts->nack_error : "");
-                o->sent_at = ts->sent_at;
-                o->acked_at = ts->acked_at;
-                o->nack_at = ts->nack_at;
-                current_version(snap, s, (enum xds_type)t, o->current);
-            }
+    for (xds_conn *c = srv->streams; c != NULL; c = c->next) {
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            items = xrealloc(items, cap * sizeof(*items));
         }
-        pthread_mutex_unlock(&s->lock);
+        if (xds_stream_status(c->proto, &items[count])) {
+            count++;
+        }
     }
     pthread_mutex_unlock(&srv->reg_lock);
-    if (snap != NULL) {
-        xds_snapshot_unref(snap);
-    }
     *out = items;
     *n = count;
     return HF_OK;

@@ -86,6 +86,10 @@ typedef struct xds_proxy_info {
     int64_t connected_since;
     xds_build_version build_version; /* what the node announced (Envoy), if it did */
     xds_type_status types[XDS_NTYPES];
+    /* type URLs the stream asked for that holdfast does not serve (ignored; at most 4) */
+    char ignored_types[4][128];
+    int n_ignored_types;
+    const char *api; /* "ads", or the per-type service: "cds", "eds", "lds", "rds" */
 } xds_proxy_info;
 
 /* A copy of what every connected stream has; the caller frees *out. Thread-safe. */

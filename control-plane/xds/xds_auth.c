@@ -103,10 +103,8 @@ int xds_group_proxies(void *arg, const char *group)
     struct xds_server *srv = arg;
     int n = 0;
     pthread_mutex_lock(&srv->reg_lock);
-    for (xds_stream *s = srv->streams; s != NULL; s = s->next) {
-        pthread_mutex_lock(&s->lock);
-        n += s->have_node && strcmp(s->info.group, group) == 0;
-        pthread_mutex_unlock(&s->lock);
+    for (xds_conn *c = srv->streams; c != NULL; c = c->next) {
+        n += xds_stream_in_group(c->proto, group);
     }
     pthread_mutex_unlock(&srv->reg_lock);
     return n;

@@ -44,7 +44,8 @@ def node(node_id, cluster, user_agent="envoy"):
 class AdsClient:
     """One ADS stream. send() queues a request; recv() waits for the next response."""
 
-    def __init__(self, address, delta=False, raw=False, read=True, options=(), credentials=None):
+    def __init__(self, address, delta=False, raw=False, read=True, options=(), credentials=None,
+                 method=None):
         if not read:
             # A fixed, small HTTP/2 window: the transport cannot buffer much on our behalf.
             options = list(options) + [("grpc.http2.bdp_probe", 0),
@@ -56,7 +57,7 @@ class AdsClient:
         self._out = queue.Queue()
         self._in = queue.Queue()
         self.delta = delta
-        method = DELTA if delta else SOTW
+        method = method or (DELTA if delta else SOTW)  # or a per-type service's method
         req_cls = discovery_pb2.DeltaDiscoveryRequest if delta else discovery_pb2.DiscoveryRequest
         resp_cls = discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
         call = self.channel.stream_stream(

@@ -43,8 +43,8 @@ static void test_route_table_keeps_the_explicit_domain(void **state)
     memset(out, 0, sizeof(out));
     xds_build_view(&g, in, 3, XDS_NODE_ENVOY, out);
     assert_int_equal(out[XDS_RDS].n, 1);
-    Google__Protobuf__Any *any = google__protobuf__any__unpack(NULL, out[XDS_RDS].items[0].any->len,
-                                                               out[XDS_RDS].items[0].any->data);
+    Google__Protobuf__Any *any = google__protobuf__any__unpack(
+        NULL, out[XDS_RDS].items[0]->any->len, out[XDS_RDS].items[0]->any->data);
     assert_non_null(any);
     Envoy__Config__Route__V3__RouteConfiguration *rc =
         envoy__config__route__v3__route_configuration__unpack(NULL, any->value.len,
@@ -80,11 +80,11 @@ static void test_grpc_listeners_are_unique_and_stable(void **state)
         const char *want[] = {"cart", "cart2", "shop", "shop.example.com"};
         assert_int_equal(out[XDS_LDS].n, 4);
         for (size_t i = 0; i < 4; i++) {
-            assert_string_equal(out[XDS_LDS].items[i].name, want[i]);
+            assert_string_equal(out[XDS_LDS].items[i]->name, want[i]);
             if (round == 0) {
-                memcpy(first[i], out[XDS_LDS].items[i].version, HF_VERSION_LEN);
+                memcpy(first[i], out[XDS_LDS].items[i]->version, HF_VERSION_LEN);
             } else { /* the same choice whatever the input order */
-                assert_string_equal(out[XDS_LDS].items[i].version, first[i]);
+                assert_string_equal(out[XDS_LDS].items[i]->version, first[i]);
             }
         }
         for (int t = 0; t < XDS_NTYPES; t++) {

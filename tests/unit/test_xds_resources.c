@@ -80,9 +80,9 @@ static void test_envoy_view_decodes(void **state)
     build(&w, XDS_NODE_ENVOY, res);
     for (int t = 0; t < XDS_NTYPES; t++) {
         assert_int_equal(res[t].n, 1);
-        assert_int_equal(strlen(res[t].items[0].version), 16);
+        assert_int_equal(strlen(res[t].items[0]->version), 16);
     }
-    const hf_rbuf *any_bytes = res[XDS_EDS].items[0].any;
+    const hf_rbuf *any_bytes = res[XDS_EDS].items[0]->any;
     Google__Protobuf__Any *any =
         google__protobuf__any__unpack(NULL, any_bytes->len, any_bytes->data);
     assert_non_null(any);
@@ -109,25 +109,25 @@ static void test_versions_are_deterministic_and_local(void **state)
     build(&w, XDS_NODE_ENVOY, a);
     build(&w, XDS_NODE_ENVOY, b);
     for (int t = 0; t < XDS_NTYPES; t++) {
-        assert_string_equal(a[t].items[0].version, b[t].items[0].version);
-        assert_memory_equal(a[t].items[0].any->data, b[t].items[0].any->data,
-                            a[t].items[0].any->len);
+        assert_string_equal(a[t].items[0]->version, b[t].items[0]->version);
+        assert_memory_equal(a[t].items[0]->any->data, b[t].items[0]->any->data,
+                            a[t].items[0]->any->len);
     }
     clear(b);
     /* Draining one endpoint changes endpoints (and the cluster's panic threshold) only. */
     w.eps[1].admin_state = HF_ADMIN_DRAINING;
     build(&w, XDS_NODE_ENVOY, b);
-    assert_string_not_equal(a[XDS_EDS].items[0].version, b[XDS_EDS].items[0].version);
-    assert_string_not_equal(a[XDS_CDS].items[0].version, b[XDS_CDS].items[0].version);
-    assert_string_equal(a[XDS_LDS].items[0].version, b[XDS_LDS].items[0].version);
-    assert_string_equal(a[XDS_RDS].items[0].version, b[XDS_RDS].items[0].version);
+    assert_string_not_equal(a[XDS_EDS].items[0]->version, b[XDS_EDS].items[0]->version);
+    assert_string_not_equal(a[XDS_CDS].items[0]->version, b[XDS_CDS].items[0]->version);
+    assert_string_equal(a[XDS_LDS].items[0]->version, b[XDS_LDS].items[0]->version);
+    assert_string_equal(a[XDS_RDS].items[0]->version, b[XDS_RDS].items[0]->version);
     clear(b);
     /* A new weight changes endpoints only. */
     w.eps[1].admin_state = HF_ADMIN_ACTIVE;
     w.eps[1].weight = 3;
     build(&w, XDS_NODE_ENVOY, b);
-    assert_string_not_equal(a[XDS_EDS].items[0].version, b[XDS_EDS].items[0].version);
-    assert_string_equal(a[XDS_CDS].items[0].version, b[XDS_CDS].items[0].version);
+    assert_string_not_equal(a[XDS_EDS].items[0]->version, b[XDS_EDS].items[0]->version);
+    assert_string_equal(a[XDS_CDS].items[0]->version, b[XDS_CDS].items[0]->version);
     clear(a);
     clear(b);
 }
@@ -144,7 +144,7 @@ static void test_grpc_view(void **state)
     assert_non_null(xds_resource_find(&res[XDS_LDS], "cart"));
     assert_non_null(xds_resource_find(&res[XDS_LDS], "cart.example.com"));
     assert_null(xds_resource_find(&res[XDS_LDS], "edge"));
-    const hf_rbuf *bytes = res[XDS_CDS].items[0].any;
+    const hf_rbuf *bytes = res[XDS_CDS].items[0]->any;
     Google__Protobuf__Any *any = google__protobuf__any__unpack(NULL, bytes->len, bytes->data);
     Envoy__Config__Cluster__V3__Cluster *c =
         envoy__config__cluster__v3__cluster__unpack(NULL, any->value.len, any->value.data);
