@@ -559,7 +559,7 @@ void sh_checker_stats(sh_checker *c, sh_stats *out)
     pthread_mutex_unlock(&c->lock);
 }
 
-int sh_checker_run(sh_checker *c, volatile sig_atomic_t *stop)
+int sh_checker_run(sh_checker *c, atomic_int *stop)
 {
     struct epoll_event evs[256];
     while (!*stop) {

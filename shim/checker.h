@@ -9,6 +9,7 @@
 #define SHIM_CHECKER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,7 +56,7 @@ void sh_checker_free(sh_checker *c);
  * set keep their state and connections. report_ms is the full-report interval. */
 void sh_checker_apply(sh_checker *c, const sh_target_spec *t, size_t n, uint32_t report_ms);
 /* Runs the loop until *stop is set. Returns 0, or -1 if epoll fails. */
-int sh_checker_run(sh_checker *c, volatile sig_atomic_t *stop);
+int sh_checker_run(sh_checker *c, atomic_int *stop);
 
 /* Counters, for logs and benchmarks. */
 typedef struct sh_stats {

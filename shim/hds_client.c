@@ -412,7 +412,7 @@ static void on_spec(hds_client *c, struct stream *st, bool *connected)
     post_recv(st);
 }
 
-static void run_stream(hds_client *c, volatile sig_atomic_t *stop, bool *connected)
+static void run_stream(hds_client *c, atomic_int *stop, bool *connected)
 {
     struct stream st;
     start_stream(c, &st);
@@ -487,7 +487,7 @@ static grpc_channel *make_channel(hds_client *c, const grpc_channel_args *args)
     return ch;
 }
 
-void hds_client_run(hds_client *c, volatile sig_atomic_t *stop)
+void hds_client_run(hds_client *c, atomic_int *stop)
 {
     grpc_init();
     c->cq = grpc_completion_queue_create_for_next(NULL);

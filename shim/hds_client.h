@@ -13,6 +13,7 @@
 #include "shim_tls.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 
 typedef struct hds_client hds_client;
 
@@ -25,7 +26,7 @@ void hds_client_set_tls(hds_client *c, shim_tls *tls);
 /* The checker's report callback (arg = the client). */
 void hds_client_report(void *arg, const sh_result *r, size_t n, bool full);
 /* Runs the stream (reconnecting) on the calling thread until *stop is set. */
-void hds_client_run(hds_client *c, volatile sig_atomic_t *stop);
+void hds_client_run(hds_client *c, atomic_int *stop);
 void hds_client_free(hds_client *c);
 
 #endif

@@ -12,12 +12,14 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop;
+/* Set by the signal handler, read by the checker and gRPC threads: a lock-free atomic. */
+static atomic_int stop;
 static shim_tls tls;
 
 static void on_signal(int sig)
@@ -113,7 +115,12 @@ int main(int argc, char **argv)
         hds_client_set_tls(client, &tls);
     }
     pthread_t t;
-    pthread_create(&t, NULL, grpc_main, client);
+    if (pthread_create(&t, NULL, grpc_main, client) != 0) {
+        fprintf(stderr, "shim: cannot start the gRPC thread\n");
+        sh_checker_free(checker);
+        hds_client_free(client);
+        return 1;
+    }
     int rc = sh_checker_run(checker, &stop);
     stop = 1;
     pthread_join(t, NULL);

@@ -183,6 +183,9 @@ int deploy_plan(hf_store *st, const char *actor, const deploy_plan_input *in, hf
     if (rc == HF_ENOTFOUND) {
         return hf_fail(d, HF_EINVAL, "service", "service '%s' does not exist", in->service);
     }
+    if (rc == HF_OK) {
+        rc = store_service_busy(st, in->service, d); /* 409 before planning */
+    }
     hf_fleet from, to;
     if (rc == HF_OK) {
         rc = pick_fleets(st, in, &from, &to, d);

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "thread.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
@@ -42,6 +43,9 @@ struct deploy_engine {
     size_t n_inflight;
     uint32_t interval_ms;
     pthread_t thread;
+    hf_metric *tail_pct; /* holdfast_deployment_tail_pct{service,deployment}; engine thread */
+    /* Lock order: lock is a leaf. It is never held while calling the store or the webhook
+     * worker (tick() copies what it needs and unlocks first). */
     pthread_mutex_t lock; /* loads, stopping */
     pthread_cond_t cond;
     bool stopping;
@@ -203,10 +207,8 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
         if (store_tail_add(e->store, dep->id, &s, &d) != HF_OK) {
             hf_error("deploy", "cannot store a tail sample of %s: %s", dep->id, d.message);
         }
-        char labels[160];
-        snprintf(labels, sizeof(labels), "service=\"%s\",deployment=\"%s\"", dep->service, dep->id);
-        hf_gauge_set("holdfast_deployment_tail_pct",
-                     "Share of requests still reaching the draining fleet.", labels, s.pct);
+        const char *labels[] = {dep->service, dep->id};
+        hf_series_set(hf_metric_series(e->tail_pct, labels), s.pct);
     }
     hf_tail_sample *samples;
     size_t n;
@@ -236,6 +238,24 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
             hf_warn("deploy", "cannot finish %s: %s", dep->id, d.message);
         }
     }
+}
+
+/* The deployments still draining, for retiring the tail series of the others. */
+struct draining_set {
+    const hf_deployment *deps;
+    size_t n;
+};
+
+static bool still_draining(const char *const *labels, void *arg)
+{
+    const struct draining_set *set = arg;
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->deps[i].id, labels[1]) == 0 &&
+            hf_deployment_draining_fleet(&set->deps[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Shared database: pushes this replica's in-flight reports, and on the leader replaces the
@@ -334,17 +354,20 @@ static void tick(struct deploy_engine *e)
     if (leader) {
         restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
         restart_tick(e->store, &env);
-        hf_deployment *deps;
-        size_t n;
-        if (store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
-            int64_t now = hf_now_ms();
-            for (size_t i = 0; i < n; i++) {
-                if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
-                    sample_and_decide(e, &deps[i], loads, n_loads, &rep, now);
-                }
+    }
+    hf_deployment *deps;
+    size_t n;
+    if (leader && store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
+        int64_t now = hf_now_ms();
+        for (size_t i = 0; i < n; i++) {
+            if (hf_deployment_draining_fleet(&deps[i]) != NULL) {
+                sample_and_decide(e, &deps[i], loads, n_loads, &rep, now);
             }
-            free(deps);
         }
+        /* A deployment that ended (or stopped draining) keeps no series. */
+        struct draining_set set = {deps, n};
+        hf_metric_retire_unless(e->tail_pct, still_draining, &set);
+        free(deps);
     }
     free(loads);
     deploy_reporters_clear(&rep);
@@ -383,7 +406,11 @@ int deploy_start(hf_store *st, uint32_t interval_ms, deploy_engine **out, hf_det
     pthread_mutex_init(&e->count_lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->hooks = webhooks_start();
-    pthread_create(&e->thread, NULL, engine_main, e);
+    /* Bounded: one series per draining deployment (one per service), retired when it ends. */
+    e->tail_pct = hf_metric_get(HF_METRIC_GAUGE, "holdfast_deployment_tail_pct",
+                                "Share of requests still reaching the draining fleet.",
+                                "service,deployment", 256);
+    hf_thread_start(&e->thread, engine_main, e, "deploy-engine");
     *out = e;
     return HF_OK;
 }

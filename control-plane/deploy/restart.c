@@ -27,6 +27,9 @@ int restart_start(hf_store *st, const char *actor, const char *service, const ch
     size_t n;
     int rc = store_service_get(st, service, &svc, d);
     if (rc == HF_OK) {
+        rc = store_service_busy(st, service, d); /* 409 before a plan of a fleet in flux */
+    }
+    if (rc == HF_OK) {
         rc = store_endpoint_list(st, service, fleet, &eps, &n, d);
     }
     if (rc != HF_OK) {

@@ -2,6 +2,8 @@
 #include "webhook.h"
 
 #include "log.h"
+#include "list.h"
+#include "thread.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
@@ -194,7 +196,7 @@ static bool webhook_post(const char *url, const char *body)
 /* ---- the worker ---- */
 
 struct call {
-    struct call *next;
+    hf_list link; /* on queue or done */
     char key[64];
     uint32_t attempt;
     enum webhook_result result;
@@ -204,11 +206,11 @@ struct call {
 
 struct webhooks {
     pthread_t thread;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* a leaf: never held while posting or calling the store */
     pthread_cond_t cond;
     bool stopping;
-    struct call *queue; /* to send, oldest first */
-    struct call *done;  /* sent or being sent (WEBHOOK_PENDING), not yet asked about */
+    hf_list queue; /* struct call: to send, oldest first */
+    hf_list done;  /* sent or being sent (WEBHOOK_PENDING), not yet asked about */
 };
 
 static void call_free(struct call *c)
@@ -223,16 +225,15 @@ static void *worker(void *arg)
     webhooks *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->stopping && w->queue == NULL) {
+        while (!w->stopping && hf_list_empty(&w->queue)) {
             pthread_cond_wait(&w->cond, &w->lock);
         }
         if (w->stopping) {
             break;
         }
-        struct call *c = w->queue;
-        w->queue = c->next;
-        c->next = w->done;
-        w->done = c;
+        struct call *c = hf_list_entry(hf_list_first(&w->queue), struct call, link);
+        hf_list_remove(&c->link);
+        hf_list_insert_tail(&w->done, &c->link);
         pthread_mutex_unlock(&w->lock);
         bool ok = webhook_post(c->url, c->body);
         pthread_mutex_lock(&w->lock);
@@ -247,7 +248,9 @@ webhooks *webhooks_start(void)
     webhooks *w = xcalloc(1, sizeof(*w));
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    pthread_create(&w->thread, NULL, worker, w);
+    hf_list_init(&w->queue);
+    hf_list_init(&w->done);
+    hf_thread_start(&w->thread, worker, w, "webhooks");
     return w;
 }
 
@@ -261,11 +264,12 @@ void webhooks_stop(webhooks *w)
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
-    for (struct call **list = &w->queue; list != NULL; list = list == &w->queue ? &w->done : NULL) {
-        while (*list != NULL) {
-            struct call *c = *list;
-            *list = c->next;
-            call_free(c);
+    hf_list *lists[] = {&w->queue, &w->done};
+    for (size_t i = 0; i < 2; i++) {
+        hf_list *it, *tmp;
+        hf_list_foreach_safe(it, tmp, lists[i])
+        {
+            call_free(hf_list_entry(it, struct call, link));
         }
     }
     pthread_mutex_destroy(&w->lock);
@@ -283,11 +287,7 @@ void webhooks_send(webhooks *w, const char *key, uint32_t attempt, const char *u
     c->url = xstrdup(url);
     c->body = xstrdup(body);
     pthread_mutex_lock(&w->lock);
-    struct call **tail = &w->queue;
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
-    }
-    *tail = c;
+    hf_list_insert_tail(&w->queue, &c->link);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
@@ -296,15 +296,18 @@ enum webhook_result webhooks_result(webhooks *w, const char *key, uint32_t attem
 {
     enum webhook_result r = WEBHOOK_UNKNOWN;
     pthread_mutex_lock(&w->lock);
-    for (struct call **list = &w->queue; list != NULL; list = list == &w->queue ? &w->done : NULL) {
-        for (struct call **p = list; *p != NULL; p = &(*p)->next) {
-            struct call *c = *p;
+    hf_list *lists[] = {&w->queue, &w->done};
+    for (size_t i = 0; i < 2; i++) {
+        hf_list *it;
+        hf_list_foreach(it, lists[i])
+        {
+            struct call *c = hf_list_entry(it, struct call, link);
             if (c->attempt != attempt || strcmp(c->key, key) != 0) {
                 continue;
             }
             r = c->result;
             if (r != WEBHOOK_PENDING) {
-                *p = c->next;
+                hf_list_remove(&c->link); /* asked about: forgotten */
                 call_free(c);
             }
             pthread_mutex_unlock(&w->lock);

@@ -11,6 +11,7 @@
 #include "grpc_conncap.h"
 
 #include "log.h"
+#include "thread.h"
 #include "xalloc.h"
 
 #include <grpc/byte_buffer.h>
@@ -559,7 +560,7 @@ int hf_grpc_start(const hf_grpc_config *cfg, hf_grpc_server **out, int *port, hf
             sl->registered = m < cfg->n_methods ? srv->registered[m] : NULL;
             post_slot(sl);
         }
-        pthread_create(&w->thread, NULL, worker_main, w);
+        hf_thread_start(&w->thread, worker_main, w, "grpc-worker");
     }
     *port = bound;
     *out = srv;

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -36,6 +37,14 @@ struct rest_server {
     rest_guard guard;     /* Host, Origin, Content-Type and length checks (rest_guard.c) */
     atomic_int streams;   /* event streams open, at most REST_MAX_STREAMS */
     struct rest_tls *tls; /* NULL: plain HTTP */
+    /* Event streams wait for new audit events on ev_cond: the store's event hook (called with
+     * the store's lock held) bumps ev_gen. Lock order: store lock -> ev_lock; ev_lock is a leaf
+     * and is never held while calling the store. */
+    pthread_mutex_t ev_lock;
+    pthread_cond_t ev_cond; /* CLOCK_MONOTONIC */
+    uint64_t ev_gen;        /* under ev_lock: commits that wrote events */
+    hf_metric *requests;    /* holdfast_http_requests_total{method,route,status} */
+    hf_metric *latency;     /* holdfast_http_request_seconds{route} */
 };
 
 /* Connection bounds (issue 14): one client address cannot take the whole pool, a connection
@@ -50,61 +59,76 @@ struct rest_server {
 
 enum access { OPEN, VIEWER, OPERATOR, ADMIN };
 
+/* What a route does with a request body. Whatever is sent must be JSON (400 otherwise). */
+enum body {
+    NO_BODY,   /* none expected (GET, DELETE); the handler ignores one */
+    OPT_BODY,  /* optional; when sent, a JSON object (422 otherwise) checked by the handler */
+    NEED_BODY, /* required (400 when absent), a JSON object (422 otherwise) */
+};
+
+/* One route. Access and body rules are enforced here, before the handler runs: a handler
+ * never checks roles or the presence of a body itself. */
 struct route {
     const char *method;
     const char *pattern;
     rest_handler_fn handler;
     enum access access;
+    enum body body;
+    enum access dry_run_access; /* when != OPEN: enough when the body's dry_run is true */
 };
 
 #define API "/api/v1"
 #define SVC API "/services/{service}"
 #define FLEET SVC "/fleets/{fleet}"
 static const struct route routes[] = {
-    {"GET", API "/proxy-groups", rest__h_groups_list, VIEWER},
-    {"POST", API "/proxy-groups", rest__h_groups_create, ADMIN},
-    {"GET", API "/proxy-groups/{group}", rest__h_groups_get, VIEWER},
-    {"DELETE", API "/proxy-groups/{group}", rest__h_groups_delete, ADMIN},
-    {"GET", API "/services", rest__h_services_list, VIEWER},
-    {"POST", API "/services", rest__h_services_create, ADMIN},
-    {"GET", SVC, rest__h_services_get, VIEWER},
-    {"PATCH", SVC, rest__h_services_patch, ADMIN},
-    {"DELETE", SVC, rest__h_services_delete, ADMIN},
-    {"GET", SVC "/fleets", rest__h_fleets_list, VIEWER},
-    {"POST", SVC "/fleets", rest__h_fleets_create, ADMIN},
-    {"GET", FLEET, rest__h_fleets_get, VIEWER},
-    {"PATCH", FLEET, rest__h_fleets_patch, ADMIN},
-    {"DELETE", FLEET, rest__h_fleets_delete, ADMIN},
-    {"GET", FLEET "/endpoints", rest__h_endpoints_list, VIEWER},
-    {"POST", FLEET "/endpoints", rest__h_endpoints_create, OPERATOR},
-    {"GET", FLEET "/endpoints/{endpoint}", rest__h_endpoints_get, VIEWER},
-    {"PATCH", FLEET "/endpoints/{endpoint}", rest__h_endpoints_patch, OPERATOR},
-    {"DELETE", FLEET "/endpoints/{endpoint}", rest__h_endpoints_delete, OPERATOR},
-    {"GET", API "/tokens", rest__h_tokens_list, ADMIN},
-    {"POST", API "/tokens", rest__h_tokens_create, ADMIN},
-    {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN},
-    {"GET", API "/events", rest__h_events_list, VIEWER},
-    {"GET", API "/whoami", rest__h_whoami, VIEWER},
-    {"GET", API "/proxies", rest__h_proxies_list, VIEWER},
-    {"GET", API "/proxies/{node_id}/config", rest__h_proxies_config, VIEWER},
-    {"GET", API "/health", rest__h_health_list, VIEWER},
-    {"POST", API "/restarts", rest__h_restarts_plan, VIEWER},
-    {"GET", API "/restarts", rest__h_restarts_list, VIEWER},
-    {"GET", API "/restarts/{restart}", rest__h_restarts_get, VIEWER},
-    {"POST", API "/restarts/{restart}/{action}", rest__h_restarts_action, OPERATOR},
+    {"GET", API "/proxy-groups", rest__h_groups_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/proxy-groups", rest__h_groups_create, ADMIN, .body = NEED_BODY},
+    {"GET", API "/proxy-groups/{group}", rest__h_groups_get, VIEWER, .body = NO_BODY},
+    {"DELETE", API "/proxy-groups/{group}", rest__h_groups_delete, ADMIN, .body = NO_BODY},
+    {"GET", API "/services", rest__h_services_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/services", rest__h_services_create, ADMIN, .body = NEED_BODY},
+    {"GET", SVC, rest__h_services_get, VIEWER, .body = NO_BODY},
+    {"PATCH", SVC, rest__h_services_patch, ADMIN, .body = NEED_BODY},
+    {"DELETE", SVC, rest__h_services_delete, ADMIN, .body = NO_BODY},
+    {"GET", SVC "/fleets", rest__h_fleets_list, VIEWER, .body = NO_BODY},
+    {"POST", SVC "/fleets", rest__h_fleets_create, ADMIN, .body = NEED_BODY},
+    {"GET", FLEET, rest__h_fleets_get, VIEWER, .body = NO_BODY},
+    {"PATCH", FLEET, rest__h_fleets_patch, ADMIN, .body = NEED_BODY},
+    {"DELETE", FLEET, rest__h_fleets_delete, ADMIN, .body = NO_BODY},
+    {"GET", FLEET "/endpoints", rest__h_endpoints_list, VIEWER, .body = NO_BODY},
+    {"POST", FLEET "/endpoints", rest__h_endpoints_create, OPERATOR, .body = NEED_BODY},
+    {"GET", FLEET "/endpoints/{endpoint}", rest__h_endpoints_get, VIEWER, .body = NO_BODY},
+    {"PATCH", FLEET "/endpoints/{endpoint}", rest__h_endpoints_patch, OPERATOR, .body = NEED_BODY},
+    {"DELETE", FLEET "/endpoints/{endpoint}", rest__h_endpoints_delete, OPERATOR, .body = NO_BODY},
+    {"GET", API "/tokens", rest__h_tokens_list, ADMIN, .body = NO_BODY},
+    {"POST", API "/tokens", rest__h_tokens_create, ADMIN, .body = NEED_BODY},
+    {"DELETE", API "/tokens/{token}", rest__h_tokens_delete, ADMIN, .body = NO_BODY},
+    {"GET", API "/events", rest__h_events_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/whoami", rest__h_whoami, VIEWER, .body = NO_BODY},
+    {"GET", API "/proxies", rest__h_proxies_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/proxies/{node_id}/config", rest__h_proxies_config, VIEWER, .body = NO_BODY},
+    {"GET", API "/health", rest__h_health_list, VIEWER, .body = NO_BODY},
+    /* A dry run only plans (viewer); starting a restart needs the operator role. */
+    {"POST", API "/restarts", rest__h_restarts_plan, OPERATOR, .body = NEED_BODY,
+     .dry_run_access = VIEWER},
+    {"GET", API "/restarts", rest__h_restarts_list, VIEWER, .body = NO_BODY},
+    {"GET", API "/restarts/{restart}", rest__h_restarts_get, VIEWER, .body = NO_BODY},
+    {"POST", API "/restarts/{restart}/{action}", rest__h_restarts_action, OPERATOR,
+     .body = OPT_BODY},
     {"POST", API "/restarts/{restart}/batches/{batch}/restarted", rest__h_restarts_batch_restarted,
-     OPERATOR},
-    {"GET", API "/deployments", rest__h_deployments_list, VIEWER},
-    {"POST", API "/deployments", rest__h_deployments_create, OPERATOR},
-    {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER},
-    {"POST", API "/deployments/{deployment}/{action}", rest__h_deployments_action, OPERATOR},
-    {"GET", API "/replicas", rest__h_replicas_list, VIEWER},
-    {"GET", "/healthz", rest__h_healthz, OPEN},
-    {"GET", "/readyz", rest__h_readyz, OPEN},
-    {"GET", "/metrics", rest__h_metrics, OPEN},
-    {"GET", "/", rest__h_ui_index, OPEN},
-    {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN},
-    {"GET", "/favicon.ico", rest__h_ui_favicon, OPEN},
+     OPERATOR, .body = OPT_BODY},
+    {"GET", API "/deployments", rest__h_deployments_list, VIEWER, .body = NO_BODY},
+    {"POST", API "/deployments", rest__h_deployments_create, OPERATOR, .body = NEED_BODY},
+    {"GET", API "/deployments/{deployment}", rest__h_deployments_get, VIEWER, .body = NO_BODY},
+    {"POST", API "/deployments/{deployment}/{action}", rest__h_deployments_action, OPERATOR,
+     .body = OPT_BODY},
+    {"GET", "/healthz", rest__h_healthz, OPEN, .body = NO_BODY},
+    {"GET", "/readyz", rest__h_readyz, OPEN, .body = NO_BODY},
+    {"GET", "/metrics", rest__h_metrics, OPEN, .body = NO_BODY},
+    {"GET", "/", rest__h_ui_index, OPEN, .body = NO_BODY},
+    {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN, .body = NO_BODY},
+    {"GET", "/favicon.ico", rest__h_ui_favicon, OPEN, .body = NO_BODY},
+    {"GET", API "/replicas", rest__h_replicas_list, VIEWER, .body = NO_BODY},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -239,7 +263,8 @@ const char *rest__accept(rest_req *req)
 
 static const char *const access_names[] = {"open", "viewer", "operator", "admin"};
 
-/* Resolves the caller's role. Returns true when the request may proceed. */
+/* Resolves the caller's role (401 when a token is needed and missing or wrong). Returns true
+ * when the request may proceed; authorize() then checks the role against the route. */
 static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
                          const struct route *r, rest_req *req, rest_resp *resp)
 {
@@ -279,11 +304,36 @@ static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
     req->role = t.role;
     snprintf(req->actor, sizeof(req->actor), "token:%lld%s%s", (long long)t.id,
              t.name[0] ? ":" : "", t.name);
-    if ((int)t.role + 1 < (int)r->access) {
-        rest__error_status(resp, 403, "forbidden", "",
-                           "this action needs the %s role; the token "
-                           "has %s",
-                           access_names[r->access], hf_role_name(t.role));
+    return true;
+}
+
+/* Checks the caller's role against the route (403). A route with a dry_run_access lets that
+ * role through when the (parsed) body asks for a dry run only. */
+static bool authorize(const struct route *r, rest_req *req, rest_resp *resp)
+{
+    enum access need = r->access;
+    if (r->dry_run_access != OPEN && rest__body_dry_run(req->body)) {
+        need = r->dry_run_access;
+    }
+    if (need == OPEN || (int)req->role + 1 >= (int)need) {
+        return true;
+    }
+    rest__error_status(resp, 403, "forbidden", "",
+                       "this action needs the %s role%s; the token has %s", access_names[need],
+                       r->dry_run_access != OPEN ? " (a dry run needs less)" : "",
+                       hf_role_name(req->role));
+    return false;
+}
+
+/* Checks the parsed body against the route: present when needed (400), an object (422). */
+static bool check_body(const struct route *r, rest_req *req, rest_resp *resp)
+{
+    if (r->body == NEED_BODY && req->body == NULL) {
+        rest__error_status(resp, 400, "malformed_json", "", "this request needs a JSON body");
+        return false;
+    }
+    if (r->body != NO_BODY && req->body != NULL && !json_is_object(req->body)) {
+        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
         return false;
     }
     return true;
@@ -352,13 +402,25 @@ static const char *dispatch(struct rest_server *srv, struct MHD_Connection *conn
                            REST_MAX_BODY);
         return r->pattern;
     }
-    if (authenticate(srv, conn, r, req, resp) && parse_body(rs, req, resp)) {
+    /* A route whose role depends on the body is authorized once the body is parsed. */
+    bool by_body = r->dry_run_access != OPEN;
+    if (authenticate(srv, conn, r, req, resp) && (by_body || authorize(r, req, resp)) &&
+        parse_body(rs, req, resp) && (!by_body || authorize(r, req, resp)) &&
+        check_body(r, req, resp)) {
         r->handler(req, resp);
     }
     return r->pattern;
 }
 
 /* ---- server-sent events: the audit log, live ---- */
+
+#define KEEPALIVE_MS 10000
+
+/* CLOCK_MONOTONIC in ms, the clock ev_cond waits on. */
+static int64_t mono_ms(void)
+{
+    return (int64_t)(hf_mono_ns() / 1000000u);
+}
 
 struct event_stream {
     struct rest_server *srv;
@@ -381,8 +443,42 @@ static void format_events(struct event_stream *es, const hf_event *ev, size_t n)
     }
 }
 
-/* Feeds the stream: new events as they are committed (polled every 200 ms), a comment every
- * 10 s so proxies and browsers keep the connection. Blocks: one thread per connection. */
+/* The store's event hook: wakes every event stream. Store lock held; ev_lock is a leaf. */
+static void on_events(void *arg)
+{
+    struct rest_server *srv = arg;
+    pthread_mutex_lock(&srv->ev_lock);
+    srv->ev_gen++;
+    pthread_cond_broadcast(&srv->ev_cond);
+    pthread_mutex_unlock(&srv->ev_lock);
+}
+
+/* Waits until events were committed after generation seen, the server stops, or deadline_ms
+ * (mono_ms time) passes. */
+static void wait_events(struct rest_server *srv, uint64_t seen, int64_t deadline_ms)
+{
+    struct timespec until = {.tv_sec = (time_t)(deadline_ms / 1000),
+                             .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    pthread_mutex_lock(&srv->ev_lock);
+    while (srv->ev_gen == seen && !atomic_load(&srv->stopping)) {
+        if (pthread_cond_timedwait(&srv->ev_cond, &srv->ev_lock, &until) != 0) {
+            break; /* the deadline */
+        }
+    }
+    pthread_mutex_unlock(&srv->ev_lock);
+}
+
+static uint64_t events_seen(struct rest_server *srv)
+{
+    pthread_mutex_lock(&srv->ev_lock);
+    uint64_t g = srv->ev_gen;
+    pthread_mutex_unlock(&srv->ev_lock);
+    return g;
+}
+
+/* Feeds the stream: new events as they are committed (woken by the store's event hook, no
+ * polling), a comment every 10 s so proxies and browsers keep the connection. Blocks: one
+ * thread per connection. */
 static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -400,21 +496,23 @@ static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
         if (atomic_load(&es->srv->stopping)) {
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
+        /* Read the generation first: an event committed after it wakes the wait below. */
+        uint64_t seen = events_seen(es->srv);
         hf_event *ev;
         size_t n = 0;
         if (store_event_list(es->srv->store, es->since, 200, &ev, &n) == HF_OK) {
             format_events(es, ev, n);
             free(ev);
         }
-        int64_t now = hf_now_ms();
-        if (es->pending.len == 0 && now - es->last_write_ms >= 10000) {
+        int64_t now = mono_ms();
+        if (es->pending.len == 0 && now - es->last_write_ms >= KEEPALIVE_MS) {
             hf_buf_puts(&es->pending, ": keep-alive\n\n");
         }
         if (es->pending.len > 0) {
             es->last_write_ms = now;
             continue;
         }
-        usleep(200 * 1000);
+        wait_events(es->srv, seen, es->last_write_ms + KEEPALIVE_MS);
     }
 }
 
@@ -456,7 +554,7 @@ static enum MHD_Result send_special(struct rest_server *srv, struct MHD_Connecti
         struct event_stream *es = xcalloc(1, sizeof(*es));
         es->srv = srv;
         es->since = resp->stream_since;
-        es->last_write_ms = 0; /* a first comment at once: the client knows it is connected */
+        es->last_write_ms = -KEEPALIVE_MS; /* a first comment at once: the client knows */
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_events, es, free_events);
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -507,24 +605,36 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, rest_resp *res
     return ret;
 }
 
-static void record(const char *method, const char *route, int status, uint64_t start_ns,
-                   const char *actor, const char *url)
+/* The method as a label value: a peer chooses it, so only the known ones are counted by name
+ * and any other as "other" (one series, however many made-up methods arrive). */
+static const char *method_label(const char *method)
 {
-    char labels[384];
-    snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"", method, route,
-             status);
-    hf_counter_add("holdfast_http_requests_total", "REST requests by route and status.", labels, 1);
-    snprintf(labels, sizeof(labels), "route=\"%s\"", route);
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(method, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return "other";
+}
+
+static void record(struct rest_server *srv, const char *method, const char *route, int status,
+                   uint64_t start_ns, const char *actor, const char *url)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *labels[] = {method_label(method), route, code};
+    hf_series_add(hf_metric_series(srv->requests, labels), 1);
     double secs = (double)(hf_mono_ns() - start_ns) / 1e9;
-    hf_histogram_observe("holdfast_http_request_seconds", "REST request latency.", labels, secs);
+    hf_series_observe(hf_metric_series(srv->latency, &route), secs);
     bool mutation = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
     hf_log(mutation ? HF_LOG_INFO : HF_LOG_DEBUG, "rest", "%s %s -> %d (%s, %.1f ms)", method, url,
            status, actor, secs * 1000);
 }
 
 /* Queues a refusal made on the headers; the connection closes after it. */
-static enum MHD_Result send_refusal(struct MHD_Connection *conn, struct request_state *rs,
-                                    const char *method, const char *url)
+static enum MHD_Result send_refusal(struct rest_server *srv, struct MHD_Connection *conn,
+                                    struct request_state *rs, const char *method, const char *url)
 {
     char *body = json_dumps(rs->refusal.json, JSON_COMPACT);
     hf_buf b = {0};
@@ -541,7 +651,7 @@ static enum MHD_Result send_refusal(struct MHD_Connection *conn, struct request_
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)rs->refusal.status, r);
     MHD_destroy_response(r);
     rs->answered = true;
-    record(method, "refused", rs->refusal.status, rs->start_ns, "-", url);
+    record(srv, method, "refused", rs->refusal.status, rs->start_ns, "-", url);
     return ret;
 }
 
@@ -561,7 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
         if (rs->refused && expect != NULL && strcasecmp(expect, "100-continue") == 0) {
             /* The client waits for our word before it sends the body: no "100 Continue". */
-            return send_refusal(conn, rs, method, url);
+            return send_refusal(srv, conn, rs, method, url);
         }
         return MHD_YES;
     }
@@ -569,7 +679,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* Read and dropped (never buffered), so that the client reads the answer. */
         bool last = *upload_data_size == 0;
         *upload_data_size = 0;
-        return last && !rs->answered ? send_refusal(conn, rs, method, url) : MHD_YES;
+        return last && !rs->answered ? send_refusal(srv, conn, rs, method, url) : MHD_YES;
     }
     if (*upload_data_size != 0) {
         if (!rs->too_big && rs->body.len + *upload_data_size > REST_MAX_BODY) {
@@ -589,7 +699,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ret = resp.stream_events || resp.static_body != NULL
                               ? send_special(srv, conn, &resp)
                               : send_response(conn, &resp);
-    record(method, route, resp.status, rs->start_ns, req.actor[0] ? req.actor : "-", url);
+    record(srv, method, route, resp.status, rs->start_ns, req.actor[0] ? req.actor : "-", url);
     json_decref(req.body);
     json_decref(resp.json);
     free(resp.text);
@@ -691,6 +801,17 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
             return rc;
         }
     }
+    pthread_mutex_init(&srv->ev_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->ev_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Labels are bounded: known methods or "other", route patterns, statuses. */
+    srv->requests = hf_metric_get(HF_METRIC_COUNTER, "holdfast_http_requests_total",
+                                  "REST requests by route and status.", "method,route,status", 0);
+    srv->latency = hf_metric_get(HF_METRIC_HISTOGRAM, "holdfast_http_request_seconds",
+                                 "REST request latency.", "route", 0);
     /* poll(), not select(): with thousands of proxies connected, descriptors pass FD_SETSIZE. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) | tls_flags;
@@ -703,12 +824,15 @@ int rest_start(const rest_config *cfg, rest_server **out, hf_detail *d)
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
         rest__tls_free(srv->tls);
+        pthread_cond_destroy(&srv->ev_cond);
+        pthread_mutex_destroy(&srv->ev_lock);
         free(srv);
         return hf_fail(d, HF_EIO, "http", "cannot listen on %s port %u (in use?)", cfg->address,
                        cfg->port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
+    store_set_event_hook(srv->store, on_events, srv);
     *out = srv;
     return HF_OK;
 }
@@ -728,8 +852,14 @@ void rest_stop(rest_server *srv)
     if (srv == NULL) {
         return;
     }
+    store_set_event_hook(srv->store, NULL, NULL); /* no call in progress after this */
+    pthread_mutex_lock(&srv->ev_lock);
     atomic_store(&srv->stopping, true);
+    pthread_cond_broadcast(&srv->ev_cond); /* event streams end */
+    pthread_mutex_unlock(&srv->ev_lock);
     MHD_stop_daemon(srv->daemon);
     rest__tls_free(srv->tls);
+    pthread_cond_destroy(&srv->ev_cond);
+    pthread_mutex_destroy(&srv->ev_lock);
     free(srv);
 }

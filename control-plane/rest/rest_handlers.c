@@ -19,20 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A body is required and must be an object (400 when absent; malformed JSON never gets here). */
-static bool need_body(rest_req *req, rest_resp *resp)
-{
-    if (req->body == NULL) {
-        rest__error_status(resp, 400, "malformed_json", "", "this request needs a JSON body");
-        return false;
-    }
-    if (!json_is_object(req->body)) {
-        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
-        return false;
-    }
-    return true;
-}
-
 /* Renders a list as {"items": [...]}; render(i) is called for each element. */
 #define LIST_RESPONSE(resp, items, n, render_fn)                                                   \
     do {                                                                                           \
@@ -64,9 +50,6 @@ void rest__h_groups_list(rest_req *req, rest_resp *resp)
 
 void rest__h_groups_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_proxy_group g = {0};
     int rc = rest__group_apply(req->body, &g, true, &d);
@@ -139,9 +122,6 @@ void rest__h_services_list(rest_req *req, rest_resp *resp)
 
 void rest__h_services_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_service *s = xmalloc(sizeof(*s));
     hf_service_defaults(s);
@@ -178,9 +158,6 @@ void rest__h_services_get(rest_req *req, rest_resp *resp)
 
 void rest__h_services_patch(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_service *s = xmalloc(sizeof(*s));
     int rc = store_service_get(req->store, req->params[0], s, &d);
@@ -232,9 +209,6 @@ void rest__h_fleets_list(rest_req *req, rest_resp *resp)
 
 void rest__h_fleets_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_fleet f = {.role = HF_ROLE_STANDBY};
     snprintf(f.service, sizeof(f.service), "%s", req->params[0]);
@@ -266,9 +240,6 @@ void rest__h_fleets_get(rest_req *req, rest_resp *resp)
 
 void rest__h_fleets_patch(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_fleet f;
     int rc = store_fleet_get(req->store, req->params[0], req->params[1], &f, &d);
@@ -334,9 +305,6 @@ void rest__h_endpoints_list(rest_req *req, rest_resp *resp)
 
 void rest__h_endpoints_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_endpoint e;
     hf_endpoint_defaults(&e);
@@ -379,9 +347,6 @@ void rest__h_endpoints_get(rest_req *req, rest_resp *resp)
 
 void rest__h_endpoints_patch(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
     hf_endpoint e;
     if (!endpoint_param(req, resp, &e)) {
@@ -439,41 +404,16 @@ void rest__h_tokens_list(rest_req *req, rest_resp *resp)
 
 void rest__h_tokens_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
     hf_detail d = {0};
-    enum hf_role role = HF_TOKEN_VIEWER;
-    const char *name = "";
-    const char *key;
-    json_t *v;
-    json_object_foreach(req->body, key, v)
-    {
-        if (strcmp(key, "role") == 0) {
-            if (!json_is_string(v) || hf_role_parse(json_string_value(v), &role) != HF_OK) {
-                rest__error_status(resp, 422, "invalid_field", "role",
-                                   "role must be one of: viewer, operator, admin");
-                return;
-            }
-        } else if (strcmp(key, "name") == 0) {
-            if (!json_is_string(v) || !hf_name_valid(json_string_value(v))) {
-                rest__error_status(resp, 422, "invalid_field", "name",
-                                   "name must match [a-z0-9][a-z0-9-]{0,62}");
-                return;
-            }
-            name = json_string_value(v);
-        } else {
-            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
-            return;
-        }
-    }
-    if (!json_object_get(req->body, "role")) {
-        rest__error_status(resp, 422, "invalid_field", "role", "role is required");
+    rest_token_body body;
+    int rc = rest__token_body_apply(req->body, &body, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
         return;
     }
     char secret[HF_TOKEN_LEN + 1];
     hf_token t;
-    int rc = hf_token_issue(req->store, req->actor, role, name, secret, &t, &d);
+    rc = hf_token_issue(req->store, req->actor, body.role, body.name, secret, &t, &d);
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -767,65 +707,6 @@ void rest__h_metrics(rest_req *req, rest_resp *resp)
 /* deployments                                                                              */
 /* ======================================================================================== */
 
-static bool json_number(json_t *v, double *out)
-{
-    if (json_is_integer(v) || json_is_real(v)) {
-        *out = json_number_value(v);
-        return true;
-    }
-    return false;
-}
-
-/* Reads the plan body; false (and a 422) on a wrong or unknown member. */
-static bool plan_input(json_t *body, deploy_plan_input *in, rest_resp *resp)
-{
-    *in = (deploy_plan_input){.lead_s = -1, .tail_threshold_pct = -1, .deadline_factor = -1};
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-    {
-        double num = 0;
-        bool ok = true;
-        if (strcmp(key, "service") == 0 || strcmp(key, "to_fleet") == 0) {
-            char *dst = key[0] == 's' ? in->service : in->to_fleet;
-            ok = json_is_string(v) && hf_name_valid(json_string_value(v));
-            if (ok) {
-                snprintf(dst, HF_NAME_MAX, "%s", json_string_value(v));
-            }
-        } else if (strcmp(key, "lowered_ttl_s") == 0) {
-            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
-                 json_integer_value(v) <= HF_TTL_MAX_S;
-            in->lowered_ttl_s = ok ? (uint32_t)json_integer_value(v) : 0;
-        } else if (strcmp(key, "lead_s") == 0) {
-            ok = json_is_integer(v) && json_integer_value(v) >= 0;
-            in->lead_s = ok ? json_integer_value(v) : -1;
-        } else if (strcmp(key, "tail_threshold_pct") == 0) {
-            ok = json_number(v, &num) && num >= 0;
-            in->tail_threshold_pct = num;
-        } else if (strcmp(key, "deadline_factor") == 0) {
-            ok = json_number(v, &num) && num >= 0;
-            in->deadline_factor = num;
-        } else if (strcmp(key, "force") == 0) {
-            ok = json_is_boolean(v);
-            in->force = json_is_true(v);
-        } else {
-            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
-            return false;
-        }
-        if (!ok) {
-            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
-                               key);
-            return false;
-        }
-    }
-    const char *missing = !in->service[0] ? "service" : !in->to_fleet[0] ? "to_fleet" : NULL;
-    if (missing != NULL) {
-        rest__error_status(resp, 422, "invalid_field", missing, "%s is required", missing);
-        return false;
-    }
-    return true;
-}
-
 static void render_deployment(rest_req *req, rest_resp *resp, int status, const hf_deployment *dep)
 {
     hf_tail_sample *s = NULL;
@@ -837,16 +718,13 @@ static void render_deployment(rest_req *req, rest_resp *resp, int status, const 
 
 void rest__h_deployments_create(rest_req *req, rest_resp *resp)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
-    deploy_plan_input in;
-    if (!plan_input(req->body, &in, resp)) {
-        return;
-    }
     hf_detail d = {0};
+    deploy_plan_input in;
     hf_deployment dep;
-    int rc = deploy_plan(req->store, req->actor, &in, &dep, &d);
+    int rc = rest__deploy_plan_apply(req->body, &in, &d);
+    if (rc == HF_OK) {
+        rc = deploy_plan(req->store, req->actor, &in, &dep, &d);
+    }
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -887,42 +765,6 @@ void rest__h_deployments_get(rest_req *req, rest_resp *resp)
     render_deployment(req, resp, 200, &dep);
 }
 
-/* Reads an action's optional body: force, acknowledge_format_change, by_s. */
-static bool action_args(rest_req *req, deploy_action_args *a, rest_resp *resp)
-{
-    memset(a, 0, sizeof(*a));
-    if (req->body == NULL) {
-        return true;
-    }
-    if (!json_is_object(req->body)) {
-        rest__error_status(resp, 422, "invalid_field", "", "the body must be a JSON object");
-        return false;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(req->body, key, v)
-    {
-        bool ok;
-        if (strcmp(key, "force") == 0 || strcmp(key, "acknowledge_format_change") == 0) {
-            ok = json_is_boolean(v);
-            *(key[0] == 'f' ? &a->force : &a->acknowledge_format_change) = json_is_true(v);
-        } else if (strcmp(key, "by_s") == 0) {
-            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
-                 json_integer_value(v) <= HF_TTL_MAX_S;
-            a->extend_by_s = ok ? (uint32_t)json_integer_value(v) : 0;
-        } else {
-            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
-            return false;
-        }
-        if (!ok) {
-            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
-                               key);
-            return false;
-        }
-    }
-    return true;
-}
-
 void rest__h_deployments_action(rest_req *req, rest_resp *resp)
 {
     enum deploy_action action;
@@ -932,13 +774,13 @@ void rest__h_deployments_action(rest_req *req, rest_resp *resp)
                            req->params[1]);
         return;
     }
-    deploy_action_args args;
-    if (!action_args(req, &args, resp)) {
-        return;
-    }
     hf_detail d = {0};
+    deploy_action_args args;
     hf_deployment dep;
-    int rc = deploy_act(req->store, req->actor, req->params[0], action, &args, &dep, &d);
+    int rc = rest__deploy_action_apply(req->body, &args, &d);
+    if (rc == HF_OK) {
+        rc = deploy_act(req->store, req->actor, req->params[0], action, &args, &dep, &d);
+    }
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -1061,64 +903,6 @@ void rest__h_whoami(rest_req *req, rest_resp *resp)
 /* rolling restarts: the planner                                                            */
 /* ======================================================================================== */
 
-/* Reads the plan request; false (and a 422) on a wrong or unknown member. */
-static bool restart_input(json_t *body, char *service, char *fleet, restart_plan_input *in,
-                          bool *dry_run, char *webhook, rest_resp *resp)
-{
-    *in = (restart_plan_input){.max_disconnect_pct = 5, .max_draining_pct = 60, .restart_s = 60};
-    int has_dry_run = 0;
-    *dry_run = false;
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-    {
-        bool ok = true;
-        double num = 0;
-        if (strcmp(key, "service") == 0 || strcmp(key, "fleet") == 0) {
-            ok = json_is_string(v) && hf_name_valid(json_string_value(v));
-            if (ok) {
-                snprintf(key[0] == 's' ? service : fleet, HF_NAME_MAX, "%s", json_string_value(v));
-            }
-        } else if (strcmp(key, "avg_connection_s") == 0 || strcmp(key, "restart_s") == 0) {
-            ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
-                 json_integer_value(v) <= HF_DURATION_MAX_S;
-            *(key[0] == 'a' ? &in->avg_connection_s : &in->restart_s) =
-                ok ? (uint32_t)json_integer_value(v) : 0;
-        } else if (strcmp(key, "max_disconnect_pct") == 0 || strcmp(key, "max_draining_pct") == 0) {
-            ok = json_number(v, &num);
-            *(strcmp(key, "max_disconnect_pct") == 0 ? &in->max_disconnect_pct
-                                                     : &in->max_draining_pct) = num;
-        } else if (strcmp(key, "dry_run") == 0) {
-            ok = json_is_boolean(v);
-            *dry_run = json_is_true(v);
-            has_dry_run = ok;
-        } else if (strcmp(key, "webhook_url") == 0) {
-            ok = json_is_string(v) && json_string_length(v) < HF_WEBHOOK_MAX;
-            if (ok) {
-                snprintf(webhook, HF_WEBHOOK_MAX, "%s", json_string_value(v));
-            }
-        } else {
-            rest__error_status(resp, 422, "unknown_field", key, "unknown field %s", key);
-            return false;
-        }
-        if (!ok) {
-            rest__error_status(resp, 422, "invalid_field", key, "%s has a wrong type or value",
-                               key);
-            return false;
-        }
-    }
-    const char *missing = !service[0]                 ? "service"
-                          : !fleet[0]                 ? "fleet"
-                          : in->avg_connection_s == 0 ? "avg_connection_s"
-                          : !has_dry_run ? "dry_run" /* starting takes an explicit false */
-                                         : NULL;
-    if (missing != NULL) {
-        rest__error_status(resp, 422, "invalid_field", missing, "%s is required", missing);
-        return false;
-    }
-    return true;
-}
-
 static json_t *restart_json(const hf_restart *r, const hf_restart_batch *b, size_t nb)
 {
     json_t *o = json_pack(
@@ -1199,7 +983,10 @@ void rest__h_restarts_action(rest_req *req, rest_resp *resp)
         return;
     }
     hf_detail d = {0};
-    int rc = restart_act(req->store, req->actor, req->params[0], a, &d);
+    int rc = rest__empty_body_apply(req->body, &d);
+    if (rc == HF_OK) {
+        rc = restart_act(req->store, req->actor, req->params[0], a, &d);
+    }
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -1212,9 +999,12 @@ void rest__h_restarts_batch_restarted(rest_req *req, rest_resp *resp)
     char *end;
     unsigned long n = strtoul(req->params[1], &end, 10);
     hf_detail d = {0};
-    int rc = *end != '\0'
+    int rc = rest__empty_body_apply(req->body, &d);
+    if (rc == HF_OK) {
+        rc = *end != '\0'
                  ? hf_fail(&d, HF_ENOTFOUND, "", "'%s' is not a batch number", req->params[1])
                  : restart_batch_restarted(req->store, req->actor, req->params[0], (uint32_t)n, &d);
+    }
     if (rc != HF_OK) {
         rest__error(resp, rc, &d);
         return;
@@ -1222,34 +1012,12 @@ void rest__h_restarts_batch_restarted(rest_req *req, rest_resp *resp)
     render_restart(req, resp, 200, req->params[0]);
 }
 
-void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
+/* A dry run: the plan for the fleet as it is now, nothing stored. */
+static void restart_dry_run(rest_req *req, rest_resp *resp, const rest_restart_body *body)
 {
-    if (!need_body(req, resp)) {
-        return;
-    }
-    char service[HF_NAME_MAX] = "", fleet[HF_NAME_MAX] = "", webhook[HF_WEBHOOK_MAX] = "";
-    restart_plan_input in;
-    bool dry_run;
-    if (!restart_input(req->body, service, fleet, &in, &dry_run, webhook, resp)) {
-        return;
-    }
     hf_detail d = {0};
-    if (!dry_run) {
-        if (req->role < HF_TOKEN_OPERATOR) {
-            rest__error_status(resp, 403, "forbidden", "",
-                               "starting a restart needs the "
-                               "operator role; planning (dry_run) does not");
-            return;
-        }
-        hf_restart r;
-        int rc = restart_start(req->store, req->actor, service, fleet, &in, webhook, &r, &d);
-        if (rc != HF_OK) {
-            rest__error(resp, rc, &d);
-            return;
-        }
-        render_restart(req, resp, 201, r.id);
-        return;
-    }
+    const char *service = body->service, *fleet = body->fleet;
+    restart_plan_input in = body->in;
     hf_service svc;
     hf_endpoint *eps;
     size_t n;
@@ -1285,4 +1053,29 @@ void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
                          (int)p.drain_window_s, "concurrent_batches", (int)p.concurrent_batches,
                          "interval_s", (int)p.interval_s, "total_s", (int)p.total_s, "explanation",
                          p.explanation));
+}
+
+/* The route table lets a viewer through only when dry_run is true (rest.c); starting a restart
+ * needs the operator role. */
+void rest__h_restarts_plan(rest_req *req, rest_resp *resp)
+{
+    hf_detail d = {0};
+    rest_restart_body body;
+    int rc = rest__restart_body_apply(req->body, &body, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    if (body.dry_run) {
+        restart_dry_run(req, resp, &body);
+        return;
+    }
+    hf_restart r;
+    rc = restart_start(req->store, req->actor, body.service, body.fleet, &body.in, body.webhook_url,
+                       &r, &d);
+    if (rc != HF_OK) {
+        rest__error(resp, rc, &d);
+        return;
+    }
+    render_restart(req, resp, 201, r.id);
 }

@@ -10,6 +10,7 @@
 #include "model.h"
 #include "store.h"
 #include "deploy.h"
+#include "restart_plan.h"
 #include "xds.h"
 
 #include <jansson.h>
@@ -73,6 +74,32 @@ int rest__group_apply(json_t *obj, hf_proxy_group *g, bool creating, hf_detail *
 int rest__service_apply(json_t *obj, hf_service *s, bool creating, hf_detail *d);
 int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d);
 int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d);
+
+/* Request bodies that are no model object, applied from the same field tables: types, ranges,
+ * required members (HF_EINVAL naming the field), unknown members (HF_EUNKNOWN). Each sets the
+ * defaults first. */
+typedef struct rest_token_body {
+    enum hf_role role;
+    char name[HF_NAME_MAX]; /* "" when not sent */
+} rest_token_body;
+
+typedef struct rest_restart_body {
+    char service[HF_NAME_MAX];
+    char fleet[HF_NAME_MAX];
+    char webhook_url[HF_WEBHOOK_MAX];
+    bool dry_run;
+    restart_plan_input in; /* endpoints and the service's connection limits are filled later */
+} rest_restart_body;
+
+int rest__token_body_apply(json_t *obj, rest_token_body *t, hf_detail *d);
+int rest__deploy_plan_apply(json_t *obj, deploy_plan_input *in, hf_detail *d);
+/* obj may be NULL (an action without a body): the defaults. */
+int rest__deploy_action_apply(json_t *obj, deploy_action_args *a, hf_detail *d);
+int rest__restart_body_apply(json_t *obj, rest_restart_body *r, hf_detail *d);
+/* A route that takes no members: NULL or {} pass, anything else is refused. */
+int rest__empty_body_apply(json_t *obj, hf_detail *d);
+/* Whether a (restart) body asks for a dry run only: its "dry_run" member is true. */
+bool rest__body_dry_run(json_t *obj);
 
 /* ---- handlers (rest_handlers.c) ---- */
 #define REST_HANDLERS(X)                                                                           \

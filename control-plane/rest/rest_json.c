@@ -14,18 +14,22 @@
 #include <stdio.h>
 #include <string.h>
 
-enum ftype { F_STR, F_U32, F_BOOL, F_ENUM, F_OBJ, F_STRLIST };
+enum ftype { F_STR, F_NAME, F_U32, F_I64, F_DBL, F_BOOL, F_ENUM, F_OBJ, F_STRLIST };
 
 /* One JSON member of an object. */
 struct field {
     const char *name;
     enum ftype type;
     size_t off;               /* offset of the value in the struct */
-    size_t size;              /* F_STR, F_STRLIST: bytes per string */
+    size_t size;              /* F_STR, F_NAME, F_STRLIST: bytes per string */
     bool immutable;           /* set at creation only */
+    bool required;            /* must be sent when creating */
+    bool ranged;              /* F_U32, F_I64: imin..imax; F_DBL: dmin..dmax */
+    int64_t imin, imax;       /* inclusive bounds of an integer */
+    double dmin, dmax;        /* inclusive bounds of a number */
     const char *const *names; /* F_ENUM: names indexed by value, NULL-terminated */
     const struct field *sub;  /* F_OBJ: the nested table, {NULL}-terminated */
-    size_t max;               /* F_STRLIST: capacity */
+    size_t cap;               /* F_STRLIST: capacity */
     size_t count_off;         /* F_STRLIST: offset of the uint32_t count */
 };
 
@@ -39,13 +43,18 @@ static const char *const fleet_roles[] = {"active", "standby", "draining", "reti
 static const char *const admin_states[] = {"active", "draining", "disabled", NULL};
 
 #define STR(T, m) .type = F_STR, .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
+#define NAME(T, m) .type = F_NAME, .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
 #define U32(T, m) .type = F_U32, .off = offsetof(T, m)
+#define I64(T, m) .type = F_I64, .off = offsetof(T, m)
+#define DBL(T, m) .type = F_DBL, .off = offsetof(T, m)
 #define BOOL(T, m) .type = F_BOOL, .off = offsetof(T, m)
 #define ENUM(T, m, list) .type = F_ENUM, .off = offsetof(T, m), .names = list
+#define IRANGE(lo, hi) .ranged = true, .imin = (lo), .imax = (hi)
+#define DRANGE(lo, hi) .ranged = true, .dmin = (lo), .dmax = (hi)
 
 static const struct field group_fields[] = {
     {"name", STR(hf_proxy_group, name), .immutable = true},
-    {"listener_port", U32(hf_proxy_group, listener_port)},
+    {"listener_port", U32(hf_proxy_group, listener_port), .required = true},
     {NULL},
 };
 
@@ -82,7 +91,7 @@ static const struct field service_fields[] = {
     {"name", STR(hf_service, name), .immutable = true},
     {"proxy_group", STR(hf_service, proxy_group)},
     {"domains", .type = F_STRLIST, .off = offsetof(hf_service, domains), .size = HF_DOMAIN_MAX,
-     .max = HF_MAX_DOMAINS, .count_off = offsetof(hf_service, n_domains)},
+     .cap = HF_MAX_DOMAINS, .count_off = offsetof(hf_service, n_domains)},
     {"affinity", .type = F_OBJ, .off = offsetof(hf_service, affinity), .sub = affinity_fields},
     {"health_check", .type = F_OBJ, .off = offsetof(hf_service, health_check),
      .sub = health_check_fields},
@@ -90,7 +99,7 @@ static const struct field service_fields[] = {
      .sub = connection_fields},
     {"compatible_session_formats", .type = F_STRLIST,
      .off = offsetof(hf_service, compatible_session_formats), .size = HF_SHORT_MAX,
-     .max = HF_MAX_FORMATS, .count_off = offsetof(hf_service, n_compatible_session_formats)},
+     .cap = HF_MAX_FORMATS, .count_off = offsetof(hf_service, n_compatible_session_formats)},
     {NULL},
 };
 
@@ -103,8 +112,8 @@ static const struct field fleet_fields[] = {
 };
 
 static const struct field endpoint_fields[] = {
-    {"address", STR(hf_endpoint, address), .immutable = true},
-    {"port", U32(hf_endpoint, port), .immutable = true},
+    {"address", STR(hf_endpoint, address), .immutable = true, .required = true},
+    {"port", U32(hf_endpoint, port), .immutable = true, .required = true},
     {"zone", STR(hf_endpoint, zone)},
     {"weight", U32(hf_endpoint, weight)},
     {"admin_state", ENUM(hf_endpoint, admin_state, admin_states)},
@@ -125,10 +134,17 @@ static json_t *render(const struct field *fields, const void *base)
         json_t *v = NULL;
         switch (f->type) {
         case F_STR:
+        case F_NAME:
             v = json_string(p + f->off);
             break;
         case F_U32:
             v = json_integer(*(const uint32_t *)(p + f->off));
+            break;
+        case F_I64:
+            v = json_integer(*(const int64_t *)(p + f->off));
+            break;
+        case F_DBL:
+            v = json_real(*(const double *)(p + f->off));
             break;
         case F_BOOL:
             v = json_boolean(*(const bool *)(p + f->off));
@@ -231,7 +247,7 @@ json_t *rest__event_json(const hf_event *e)
 /* ---- applying a request body ---- */
 
 static int apply(const struct field *fields, json_t *obj, void *base, bool creating,
-                 const char *prefix, hf_detail *d);
+                 const char *prefix, const char *const *server_owned, hf_detail *d);
 
 static int apply_string(const struct field *f, json_t *v, char *dst, const char *path, hf_detail *d)
 {
@@ -242,17 +258,54 @@ static int apply_string(const struct field *f, json_t *v, char *dst, const char 
     if (len >= f->size || memchr(json_string_value(v), '\0', len) != NULL) {
         return hf_fail(d, HF_EINVAL, path, "%s must be at most %zu characters", path, f->size - 1);
     }
+    if (f->type == F_NAME && !hf_name_valid(json_string_value(v))) {
+        return hf_fail(d, HF_EINVAL, path, "%s must match [a-z0-9][a-z0-9-]{0,62}", path);
+    }
     memcpy(dst, json_string_value(v), len + 1);
     return HF_OK;
 }
 
-static int apply_u32(json_t *v, uint32_t *dst, const char *path, hf_detail *d)
+/* An integer member: F_U32 (0..UINT32_MAX) or F_I64, within the field's range when it has one. */
+static int apply_int(const struct field *f, json_t *v, char *dst, const char *path, hf_detail *d)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) > (json_int_t)UINT32_MAX) {
-        return hf_fail(d, HF_EINVAL, path, "%s must be a non-negative integer", path);
+    int64_t lo = f->type == F_U32 ? 0 : INT64_MIN;
+    int64_t hi = f->type == F_U32 ? (int64_t)UINT32_MAX : INT64_MAX;
+    if (f->ranged) {
+        lo = f->imin > lo ? f->imin : lo;
+        hi = f->imax < hi ? f->imax : hi;
     }
-    *dst = (uint32_t)json_integer_value(v);
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    if (!json_is_integer(v) || n < lo || n > hi) {
+        if (!f->ranged) {
+            return hf_fail(d, HF_EINVAL, path, "%s must be a non-negative integer", path);
+        }
+        return hf_fail(d, HF_EINVAL, path, "%s must be an integer from %lld to %lld", path,
+                       (long long)lo, (long long)hi);
+    }
+    if (f->type == F_U32) {
+        *(uint32_t *)dst = (uint32_t)n;
+    } else {
+        *(int64_t *)dst = n;
+    }
+    return HF_OK;
+}
+
+/* A number member (integer or real), within the field's range when it has one. */
+static int apply_double(const struct field *f, json_t *v, double *dst, const char *path,
+                        hf_detail *d)
+{
+    double x = json_number_value(v);
+    if (!json_is_number(v) || !isfinite(x) || (f->ranged && (x < f->dmin || x > f->dmax))) {
+        if (!f->ranged) {
+            return hf_fail(d, HF_EINVAL, path, "%s must be a number", path);
+        }
+        if (isinf(f->dmax)) {
+            return hf_fail(d, HF_EINVAL, path, "%s must be a number of at least %g", path, f->dmin);
+        }
+        return hf_fail(d, HF_EINVAL, path, "%s must be a number from %g to %g", path, f->dmin,
+                       f->dmax);
+    }
+    *dst = x;
     return HF_OK;
 }
 
@@ -280,8 +333,8 @@ static int apply_strlist(const struct field *f, json_t *v, char *base, const cha
     if (!json_is_array(v)) {
         return hf_fail(d, HF_EINVAL, path, "%s must be an array of strings", path);
     }
-    if (json_array_size(v) > f->max) {
-        return hf_fail(d, HF_EINVAL, path, "%s holds at most %zu items", path, f->max);
+    if (json_array_size(v) > f->cap) {
+        return hf_fail(d, HF_EINVAL, path, "%s holds at most %zu items", path, f->cap);
     }
     size_t i;
     json_t *item;
@@ -301,9 +354,13 @@ static int apply_one(const struct field *f, json_t *v, char *base, bool creating
 {
     switch (f->type) {
     case F_STR:
+    case F_NAME:
         return apply_string(f, v, base + f->off, path, d);
     case F_U32:
-        return apply_u32(v, (uint32_t *)(base + f->off), path, d);
+    case F_I64:
+        return apply_int(f, v, base + f->off, path, d);
+    case F_DBL:
+        return apply_double(f, v, (double *)(base + f->off), path, d);
     case F_BOOL:
         if (!json_is_boolean(v)) {
             return hf_fail(d, HF_EINVAL, path, "%s must be true or false", path);
@@ -313,7 +370,7 @@ static int apply_one(const struct field *f, json_t *v, char *base, bool creating
     case F_ENUM:
         return apply_enum(f, v, (int *)(base + f->off), path, d);
     case F_OBJ:
-        return apply(f->sub, v, base + f->off, creating, path, d);
+        return apply(f->sub, v, base + f->off, creating, path, NULL, d);
     case F_STRLIST:
         return apply_strlist(f, v, base, path, d);
     }
@@ -325,7 +382,7 @@ static int check_immutable(const struct field *f, json_t *v, char *base, const c
                            hf_detail *d)
 {
     char copy[HF_DOMAIN_MAX];
-    size_t size = f->type == F_STR ? f->size : sizeof(uint32_t);
+    size_t size = f->type == F_STR || f->type == F_NAME ? f->size : sizeof(uint32_t);
     assert(size <= sizeof(copy));
     memcpy(copy, base + f->off, size);
     int rc = apply_one(f, v, base, false, path, d);
@@ -336,8 +393,23 @@ static int check_immutable(const struct field *f, json_t *v, char *base, const c
     return rc;
 }
 
+/* On creation: every required member of the table was sent. */
+static int check_required(const struct field *fields, json_t *obj, const char *prefix, hf_detail *d)
+{
+    for (const struct field *f = fields; f->name; f++) {
+        if (f->required && json_object_get(obj, f->name) == NULL) {
+            char path[128];
+            snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", f->name);
+            return hf_fail(d, HF_EINVAL, path, "%s is required", path);
+        }
+    }
+    return HF_OK;
+}
+
+/* Applies obj onto base along fields. prefix names the enclosing member ("" at the top);
+ * server_owned lists top-level members refused as read-only (NULL: none). */
 static int apply(const struct field *fields, json_t *obj, void *base, bool creating,
-                 const char *prefix, hf_detail *d)
+                 const char *prefix, const char *const *server_owned, hf_detail *d)
 {
     if (!json_is_object(obj)) {
         return hf_fail(d, HF_EINVAL, prefix, "%s must be a JSON object",
@@ -354,8 +426,8 @@ static int apply(const struct field *fields, json_t *obj, void *base, bool creat
             f++;
         }
         if (f->name == NULL) {
-            for (int i = 0; prefix[0] == '\0' && server_fields[i]; i++) {
-                if (strcmp(server_fields[i], key) == 0) {
+            for (int i = 0; server_owned != NULL && server_owned[i]; i++) {
+                if (strcmp(server_owned[i], key) == 0) {
                     return hf_fail(d, HF_EINVAL, path, "%s is set by the server", path);
                 }
             }
@@ -367,27 +439,110 @@ static int apply(const struct field *fields, json_t *obj, void *base, bool creat
             return rc;
         }
     }
-    return HF_OK;
+    return creating ? check_required(fields, obj, prefix, d) : HF_OK;
 }
 
 int rest__group_apply(json_t *obj, hf_proxy_group *g, bool creating, hf_detail *d)
 {
-    return apply(group_fields, obj, g, creating, "", d);
+    return apply(group_fields, obj, g, creating, "", server_fields, d);
 }
 
 int rest__service_apply(json_t *obj, hf_service *s, bool creating, hf_detail *d)
 {
-    return apply(service_fields, obj, s, creating, "", d);
+    return apply(service_fields, obj, s, creating, "", server_fields, d);
 }
 
 int rest__fleet_apply(json_t *obj, hf_fleet *f, bool creating, hf_detail *d)
 {
-    return apply(fleet_fields, obj, f, creating, "", d);
+    return apply(fleet_fields, obj, f, creating, "", server_fields, d);
 }
 
 int rest__endpoint_apply(json_t *obj, hf_endpoint *e, bool creating, hf_detail *d)
 {
-    return apply(endpoint_fields, obj, e, creating, "", d);
+    return apply(endpoint_fields, obj, e, creating, "", server_fields, d);
+}
+
+/* ---- request bodies that are no model object ---- */
+
+static const char *const role_names[] = {"viewer", "operator", "admin", NULL};
+static_assert(sizeof(enum hf_role) == sizeof(int), "enums are int-sized");
+
+static const struct field token_fields[] = {
+    {"role", ENUM(rest_token_body, role, role_names), .required = true},
+    {"name", NAME(rest_token_body, name)},
+    {NULL},
+};
+
+static const struct field deploy_plan_fields[] = {
+    {"service", NAME(deploy_plan_input, service), .required = true},
+    {"to_fleet", NAME(deploy_plan_input, to_fleet), .required = true},
+    {"lowered_ttl_s", U32(deploy_plan_input, lowered_ttl_s), IRANGE(1, HF_TTL_MAX_S)},
+    {"lead_s", I64(deploy_plan_input, lead_s), IRANGE(0, INT64_MAX)},
+    {"tail_threshold_pct", DBL(deploy_plan_input, tail_threshold_pct), DRANGE(0, INFINITY)},
+    {"deadline_factor", DBL(deploy_plan_input, deadline_factor), DRANGE(0, INFINITY)},
+    {"force", BOOL(deploy_plan_input, force)},
+    {NULL},
+};
+
+static const struct field deploy_action_fields[] = {
+    {"force", BOOL(deploy_action_args, force)},
+    {"acknowledge_format_change", BOOL(deploy_action_args, acknowledge_format_change)},
+    {"by_s", U32(deploy_action_args, extend_by_s), IRANGE(1, HF_TTL_MAX_S)},
+    {NULL},
+};
+
+#define RB rest_restart_body
+static const struct field restart_fields[] = {
+    {"service", NAME(RB, service), .required = true},
+    {"fleet", NAME(RB, fleet), .required = true},
+    {"avg_connection_s", U32(RB, in.avg_connection_s), IRANGE(1, HF_DURATION_MAX_S),
+     .required = true},
+    {"restart_s", U32(RB, in.restart_s), IRANGE(1, HF_DURATION_MAX_S)},
+    {"max_disconnect_pct", DBL(RB, in.max_disconnect_pct)},
+    {"max_draining_pct", DBL(RB, in.max_draining_pct)},
+    /* Required: starting a restart takes an explicit false. */
+    {"dry_run", BOOL(RB, dry_run), .required = true},
+    {"webhook_url", STR(RB, webhook_url)},
+    {NULL},
+};
+#undef RB
+
+/* A body with no members at all (the action routes that take none). */
+static const struct field no_fields[] = {{NULL}};
+
+int rest__token_body_apply(json_t *obj, rest_token_body *t, hf_detail *d)
+{
+    *t = (rest_token_body){.role = HF_TOKEN_VIEWER};
+    return apply(token_fields, obj, t, true, "", NULL, d);
+}
+
+int rest__deploy_plan_apply(json_t *obj, deploy_plan_input *in, hf_detail *d)
+{
+    *in = (deploy_plan_input){.lead_s = -1, .tail_threshold_pct = -1, .deadline_factor = -1};
+    return apply(deploy_plan_fields, obj, in, true, "", NULL, d);
+}
+
+int rest__deploy_action_apply(json_t *obj, deploy_action_args *a, hf_detail *d)
+{
+    memset(a, 0, sizeof(*a));
+    return obj == NULL ? HF_OK : apply(deploy_action_fields, obj, a, true, "", NULL, d);
+}
+
+int rest__restart_body_apply(json_t *obj, rest_restart_body *r, hf_detail *d)
+{
+    *r = (rest_restart_body){
+        .in = {.max_disconnect_pct = 5, .max_draining_pct = 60, .restart_s = 60}};
+    return apply(restart_fields, obj, r, true, "", NULL, d);
+}
+
+int rest__empty_body_apply(json_t *obj, hf_detail *d)
+{
+    return obj == NULL ? HF_OK : apply(no_fields, obj, NULL, true, "", NULL, d);
+}
+
+bool rest__body_dry_run(json_t *obj)
+{
+    return json_is_true(json_object_get(obj, "dry_run"));
 }
 
 /* ---- deployments ---- */

@@ -402,6 +402,14 @@ static void run_hook(hf_store *st, uint64_t generation)
     pthread_mutex_unlock(&st->hook_lock);
 }
 
+void store_set_event_hook(hf_store *st, store_event_fn fn, void *arg)
+{
+    pthread_mutex_lock(&st->lock);
+    st->event_fn = fn;
+    st->event_arg = arg;
+    pthread_mutex_unlock(&st->lock);
+}
+
 uint64_t store_generation(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
@@ -410,10 +418,22 @@ uint64_t store_generation(hf_store *st)
     return g;
 }
 
+void store__events_remote(hf_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->event_fn != NULL) {
+        st->event_fn(st->event_arg);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
 void store__announce_remote(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
     uint64_t generation = ++st->generation;
+    if (st->event_fn != NULL) {
+        st->event_fn(st->event_arg); /* its audit events too */
+    }
     pthread_mutex_unlock(&st->lock);
     run_hook(st, generation);
 }
@@ -500,13 +520,20 @@ void store__read_end(hf_store *st)
 static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
 {
     uint64_t generation = 0;
+    /* Other replicas hear of a configuration change ("c"), or of new audit events ("e"). */
+    char note[80];
+    snprintf(note, sizeof(note), "%c %s", announce ? 'c' : 'e', st->replica_id);
     if (rc == HF_OK) {
-        if (st->be->commit(st->conn, announce ? st->replica_id : NULL) != HF_OK) {
+        if (st->be->commit(st->conn, announce || st->tx_events ? note : NULL) != HF_OK) {
             rc = hf_fail(d, HF_EDB, "", "cannot commit: %s", st->be->errmsg(st->conn));
         } else if (announce) {
             generation = ++st->generation;
         }
     }
+    if (rc == HF_OK && st->tx_events && st->event_fn != NULL) {
+        st->event_fn(st->event_arg);
+    }
+    st->tx_events = false;
     if (rc != HF_OK) {
         st->be->rollback(st->conn);
     }
@@ -545,6 +572,7 @@ int store__event(hf_store *st, const char *actor, const char *action, const char
     sql_bind_text(s, 3, action);
     sql_bind_text(s, 4, object);
     sql_bind_text(s, 5, summary);
+    st->tx_events = true;
     int rc = store__exec(st, s, d);
     return rc == HF_OK ? store__retain(st, action, object, d) : rc;
 }

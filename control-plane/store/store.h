@@ -43,6 +43,16 @@ int store_ping(hf_store *st);
  * Set once, before other threads use the store. */
 typedef void (*store_change_fn)(void *arg, uint64_t generation);
 void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg);
+/* Called after every commit that wrote audit events, WITH the store's lock held: it must be
+ * short and make no store call (it signals a condition variable). NULL removes it; once
+ * store_set_event_hook returns, the previous hook is not running and is not called again. */
+typedef void (*store_event_fn)(void *arg);
+void store_set_event_hook(hf_store *st, store_event_fn fn, void *arg);
+/* HF_ECONFLICT (field "service", naming what runs) while service has a running blue-green
+ * deployment or rolling restart; HF_ENOTFOUND when there is no such service; else HF_OK. The
+ * same check runs again inside the transaction that starts either: this one lets callers answer
+ * "busy" before planning. */
+int store_service_busy(hf_store *st, const char *service, hf_detail *d);
 /* Incremented by every committed change (of this replica or, on a shared database, another
  * one); starts at 1 when opened. */
 uint64_t store_generation(hf_store *st);

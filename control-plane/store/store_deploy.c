@@ -80,6 +80,40 @@ int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *
     return rc;
 }
 
+int store__service_busy(hf_store *st, int64_t service_id, const char *service, hf_detail *d)
+{
+    char id[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
+    if (store__running_deployment(st, service_id, id, from, to) == HF_OK) {
+        return hf_fail(d, HF_ECONFLICT, "service",
+                       "service '%s' has a running blue-green deployment (%s); finish, roll back "
+                       "or abort it first",
+                       service, id);
+    }
+    store_stmt *s = store__stmt(st, ST_RESTART_RUNNING);
+    sql_bind_int64(s, 1, service_id);
+    int rc = HF_OK;
+    if (sql_step(s) == SQL_ROW) {
+        rc = hf_fail(d, HF_ECONFLICT, "service",
+                     "service '%s' has a running rolling restart (%s); let it complete or abort it "
+                     "first",
+                     service, sql_column_text(s, 0));
+    }
+    sql_reset(s);
+    return rc;
+}
+
+int store_service_busy(hf_store *st, const char *service, hf_detail *d)
+{
+    pthread_mutex_lock(&st->lock);
+    int64_t service_id = 0;
+    int rc = store__service_id(st, service, &service_id, d);
+    if (rc == HF_OK) {
+        rc = store__service_busy(st, service_id, service, d);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
 int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep, hf_detail *d)
 {
     int rc = store__begin(st, d);
@@ -88,22 +122,8 @@ int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep,
     }
     int64_t service_id = 0;
     rc = store__service_id(st, dep->service, &service_id, d);
-    char other[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
-    if (rc == HF_OK && store__running_deployment(st, service_id, other, from, to) == HF_OK) {
-        rc = hf_fail(d, HF_ECONFLICT, "service",
-                     "service '%s' already has a running deployment (%s); finish, roll back or "
-                     "abort it first",
-                     dep->service, other);
-    }
     if (rc == HF_OK) {
-        store_stmt *q = store__stmt(st, ST_RESTART_RUNNING);
-        sql_bind_int64(q, 1, service_id);
-        if (sql_step(q) == SQL_ROW) {
-            rc = hf_fail(d, HF_ECONFLICT, "service",
-                         "service '%s' has a running rolling restart (%s)", dep->service,
-                         sql_column_text(q, 0));
-        }
-        sql_reset(q);
+        rc = store__service_busy(st, service_id, dep->service, d);
     }
     if (rc == HF_OK) {
         dep->created_at = dep->updated_at = hf_now_ms();

@@ -4,11 +4,12 @@
  * leader. See docs/ha.md for the picture and the bounds.
  *
  * Each replica runs one thread with a dedicated session (not the store's): it LISTENs on
- * holdfast_change (every announced commit NOTIFYs it, with the committing replica as payload)
- * and runs the change hook for the others' commits; every second it writes its heartbeat
- * (database clock) and, unless it leads, tries pg_try_advisory_lock on the leader key. The lock
- * belongs to the session: when the leader dies or its session is lost, PostgreSQL releases it
- * and the next try of another replica wins (<= 1 s later). A leader that hangs with its session
+ * holdfast_change (every commit that changed the configuration or wrote audit events NOTIFYs
+ * it, with its kind and the committing replica as payload) and runs the change hook (and the
+ * event hook, which wakes event streams) for the others' commits; every second it writes its
+ * heartbeat (database clock) and, unless it leads, tries pg_try_advisory_lock on the leader key.
+ * The lock belongs to the session: when the leader dies or its session is lost, PostgreSQL releases
+ * it and the next try of another replica wins (<= 1 s later). A leader that hangs with its session
  * open stops heartbeating; after STORE_LEASE_MS a candidate terminates that session
  * (pg_terminate_backend), which releases the lock. A leader whose own heartbeat has not
  * succeeded for STORE_LEASE_MS - 1 s stops leading by itself (store_is_leader turns false),
@@ -221,14 +222,21 @@ static bool listen_for(struct store_ha *ha, int ms)
     if (n > 0 && PQconsumeInput(ha->pg) == 0) {
         return false;
     }
-    bool remote = false;
+    bool config = false, events = false;
     PGnotify *note;
     while ((note = PQnotifies(ha->pg)) != NULL) {
-        remote = remote || strcmp(note->extra, ha->st->replica_id) != 0;
+        /* "c REPLICA" (a configuration change) or "e REPLICA" (audit events only) */
+        const char *from = strlen(note->extra) > 2 ? note->extra + 2 : "";
+        if (strcmp(from, ha->st->replica_id) != 0) {
+            config = config || note->extra[0] == 'c';
+            events = events || note->extra[0] == 'e';
+        }
         PQfreemem(note);
     }
-    if (remote) {
+    if (config) {
         store__announce_remote(ha->st);
+    } else if (events) {
+        store__events_remote(ha->st);
     }
     return PQstatus(ha->pg) == CONNECTION_OK;
 }

@@ -234,18 +234,24 @@ struct store_ha;
 struct hf_store {
     const store_backend *be;
     store_conn *conn;
-    char *target;         /* the --db it was opened with */
-    pthread_mutex_t lock; /* serialises every use of conn and stmts */
+    char *target; /* the --db it was opened with */
+    /* Serialises every use of conn and stmts. Lock order: callers hold no other Holdfast lock
+     * when they call the store; under this lock only the event hook's lock (REST's ev_lock, a
+     * leaf) and the metrics' locks are taken. The change hook runs after it is released. */
+    pthread_mutex_t lock;
     store_stmt *stmts[ST__COUNT];
     uint64_t generation;
     uint64_t tx_start_ns;
     pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;
     void *change_arg;
-    char replica_id[64];    /* this process, among the replicas of a shared database */
-    struct store_ha *ha;    /* replicas, leadership, notifications (store_ha.c); NULL if off */
-    int64_t audit_max;      /* audit rows kept (store_set_audit_retention) */
-    uint32_t audit_appends; /* events since the last count against audit_max */
+    char replica_id[64];     /* this process, among the replicas of a shared database */
+    struct store_ha *ha;     /* replicas, leadership, notifications (store_ha.c); NULL if off */
+    int64_t audit_max;       /* audit rows kept (store_set_audit_retention) */
+    uint32_t audit_appends;  /* events since the last count against audit_max */
+    store_event_fn event_fn; /* under lock; called with lock held (a leaf after it) */
+    void *event_arg;
+    bool tx_events; /* the open transaction wrote audit events */
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
@@ -285,6 +291,10 @@ int store__collect(hf_store *st, store_stmt *s, size_t elem, store_row_fn read, 
 /* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
  * or HF_ENOTFOUND. Lock held. */
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to);
+/* The one "service is busy" check: HF_ECONFLICT (field "service", naming what runs) while the
+ * service has a running blue-green deployment or rolling restart, else HF_OK. Called inside
+ * the transaction that would start either, so two starts cannot both pass. */
+int store__service_busy(hf_store *st, int64_t service_id, const char *service, hf_detail *d);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
 void store__read_endpoint(hf_store *st, store_stmt *s, void *elem);
 /* A statement outside the prepared table (ad hoc, lock held): the caller finalizes it with
@@ -296,8 +306,11 @@ const char *store__errmsg(hf_store *st);
 /* Rows changed by the last statement, and the row id of the last insert (lock held). */
 int64_t sql_changes(hf_store *st);
 int64_t sql_last_insert_id(hf_store *st);
-/* Runs the change hook with a new generation (a change committed by another replica). */
+/* Runs the change hook with a new generation, and the event hook (a change committed by another
+ * replica). */
 void store__announce_remote(hf_store *st);
+/* Runs the event hook (another replica committed audit events only). */
+void store__events_remote(hf_store *st);
 /* This process's replica id (host, pid and a random part). */
 void store__replica_id_init(hf_store *st);
 /* Stops the replica's thread and dedicated session, if started (store_close calls it). */

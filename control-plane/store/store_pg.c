@@ -240,11 +240,11 @@ static int pg_commit(store_conn *c, const char *announce)
 {
     int rc = HF_OK;
     if (announce != NULL) {
+        /* "c ..." is a configuration change: the safety net's counter moves too. */
         char *lit = PQescapeLiteral(c->pg, announce, strlen(announce));
         char sql[256];
-        snprintf(sql, sizeof(sql),
-                 "UPDATE holdfast_schema SET changes = changes + 1; "
-                 "SELECT pg_notify('holdfast_change', %s)",
+        snprintf(sql, sizeof(sql), "%sSELECT pg_notify('holdfast_change', %s)",
+                 announce[0] == 'c' ? "UPDATE holdfast_schema SET changes = changes + 1; " : "",
                  lit ? lit : "''");
         PQfreemem(lit);
         rc = simple(c, sql, "announce");

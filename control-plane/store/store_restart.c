@@ -89,21 +89,8 @@ int store_restart_create(hf_store *st, const char *actor, hf_restart *r, const h
     }
     int64_t service_id = 0;
     rc = store__service_id(st, r->service, &service_id, d);
-    char dep[HF_NAME_MAX], from[HF_NAME_MAX], to[HF_NAME_MAX];
-    if (rc == HF_OK && store__running_deployment(st, service_id, dep, from, to) == HF_OK) {
-        rc = hf_fail(d, HF_ECONFLICT, "service",
-                     "service '%s' has a running blue-green deployment (%s)", r->service, dep);
-    }
     if (rc == HF_OK) {
-        store_stmt *s = store__stmt(st, ST_RESTART_RUNNING);
-        sql_bind_int64(s, 1, service_id);
-        if (sql_step(s) == SQL_ROW) {
-            rc = hf_fail(d, HF_ECONFLICT, "service",
-                         "service '%s' already has a running "
-                         "restart (%s)",
-                         r->service, sql_column_text(s, 0));
-        }
-        sql_reset(s);
+        rc = store__service_busy(st, service_id, r->service, d);
     }
     if (rc == HF_OK) {
         r->created_at = r->updated_at = hf_now_ms();

@@ -38,6 +38,9 @@ typedef struct hds_target {
 
 typedef struct hds_checker hds_checker;
 
+/* Lock order (docs/development.md): reg_lock -> xds_stream.lock -> the body cache's lock ->
+ * the transport's stream lock; hds_lock -> hds_checker.lock -> the transport's; lock and
+ * snap_lock are leaves. No xds lock is held while calling the store. */
 struct xds_server {
     hf_store *store;
     hf_grpc_server *grpc;

@@ -175,6 +175,28 @@ class ReplicasTest(HaBase):
         older = c.get(API + "/events?action=endpoint.create&before=%d&limit=2" % created[-1]["id"]).json["items"]
         self.assertEqual([e["id"] for e in older], [e["id"] for e in created[-3:-1]])
 
+    def test_event_streams_follow_every_replica(self):
+        from test_events_stream import Stream
+        a, b, c = self.replicas(3, extra=())
+        stream = Stream(c.http_port)
+        self.addCleanup(stream.close)
+        time.sleep(0.5)
+        # A configuration change on A, an event-only transaction on B (a proxy connecting):
+        # each reaches the stream on C at once, not at its next 10 s keep-alive.
+        for i, (hf, what) in enumerate(((a, "proxy_group.create"), (b, "proxy.connect"), (a, "proxy_group.delete"))):
+            t0 = time.monotonic()
+            if what == "proxy_group.create":
+                self.assertEqual(hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000}).status, 201)
+            elif what == "proxy.connect":
+                f = Follower(hf.xds, "envoy-on-b")
+                self.addCleanup(f.close)
+            else:
+                self.assertEqual(hf.delete(API + "/proxy-groups/edge").status, 204)
+            ok = stream.read_until(lambda buf, w=what: ('"action":"%s"' % w).encode() in buf.replace(b" ", b""), 2.0)
+            self.assertTrue(ok, "%s on another replica did not reach the stream on C within 2 s" % what)
+            print("%s: on C's event stream after %.0f ms" % (what, (time.monotonic() - t0) * 1000))
+            time.sleep(1.0)
+
     def test_eight_writers_through_three_replicas(self):
         reps = self.replicas(3)
         self.setup_service(reps[0])

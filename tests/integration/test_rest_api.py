@@ -358,6 +358,24 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(hf.patch(API + "/services/cart/fleets/blue/endpoints/127.0.0.1:8081",
                                   {"admin_state": "draining"}, token=operator).status, 200)
         self.assertEqual(hf.get(API + "/tokens", token=operator).status, 403)
+        # Rolling restarts: a viewer may plan (dry run), only an operator may start one; the
+        # route table decides that from the parsed body, before the handler runs.
+        plan = {"service": "cart", "fleet": "blue", "avg_connection_s": 60, "dry_run": True}
+        r = hf.post(API + "/restarts", plan, token=viewer)
+        # (one instance cannot keep within the 5 % budget: the planner, not the role check, says so)
+        self.assertEqual((r.status, r.json["error"]["field"]), (422, "max_disconnect_pct"))
+        r = hf.post(API + "/restarts", dict(plan, dry_run=False), token=viewer)
+        self.assertEqual((r.status, r.json["error"]["code"]), (403, "forbidden"))
+        self.assertIn("operator", r.json["error"]["message"])
+        r = hf.post(API + "/restarts", dict(plan, dry_run="yes"), token=viewer)  # not a dry run
+        self.assertEqual(r.status, 403)
+        r = hf.post(API + "/restarts", dict(plan, dry_run=False, bogus=1), token=operator)
+        self.assertEqual((r.status, r.json["error"]["field"]), (422, "bogus"))
+        # Routes that take no members refuse any (and need no body at all).
+        r = hf.post(API + "/restarts/r-nope/pause", {"force": True}, token=operator)
+        self.assertEqual((r.status, r.json["error"]["code"]), (422, "unknown_field"))
+        self.assertEqual(hf.post(API + "/restarts/r-nope/pause", token=operator).status, 404)
+        self.assertEqual(hf.post(API + "/restarts/r-nope/pause", token=viewer).status, 403)
         # Health and metrics stay open.
         self.assertEqual(hf.get("/healthz", token="").status, 200)
         self.assertEqual(hf.get("/readyz", token="").status, 200)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "deploy.h"
+#include "restart.h"
 #include "test_db.h"
 
 #include <math.h>
@@ -135,8 +136,17 @@ static void test_plan_rules(void **state)
     assert_non_null(strstr(dep.warnings, "session format"));
     assert_int_equal(strncmp(dep.id, "d-", 2), 0);
 
-    /* one running deployment per service */
+    /* one running deployment per service, and no rolling restart meanwhile: the one "busy"
+     * check answers first, naming what runs, before any planning */
     assert_int_equal(deploy_plan(f->st, "t", &in, &dep, &d), HF_ECONFLICT);
+    assert_string_equal(d.field, "service");
+    assert_non_null(strstr(d.message, dep.id));
+    assert_int_equal(store_service_busy(f->st, "cart", &d), HF_ECONFLICT);
+    assert_int_equal(store_service_busy(f->st, "nope", &d), HF_ENOTFOUND);
+    restart_plan_input rin = {.avg_connection_s = 60, .max_disconnect_pct = 0.001};
+    hf_restart r;
+    /* a budget no plan can meet would be 422: busy (409) comes first */
+    assert_int_equal(restart_start(f->st, "t", "cart", "blue", &rin, "", &r, &d), HF_ECONFLICT);
 
     /* cutover before lowering the TTL is refused with the reason */
     deploy_action_args a = {0};

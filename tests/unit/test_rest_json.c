@@ -170,6 +170,139 @@ static void test_endpoint_json_has_server_fields(void **state)
     json_decref(j);
 }
 
+/* The request bodies that are no model object, one case a row: the code and the field named. */
+enum body_kind { DEPLOY_PLAN, DEPLOY_ACTION, RESTART, TOKEN, EMPTY };
+
+static int apply_body(enum body_kind kind, const char *text, hf_detail *d)
+{
+    json_t *j = parse(text);
+    deploy_plan_input plan;
+    deploy_action_args args;
+    rest_restart_body restart;
+    rest_token_body token;
+    int rc = HF_EINVAL;
+    switch (kind) {
+    case DEPLOY_PLAN:
+        rc = rest__deploy_plan_apply(j, &plan, d);
+        break;
+    case DEPLOY_ACTION:
+        rc = rest__deploy_action_apply(j, &args, d);
+        break;
+    case RESTART:
+        rc = rest__restart_body_apply(j, &restart, d);
+        break;
+    case TOKEN:
+        rc = rest__token_body_apply(j, &token, d);
+        break;
+    case EMPTY:
+        rc = rest__empty_body_apply(j, d);
+        break;
+    }
+    json_decref(j);
+    return rc;
+}
+
+#define RESTART_OK "\"service\":\"ws\",\"fleet\":\"blue\",\"avg_connection_s\":60,\"dry_run\":true"
+
+static void test_request_bodies_name_the_field(void **state)
+{
+    (void)state;
+    struct {
+        enum body_kind kind;
+        const char *body;
+        int code;
+        const char *field;
+    } cases[] = {
+        {DEPLOY_PLAN, "{\"service\":\"cart\",\"to_fleet\":\"green\"}", HF_OK, ""},
+        {DEPLOY_PLAN, "{\"service\":\"cart\"}", HF_EINVAL, "to_fleet"},
+        {DEPLOY_PLAN, "{\"to_fleet\":\"green\"}", HF_EINVAL, "service"},
+        {DEPLOY_PLAN, "{\"service\":\"Cart!\",\"to_fleet\":\"g\"}", HF_EINVAL, "service"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"lead_s\":-1}", HF_EINVAL, "lead_s"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"lead_s\":1.5}", HF_EINVAL, "lead_s"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"lowered_ttl_s\":0}", HF_EINVAL,
+         "lowered_ttl_s"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"tail_threshold_pct\":-0.5}",
+         HF_EINVAL, "tail_threshold_pct"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"deadline_factor\":\"3\"}", HF_EINVAL,
+         "deadline_factor"},
+        {DEPLOY_PLAN, "{\"service\":\"c\",\"to_fleet\":\"g\",\"sfervice\":1}", HF_EUNKNOWN,
+         "sfervice"},
+        {DEPLOY_ACTION, "{}", HF_OK, ""},
+        {DEPLOY_ACTION, "{\"by_s\":604801}", HF_EINVAL, "by_s"},
+        {DEPLOY_ACTION, "{\"by_s\":0}", HF_EINVAL, "by_s"},
+        {DEPLOY_ACTION, "{\"force\":1}", HF_EINVAL, "force"},
+        {DEPLOY_ACTION, "{\"acknowledge\":true}", HF_EUNKNOWN, "acknowledge"},
+        {DEPLOY_ACTION, "[]", HF_EINVAL, ""},
+        {RESTART, "{" RESTART_OK "}", HF_OK, ""},
+        {RESTART, "{" RESTART_OK ",\"max_disconnect_pct\":2.5,\"restart_s\":5}", HF_OK, ""},
+        {RESTART, "{\"service\":\"ws\",\"fleet\":\"blue\",\"avg_connection_s\":60}", HF_EINVAL,
+         "dry_run"},
+        {RESTART, "{\"service\":\"ws\",\"fleet\":\"blue\",\"dry_run\":true}", HF_EINVAL,
+         "avg_connection_s"},
+        {RESTART, "{" RESTART_OK ",\"restart_s\":0}", HF_EINVAL, "restart_s"},
+        {RESTART, "{" RESTART_OK ",\"max_draining_pct\":\"60\"}", HF_EINVAL, "max_draining_pct"},
+        {RESTART, "{" RESTART_OK ",\"webhook\":\"x\"}", HF_EUNKNOWN, "webhook"},
+        {TOKEN, "{\"role\":\"operator\",\"name\":\"ci\"}", HF_OK, ""},
+        {TOKEN, "{\"name\":\"ci\"}", HF_EINVAL, "role"},
+        {TOKEN, "{\"role\":\"root\"}", HF_EINVAL, "role"},
+        {TOKEN, "{\"role\":\"admin\",\"name\":\"CI bot\"}", HF_EINVAL, "name"},
+        {TOKEN, "{\"role\":\"admin\",\"id\":3}", HF_EUNKNOWN, "id"},
+        {EMPTY, "{}", HF_OK, ""},
+        {EMPTY, "{\"force\":true}", HF_EUNKNOWN, "force"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hf_detail d = {0};
+        int rc = apply_body(cases[i].kind, cases[i].body, &d);
+        if (rc != cases[i].code || strcmp(d.field, cases[i].field) != 0) {
+            fail_msg("%s: got %d field '%s', want %d field '%s'", cases[i].body, rc, d.field,
+                     cases[i].code, cases[i].field);
+        }
+    }
+}
+
+static void test_request_bodies_values_and_defaults(void **state)
+{
+    (void)state;
+    hf_detail d = {0};
+    json_t *j = parse("{\"service\":\"cart\",\"to_fleet\":\"green\",\"lead_s\":5000000000,"
+                      "\"tail_threshold_pct\":1,\"force\":true}");
+    deploy_plan_input plan;
+    assert_int_equal(rest__deploy_plan_apply(j, &plan, &d), HF_OK);
+    json_decref(j);
+    assert_string_equal(plan.to_fleet, "green");
+    assert_true(plan.lead_s == 5000000000LL);    /* 64-bit */
+    assert_true(plan.tail_threshold_pct == 1.0); /* an integer is a number too */
+    assert_true(plan.deadline_factor < 0);       /* not sent: the engine's default */
+    assert_int_equal(plan.lowered_ttl_s, 0);
+    assert_true(plan.force);
+
+    j = parse("{" RESTART_OK ",\"max_disconnect_pct\":2.5,\"webhook_url\":\"http://h/x\"}");
+    rest_restart_body r;
+    assert_int_equal(rest__restart_body_apply(j, &r, &d), HF_OK);
+    json_decref(j);
+    assert_true(r.dry_run);
+    assert_int_equal(r.in.avg_connection_s, 60);
+    assert_int_equal(r.in.restart_s, 60); /* default */
+    assert_true(r.in.max_disconnect_pct == 2.5);
+    assert_true(r.in.max_draining_pct == 60);
+    assert_string_equal(r.webhook_url, "http://h/x");
+
+    deploy_action_args a = {.force = true, .extend_by_s = 9};
+    assert_int_equal(rest__deploy_action_apply(NULL, &a, &d), HF_OK); /* no body: defaults */
+    assert_false(a.force);
+    assert_int_equal(a.extend_by_s, 0);
+}
+
+static void test_range_message(void **state)
+{
+    (void)state;
+    hf_detail d = {0};
+    assert_int_equal(apply_body(DEPLOY_ACTION, "{\"by_s\":0}", &d), HF_EINVAL);
+    assert_non_null(strstr(d.message, "from 1 to 604800"));
+    assert_int_equal(apply_body(DEPLOY_PLAN, "{\"deadline_factor\":-1}", &d), HF_EINVAL);
+    assert_non_null(strstr(d.message, "at least 0"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +312,9 @@ int main(void)
         cmocka_unit_test(test_immutable_on_update),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_endpoint_json_has_server_fields),
+        cmocka_unit_test(test_request_bodies_name_the_field),
+        cmocka_unit_test(test_request_bodies_values_and_defaults),
+        cmocka_unit_test(test_range_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
