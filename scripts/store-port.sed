@@ -18,3 +18,4 @@ s/sqlite3_finalize\(/store__finalize(st, /g
 s/sqlite3_errmsg\(st->db\)/store__errmsg(st)/g
 s/sqlite3_exec\(st->db, "BEGIN", NULL, NULL, NULL\) == SQLITE_OK \? HF_OK : HF_EDB/store__read_begin(st)/g
 s/sqlite3_exec\(st->db, "COMMIT", NULL, NULL, NULL\)/store__read_end(st)/g
+s/sqlite3_prepare_v2\(st->db, ([^,]+), -1, &([a-z]+), NULL\) == SQLITE_OK/store__prepare(st, \1, \&\2, NULL) == HF_OK/g

@@ -7,15 +7,34 @@
  * response was delimited and reuse is on). A kept socket that fails before any response byte
  * is replaced once by a fresh connection, within the same check (servers close idle
  * connections; that is not the endpoint failing).
+ *
+ * HTTP answers of any size: the status line and headers are read (at most RESPONSE_MAX bytes);
+ * a body that fits is read so the connection can be kept, a longer or unframed one is not read
+ * at all: the check is judged on the status and the connection closed. Connections not kept are
+ * closed with an RST (SO_LINGER 0), as HAProxy does, so the backend keeps no TIME_WAIT.
+ *
+ * Sockets are registered once, edge-triggered for both directions, so a check costs no
+ * epoll_ctl beyond the registration of a new connection; a kept socket gets its request at
+ * once. A response that arrives whole is parsed in a buffer shared by the loop (no allocation);
+ * only a partial one is copied to the target.
+ *
+ * The loop's own lateness is not the backend's: when a check's deadline fires, the socket is
+ * polled first (an answer that arrived while the loop was busy counts), and a deadline that
+ * fired late (the loop starved of CPU) is extended once instead of judged.
  */
 #include "checker.h"
+
+#include "grpc_check.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +54,21 @@ typedef struct target {
     enum sh_health health;
     uint32_t ok_run, fail_run;
     enum phase phase;
-    int fd;       /* the socket (kept between checks when reused), -1 if none */
-    bool reused;  /* this check runs on a kept socket */
-    int64_t when; /* heap key: next check start, or the running check's deadline (ms) */
+    int fd;          /* the socket (kept between checks when reused), -1 if none */
+    bool reused;     /* this check runs on a kept socket */
+    int64_t when;    /* heap key: next check start, or the running check's deadline (ms) */
+    int64_t started; /* when the running check started (ms) */
+    bool extended;   /* the running check's deadline was extended once (late loop) */
+    int status;      /* HTTP status once the headers are read; 0 before */
+    char reason[SH_REASON_MAX];
     size_t heap_pos;
     char *buf; /* response bytes while reading */
     size_t len;
     size_t sent;
-    bool live; /* still in the current target set */
+    bool live;            /* still in the current target set */
+    sh_grpc_channel *gch; /* gRPC: the endpoint's channel, reused */
+    bool inflight;        /* gRPC: a Check is in flight (its result names this target) */
+    struct target *next_orphan;
 } target;
 
 struct sh_checker {
@@ -64,7 +90,14 @@ struct sh_checker {
     size_t n_pending;
     bool has_pending;
     uint32_t pending_report_ms;
+    char scratch[RESPONSE_MAX + 1]; /* answers read whole are parsed here */
+    sh_grpc *grpc;                  /* started with the first gRPC target */
+    target *orphans;                /* removed targets whose gRPC call is still in flight */
 };
+
+static char grpc_marker; /* the epoll tag of the gRPC results descriptor */
+
+static void on_http_write(sh_checker *c, target *t, uint32_t events);
 
 static int64_t now_ms(void)
 {
@@ -114,7 +147,7 @@ static void set_timer(sh_checker *c, target *t, int64_t when)
 
 static void heap_rebuild(sh_checker *c)
 {
-    c->heap = realloc(c->heap, (c->n + 1) * sizeof(*c->heap));
+    c->heap = xrealloc(c->heap, (c->n + 1) * sizeof(*c->heap));
     c->heap_n = c->n;
     for (size_t i = 0; i < c->n; i++) {
         c->heap[i] = c->t[i];
@@ -130,19 +163,21 @@ static void heap_rebuild(sh_checker *c)
 static void result_of(const target *t, sh_result *r)
 {
     memset(r, 0, sizeof(*r));
-    memcpy(r->cluster, t->spec.cluster, sizeof(r->cluster));
-    memcpy(r->address, t->spec.address, sizeof(r->address));
-    r->port = t->spec.port;
+    r->key = t->spec.key;
+    memcpy(r->reason, t->reason, sizeof(r->reason));
     memcpy(r->zone, t->spec.zone, sizeof(r->zone));
     memcpy(r->fleet, t->spec.fleet, sizeof(r->fleet));
     r->health = t->health;
 }
 
-static void close_fd(sh_checker *c, target *t)
+/* Closes the check's socket with an RST: no TIME_WAIT left on the backend (HAProxy does the
+ * same). A health check has nothing left to deliver when it closes. */
+static void close_fd(target *t)
 {
     if (t->fd >= 0) {
-        epoll_ctl(c->ep, EPOLL_CTL_DEL, t->fd, NULL);
-        close(t->fd);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(t->fd); /* leaves the epoll set with it */
         t->fd = -1;
     }
 }
@@ -157,18 +192,21 @@ static uint32_t jittered(sh_checker *c, const target *t)
     return iv - span / 2 + (uint32_t)(rand_r(&c->rng) % (span + 1));
 }
 
-/* A check ended: thresholds, transitions, the next check. */
-static void finish(sh_checker *c, target *t, bool ok, bool keep)
+/* A check ended, for the reason given: thresholds, transitions, the next check. */
+static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->reason, sizeof(t->reason), fmt, ap);
+    va_end(ap);
+    t->extended = false;
+    t->status = 0;
     free(t->buf);
     t->buf = NULL;
     t->len = t->sent = 0;
     t->phase = IDLE;
     if (!keep || !t->spec.reuse_connection) {
-        close_fd(c, t);
-    } else {
-        struct epoll_event ev = {.events = 0, .data.ptr = t};
-        epoll_ctl(c->ep, EPOLL_CTL_MOD, t->fd, &ev);
+        close_fd(t);
     }
     c->stats.checks++;
     c->stats.failures += !ok;
@@ -192,6 +230,7 @@ static void finish(sh_checker *c, target *t, bool ok, bool keep)
     set_timer(c, t, now_ms() + jittered(c, t));
 }
 
+/* Starts a non-blocking connect: 0, or the errno that failed it. */
 static int open_socket(sh_checker *c, target *t)
 {
     struct sockaddr_storage ss;
@@ -199,55 +238,109 @@ static int open_socket(sh_checker *c, target *t)
     socklen_t len;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, t->spec.address, &a4->sin_addr) == 1) {
+    if (inet_pton(AF_INET, t->spec.key.address, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
-        a4->sin_port = htons(t->spec.port);
+        a4->sin_port = htons((uint16_t)t->spec.key.port);
         len = sizeof(*a4);
-    } else if (inet_pton(AF_INET6, t->spec.address, &a6->sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, t->spec.key.address, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons(t->spec.port);
+        a6->sin6_port = htons((uint16_t)t->spec.key.port);
         len = sizeof(*a6);
     } else {
-        return -1;
+        return EINVAL;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return -1;
+        return errno;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (t->spec.reuse_connection && t->spec.protocol == SH_HTTP) {
+        int one = 1; /* later requests on a kept connection must not wait for an ACK */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     c->stats.connects++;
     if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
+        int err = errno;
         close(fd);
-        return -1;
+        return err;
     }
     t->fd = fd;
-    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = t};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = t};
     epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev);
     return 0;
 }
 
-static void want(sh_checker *c, target *t, uint32_t events)
+/* The pending error of a socket whose connect failed (ECONNREFUSED when none is left). */
+static int socket_error(int fd)
 {
-    struct epoll_event ev = {.events = events, .data.ptr = t};
-    epoll_ctl(c->ep, EPOLL_CTL_MOD, t->fd, &ev);
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    return err ? err : ECONNREFUSED;
+}
+
+static const char *connect_error(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return "connect refused";
+    case ECONNRESET:
+        return "connection reset";
+    case ETIMEDOUT:
+        return "connect timed out";
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+        return "unreachable";
+    default:
+        return strerror(err);
+    }
+}
+
+static void finish(sh_checker *c, target *t, bool ok, bool keep, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Starts a gRPC Check on the endpoint's channel (made on first use). */
+static void start_grpc(sh_checker *c, target *t)
+{
+    if (c->grpc == NULL) {
+        c->grpc = sh_grpc_new();
+        if (c->grpc != NULL) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &grpc_marker};
+            epoll_ctl(c->ep, EPOLL_CTL_ADD, sh_grpc_fd(c->grpc), &ev);
+        }
+    }
+    if (c->grpc == NULL) {
+        finish(c, t, false, true, "gRPC client unavailable");
+        return;
+    }
+    if (t->gch == NULL) {
+        t->gch = sh_grpc_channel_new(c->grpc, t->spec.key.address, t->spec.key.port);
+    }
+    t->phase = READING;
+    t->inflight = true;
+    sh_grpc_check(c->grpc, t->gch, t->spec.service_name, t->spec.timeout_ms, t);
 }
 
 static void start_check(sh_checker *c, target *t)
 {
     t->buf = NULL;
     t->len = t->sent = 0;
-    set_timer(c, t, now_ms() + t->spec.timeout_ms);
+    t->started = now_ms();
+    set_timer(c, t, t->started + t->spec.timeout_ms);
+    if (t->spec.protocol == SH_GRPC) {
+        start_grpc(c, t);
+        return;
+    }
     if (t->fd >= 0 && t->spec.protocol == SH_HTTP && t->spec.reuse_connection) {
         t->reused = true;
         t->phase = WRITING;
-        want(c, t, EPOLLOUT);
+        on_http_write(c, t, 0); /* a kept socket is writable: no need to wait for epoll */
         return;
     }
-    close_fd(c, t);
+    close_fd(t);
     t->reused = false;
-    if (open_socket(c, t) != 0) {
-        finish(c, t, false, false);
+    int err = open_socket(c, t);
+    if (err != 0) {
+        finish(c, t, false, false, "%s", connect_error(err));
         return;
     }
     t->phase = CONNECTING;
@@ -257,45 +350,43 @@ static void start_check(sh_checker *c, target *t)
 
 static size_t request_text(sh_checker *c, const target *t, char *buf, size_t len)
 {
-    bool v6 = strchr(t->spec.address, ':') != NULL;
+    char host[HF_ADDR_PORT_MAX];
+    hf_addr_port_format(t->spec.key.address, t->spec.key.port, host, sizeof(host));
     int n = snprintf(buf, len,
-                     "GET %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: holdfast-shim/%s\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: holdfast-shim/%s\r\n"
                      "Connection: %s\r\n\r\n",
-                     t->spec.path[0] ? t->spec.path : "/", v6 ? "[" : "", t->spec.address,
-                     v6 ? "]" : "", t->spec.port, c->node_id,
+                     t->spec.path[0] ? t->spec.path : "/", host, c->node_id,
                      t->spec.reuse_connection ? "keep-alive" : "close");
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
-/* Parses a complete response: 1 done (status in *status, *keep says the socket is reusable),
- * 0 needs more bytes, -1 malformed. eof: the peer closed. */
-static int parse_response(const char *b, size_t len, bool eof, int *status, bool *keep)
+/* What the bytes read so far say. */
+enum answer {
+    ANSWER_MORE = 0,  /* wait for more bytes */
+    ANSWER_DONE,      /* complete: judge on status; keep says the socket is reusable */
+    ANSWER_HEADERS,   /* headers complete, body not (yet): judge on status if it never comes */
+    ANSWER_LONG,      /* headers complete, body longer than we read: judge on status, close */
+    ANSWER_NOT_HTTP,  /* not an HTTP/1.x status line */
+    ANSWER_HEAD_LONG, /* no end of headers within RESPONSE_MAX bytes */
+};
+
+/* The framing of the headers in b[0..head): sets *clen (-1 none), *chunked, *keep. */
+static void framing(const char *b, const char *end, long *clen, bool *chunked, bool *keep)
 {
-    const char *end = NULL;
-    for (size_t i = 3; i < len && end == NULL; i++) {
-        if (b[i - 3] == '\r' && b[i - 2] == '\n' && b[i - 1] == '\r' && b[i] == '\n') {
-            end = b + i + 1;
-        }
-    }
-    if (end == NULL) {
-        return eof || len >= RESPONSE_MAX ? -1 : 0;
-    }
-    if (len < 12 || strncmp(b, "HTTP/1.", 7) != 0) {
-        return -1;
-    }
-    *status = atoi(b + 9);
-    size_t head = (size_t)(end - b);
-    bool close_hdr = false, chunked = false;
-    long clen = -1;
+    bool close_hdr = false;
+    *clen = -1;
+    *chunked = false;
     for (const char *p = strstr(b, "\r\n"); p && p + 2 < end; p = strstr(p + 2, "\r\n")) {
         const char *h = p + 2;
+        const char *eol = strstr(h, "\r\n");
         if (strncasecmp(h, "content-length:", 15) == 0) {
-            clen = strtol(h + 15, NULL, 10);
-        } else if (strncasecmp(h, "transfer-encoding:", 18) == 0 && strstr(h, "chunked") &&
-                   strstr(h, "chunked") < strstr(h, "\r\n")) {
-            chunked = true;
+            char *stop;
+            long v = strtol(h + 15, &stop, 10);
+            *clen = v >= 0 && stop <= eol ? v : -1;
+        } else if (strncasecmp(h, "transfer-encoding:", 18) == 0) {
+            const char *ch = strstr(h, "chunked");
+            *chunked = ch != NULL && ch < eol;
         } else if (strncasecmp(h, "connection:", 11) == 0) {
-            const char *eol = strstr(h, "\r\n");
             const char *v = h + 11;
             while (*v == ' ') {
                 v++;
@@ -303,27 +394,47 @@ static int parse_response(const char *b, size_t len, bool eof, int *status, bool
             close_hdr = eol && (size_t)(eol - v) >= 5 && strncasecmp(v, "close", 5) == 0;
         }
     }
-    bool http10 = b[7] == '0';
-    if (clen >= 0) {
-        if (len < head + (size_t)clen) {
-            return eof ? -1 : 0;
-        }
-        *keep = !close_hdr && !http10;
-        return 1;
+    *keep = !close_hdr && b[7] != '0'; /* HTTP/1.0 closes unless told otherwise: no reuse */
+}
+
+/* Reads the response in b[0..len) (NUL-terminated). *status is set once the headers are in. */
+static enum answer parse_response(const char *b, size_t len, int *status, bool *keep)
+{
+    size_t cmp = len < 7 ? len : 7;
+    if (strncmp(b, "HTTP/1.", cmp) != 0) {
+        return ANSWER_NOT_HTTP;
+    }
+    const char *end = strstr(b, "\r\n\r\n");
+    if (end == NULL) {
+        return len >= RESPONSE_MAX ? ANSWER_HEAD_LONG : ANSWER_MORE;
+    }
+    end += 4;
+    if (len < 12 || b[8] != ' ' || b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' ||
+        b[11] < '0' || b[11] > '9') {
+        return ANSWER_NOT_HTTP;
+    }
+    *status = atoi(b + 9);
+    size_t head = (size_t)(end - b);
+    long clen;
+    bool chunked;
+    framing(b, end, &clen, &chunked, keep);
+    if (*status == 204 || *status == 304 || *status < 200) {
+        return ANSWER_DONE;
     }
     if (chunked) {
         if (len >= head + 5 && memcmp(b + len - 5, "0\r\n\r\n", 5) == 0) {
-            *keep = !close_hdr && !http10;
-            return 1;
+            return ANSWER_DONE;
         }
-        return eof ? -1 : 0;
+        return len >= RESPONSE_MAX ? ANSWER_LONG : ANSWER_HEADERS;
     }
-    if (*status == 204 || *status == 304 || (*status >= 100 && *status < 200)) {
-        *keep = !close_hdr && !http10;
-        return 1;
+    if (clen >= 0) {
+        if (head + (size_t)clen > RESPONSE_MAX) {
+            return ANSWER_LONG;
+        }
+        return len >= head + (size_t)clen ? ANSWER_DONE : ANSWER_HEADERS;
     }
-    *keep = false; /* delimited by the end of the connection */
-    return eof ? 1 : 0;
+    *keep = false; /* delimited by the end of the connection: do not wait for it */
+    return ANSWER_LONG;
 }
 
 /* A kept socket failed before any response byte: reconnect once, same check. */
@@ -332,7 +443,7 @@ static bool retry_fresh(sh_checker *c, target *t)
     if (!t->reused || t->len > 0) {
         return false;
     }
-    close_fd(c, t);
+    close_fd(t);
     t->reused = false;
     t->sent = 0;
     if (open_socket(c, t) != 0) {
@@ -342,88 +453,205 @@ static bool retry_fresh(sh_checker *c, target *t)
     return true;
 }
 
+static int64_t took(const target *t)
+{
+    return now_ms() - t->started;
+}
+
+/* Judges on the status read (the body, if any, is not waited for); closes the connection. */
+static void judge_status(sh_checker *c, target *t, const char *note)
+{
+    bool ok = t->status >= 200 && t->status < 400;
+    finish(c, t, ok, false, "HTTP %d in %lld ms%s", t->status, (long long)took(t), note);
+}
+
+/* Keeps the bytes of a partial answer read into the shared buffer. */
+static void keep_partial(sh_checker *c, target *t)
+{
+    if (t->buf == NULL && t->len > 0) {
+        t->buf = xmalloc(RESPONSE_MAX + 1);
+        memcpy(t->buf, c->scratch, t->len);
+    }
+}
+
+/* Reads until the answer is judged or the socket has nothing more (edge-triggered). */
+static void on_http_read(sh_checker *c, target *t)
+{
+    for (;;) {
+        char *buf = t->buf ? t->buf : c->scratch;
+        ssize_t r = recv(t->fd, buf + t->len, RESPONSE_MAX - t->len, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            keep_partial(c, t);
+            return;
+        }
+        bool eof = r <= 0;
+        if (eof && t->len == 0 && retry_fresh(c, t)) {
+            return;
+        }
+        if (r > 0) {
+            t->len += (size_t)r;
+        }
+        buf[t->len] = '\0';
+        bool keep = false;
+        switch (parse_response(buf, t->len, &t->status, &keep)) {
+        case ANSWER_MORE:
+            if (eof) {
+                finish(c, t, false, false, "%s",
+                       t->len ? "connection closed mid-answer"
+                              : "connection closed before answering");
+                return;
+            }
+            continue;
+        case ANSWER_NOT_HTTP:
+            finish(c, t, false, false, "protocol error: not an HTTP response");
+            return;
+        case ANSWER_HEAD_LONG:
+            finish(c, t, false, false, "protocol error: headers over %d bytes", RESPONSE_MAX);
+            return;
+        case ANSWER_HEADERS:
+            if (eof) {
+                judge_status(c, t, ", body cut short");
+                return;
+            }
+            continue;
+        case ANSWER_LONG:
+            judge_status(c, t, "");
+            return;
+        case ANSWER_DONE: {
+            bool ok = t->status >= 200 && t->status < 400;
+            finish(c, t, ok, keep && !eof, "HTTP %d in %lld ms", t->status, (long long)took(t));
+            return;
+        }
+        }
+    }
+}
+
+static void on_http_write(sh_checker *c, target *t, uint32_t events)
+{
+    if (t->phase == CONNECTING) {
+        if (events & (EPOLLERR | EPOLLHUP)) {
+            finish(c, t, false, false, "%s", connect_error(socket_error(t->fd)));
+            return;
+        }
+        t->phase = WRITING; /* writable without an error: connected */
+    }
+    char req[512];
+    size_t len = request_text(c, t, req, sizeof(req));
+    ssize_t w = send(t->fd, req + t->sent, len - t->sent, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+    }
+    if (w <= 0) {
+        if (!retry_fresh(c, t)) {
+            finish(c, t, false, false, "connection reset while sending");
+        }
+        return;
+    }
+    t->sent += (size_t)w;
+    if (t->sent == len) {
+        t->phase = READING;
+        if (t->reused) {
+            /* edge-triggered: an end of stream that came while the socket was idle gives no new
+             * edge; a fresh connection has had nothing to read yet */
+            on_http_read(c, t);
+        }
+    }
+}
+
 static void on_http_event(sh_checker *c, target *t, uint32_t events)
 {
     if (t->phase == CONNECTING || t->phase == WRITING) {
-        if (t->phase == CONNECTING) {
-            int err = 0;
-            socklen_t el = sizeof(err);
-            getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-            if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
-                finish(c, t, false, false);
-                return;
-            }
-            t->phase = WRITING;
-        }
-        char req[512];
-        size_t len = request_text(c, t, req, sizeof(req));
-        ssize_t w = send(t->fd, req + t->sent, len - t->sent, MSG_NOSIGNAL);
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return;
-        }
-        if (w <= 0) {
-            if (!retry_fresh(c, t)) {
-                finish(c, t, false, false);
-            }
-            return;
-        }
-        t->sent += (size_t)w;
-        if (t->sent == len) {
-            t->phase = READING;
-            if (t->buf == NULL) { /* kept over a retry on a fresh connection */
-                t->buf = malloc(RESPONSE_MAX + 1);
-            }
-            if (t->buf == NULL) {
-                finish(c, t, false, false);
-                return;
-            }
-            want(c, t, EPOLLIN);
-        }
-        return;
+        on_http_write(c, t, events);
+    } else if (t->phase == READING) {
+        on_http_read(c, t);
     }
-    if (t->phase != READING) {
-        return;
-    }
-    ssize_t r = recv(t->fd, t->buf + t->len, RESPONSE_MAX - t->len, 0);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        return;
-    }
-    bool eof = r <= 0;
-    if (eof && t->len == 0 && retry_fresh(c, t)) {
-        return;
-    }
-    if (r > 0) {
-        t->len += (size_t)r;
-    }
-    t->buf[t->len] = '\0';
-    int status = 0;
-    bool keep = false;
-    int done = parse_response(t->buf, t->len, eof, &status, &keep);
-    if (done == 0 && t->len < RESPONSE_MAX) {
-        return;
-    }
-    bool ok = done == 1 && status >= 200 && status < 400;
-    finish(c, t, ok, done == 1 && keep && !eof);
 }
 
 static void on_tcp_event(sh_checker *c, target *t, uint32_t events)
 {
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    finish(c, t, err == 0 && !(events & EPOLLERR), false);
+    if (!(events & (EPOLLERR | EPOLLHUP))) {
+        finish(c, t, true, false, "TCP connect in %lld ms", (long long)took(t));
+    } else {
+        finish(c, t, false, false, "%s", connect_error(socket_error(t->fd)));
+    }
 }
 
-static void on_timer(sh_checker *c, target *t)
+static void on_event(sh_checker *c, target *t, uint32_t events)
+{
+    if (t->spec.protocol == SH_TCP) {
+        on_tcp_event(c, t, events);
+    } else {
+        on_http_event(c, t, events);
+    }
+}
+
+static const char *phase_name(enum phase p)
+{
+    return p == CONNECTING ? "connecting" : p == WRITING ? "sending" : "waiting for the answer";
+}
+
+/* A check's deadline: what the socket has is taken first; a deadline the loop reached late
+ * (starved of CPU) is extended once; otherwise the check timed out. */
+static void on_deadline(sh_checker *c, target *t, int64_t now)
+{
+    int64_t lag = now - t->when;
+    if (t->spec.protocol == SH_GRPC) {
+        set_timer(c, t, now + t->spec.timeout_ms); /* the call has its own deadline: wait */
+        return;
+    }
+    if (t->fd >= 0) {
+        struct pollfd p = {.fd = t->fd, .events = t->phase == READING ? POLLIN : POLLOUT};
+        if (poll(&p, 1, 0) == 1 && p.revents != 0) {
+            uint32_t ev =
+                (p.revents & POLLIN ? EPOLLIN : 0) | (p.revents & POLLOUT ? EPOLLOUT : 0) |
+                (p.revents & POLLERR ? EPOLLERR : 0) | (p.revents & POLLHUP ? EPOLLHUP : 0);
+            on_event(c, t, ev);
+            if (t->phase == IDLE) {
+                return; /* it answered in time; the loop was late to look */
+            }
+        }
+    }
+    if (!t->extended && lag * 4 > (int64_t)t->spec.timeout_ms) {
+        t->extended = true;
+        c->stats.late_extended++;
+        set_timer(c, t, now + t->spec.timeout_ms);
+        return;
+    }
+    if (t->phase == READING && t->status != 0) {
+        judge_status(c, t, ", body unfinished");
+        return;
+    }
+    c->stats.timeouts++;
+    finish(c, t, false, false, "timeout after %u ms %s", t->spec.timeout_ms, phase_name(t->phase));
+}
+
+/* How early a check may start, so that one wake-up starts the checks due within a few ms of
+ * each other (1 % of the interval, at most 10 ms; well inside the ±5 % jitter). Deadlines are
+ * never judged early. */
+static int64_t slack_of(const target *t)
+{
+    if (t->phase != IDLE) {
+        return 0;
+    }
+    uint32_t s = t->spec.interval_ms / 100;
+    return s > 10 ? 10 : s;
+}
+
+static void on_timer(sh_checker *c, target *t, int64_t now)
 {
     if (t->phase == IDLE) {
         start_check(c, t);
     } else {
-        finish(c, t, false, false); /* timed out */
+        on_deadline(c, t, now);
     }
 }
 
 /* ---- targets ---- */
+
+static uint32_t full_report_ms(const sh_checker *c)
+{
+    return c->report_ms > SH_FULL_REPORT_MS ? c->report_ms : SH_FULL_REPORT_MS;
+}
 
 static bool same_policy(const sh_target_spec *a, const sh_target_spec *b)
 {
@@ -431,17 +659,100 @@ static bool same_policy(const sh_target_spec *a, const sh_target_spec *b)
            a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
            a->unhealthy_threshold == b->unhealthy_threshold &&
            a->healthy_threshold == b->healthy_threshold &&
+           strcmp(a->service_name, b->service_name) == 0 &&
            a->reuse_connection == b->reuse_connection;
 }
 
 static void free_target(sh_checker *c, target *t)
 {
-    close_fd(c, t);
+    close_fd(t);
+    sh_grpc_channel_free(t->gch);
+    t->gch = NULL;
+    if (t->inflight) { /* its result will name it: freed then */
+        t->next_orphan = c->orphans;
+        c->orphans = t;
+        return;
+    }
     free(t->buf);
     free(t);
 }
 
-/* Installs the pending target set; endpoints already checked keep their state. */
+static void unorphan(sh_checker *c, target *t)
+{
+    for (target **p = &c->orphans; *p; p = &(*p)->next_orphan) {
+        if (*p == t) {
+            *p = t->next_orphan;
+            free(t->buf);
+            free(t);
+            return;
+        }
+    }
+}
+
+/* Finished gRPC checks: verdicts (SERVING is healthy) with their reason. Lock held. */
+static void on_grpc_results(sh_checker *c)
+{
+    sh_grpc_result r[256];
+    size_t n = sh_grpc_take(c->grpc, r, 256);
+    for (size_t i = 0; i < n; i++) {
+        target *t = r[i].token;
+        t->inflight = false;
+        if (t->gch == NULL) {
+            unorphan(c, t);
+            continue;
+        }
+        if (t->phase == IDLE) {
+            continue;
+        }
+        if (r[i].code != 0) {
+            finish(c, t, false, true, "gRPC %s%s%s", sh_grpc_code_name(r[i].code),
+                   r[i].detail[0] ? ": " : "", r[i].detail);
+        } else {
+            finish(c, t, r[i].serving == 1, true, "gRPC %s in %lld ms",
+                   sh_grpc_serving_name(r[i].serving), (long long)took(t));
+        }
+    }
+}
+
+/* An index of targets by key: open addressing over a power-of-two table of size 2n or more. */
+typedef struct target_index {
+    target **slot;
+    size_t mask;
+} target_index;
+
+static void index_build(target_index *x, target **t, size_t n)
+{
+    size_t size = 16;
+    while (size < 2 * n) {
+        size *= 2;
+    }
+    x->slot = xcalloc(size, sizeof(*x->slot));
+    x->mask = size - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t pos = hf_endpoint_key_hash(&t[i]->spec.key) & x->mask;
+        while (x->slot[pos] != NULL) {
+            pos = (pos + 1) & x->mask;
+        }
+        x->slot[pos] = t[i];
+    }
+}
+
+/* Takes the target with key k out of the index (NULL when there is none). */
+static target *index_take(target_index *x, const hf_endpoint_key *k)
+{
+    size_t pos = hf_endpoint_key_hash(k) & x->mask;
+    for (; x->slot[pos] != NULL; pos = (pos + 1) & x->mask) {
+        target *t = x->slot[pos];
+        if (!t->live && hf_endpoint_key_eq(&t->spec.key, k)) {
+            t->live = true; /* taken: left in place so that probing stays intact */
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Installs the pending target set; endpoints already checked with the same policy keep their
+ * state and connection. */
 static void apply_pending(sh_checker *c)
 {
     pthread_mutex_lock(&c->lock);
@@ -453,24 +764,23 @@ static void apply_pending(sh_checker *c)
     c->report_ms = c->pending_report_ms;
     pthread_mutex_unlock(&c->lock);
 
-    target **next = calloc(n + 1, sizeof(*next));
+    for (size_t j = 0; j < c->n; j++) {
+        c->t[j]->live = false;
+    }
+    target_index old;
+    index_build(&old, c->t, c->n);
+    target **next = xcalloc(n + 1, sizeof(*next));
     int64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
-        target *keep = NULL;
-        for (size_t j = 0; j < c->n && keep == NULL; j++) {
-            target *o = c->t[j];
-            if (o != NULL && o->spec.port == specs[i].port &&
-                strcmp(o->spec.address, specs[i].address) == 0 &&
-                strcmp(o->spec.cluster, specs[i].cluster) == 0 &&
-                same_policy(&o->spec, &specs[i])) {
-                keep = o;
-                c->t[j] = NULL;
-            }
+        target *keep = index_take(&old, &specs[i].key);
+        if (keep != NULL && !same_policy(&keep->spec, &specs[i])) {
+            keep->live = false; /* a new policy: start afresh */
+            keep = NULL;
         }
         if (keep == NULL) {
-            keep = calloc(1, sizeof(*keep));
+            keep = xcalloc(1, sizeof(*keep));
             keep->fd = -1;
-            keep->spec = specs[i];
+            keep->live = true;
             /* the first check at a random point of the interval: no thundering herd */
             keep->when = now + (specs[i].interval_ms ? rand_r(&c->rng) % specs[i].interval_ms : 0);
         }
@@ -478,23 +788,24 @@ static void apply_pending(sh_checker *c)
         next[i] = keep;
     }
     for (size_t j = 0; j < c->n; j++) {
-        if (c->t[j] != NULL) {
+        if (!c->t[j]->live) {
             free_target(c, c->t[j]);
         }
     }
+    free(old.slot);
     free(c->t);
     free(specs);
     c->t = next;
     c->n = n;
     heap_rebuild(c);
     if (c->next_report == 0) {
-        c->next_report = now + c->report_ms;
+        c->next_report = now + full_report_ms(c);
     }
 }
 
 static void full_report(sh_checker *c)
 {
-    sh_result *r = calloc(c->n + 1, sizeof(*r));
+    sh_result *r = xcalloc(c->n + 1, sizeof(*r));
     for (size_t i = 0; i < c->n; i++) {
         result_of(c->t[i], &r[i]);
     }
@@ -506,7 +817,7 @@ static void full_report(sh_checker *c)
 
 sh_checker *sh_checker_new(const char *node_id, sh_report_fn fn, void *arg)
 {
-    sh_checker *c = calloc(1, sizeof(*c));
+    sh_checker *c = xcalloc(1, sizeof(*c));
     snprintf(c->node_id, sizeof(c->node_id), "%s", node_id);
     c->fn = fn;
     c->arg = arg;
@@ -525,6 +836,13 @@ void sh_checker_free(sh_checker *c)
     for (size_t i = 0; i < c->n; i++) {
         free_target(c, c->t[i]);
     }
+    sh_grpc_free(c->grpc); /* waits for calls in flight */
+    while (c->orphans != NULL) {
+        target *t = c->orphans;
+        c->orphans = t->next_orphan;
+        free(t->buf);
+        free(t);
+    }
     free(c->t);
     free(c->heap);
     free(c->pending);
@@ -536,7 +854,7 @@ void sh_checker_free(sh_checker *c)
 
 void sh_checker_apply(sh_checker *c, const sh_target_spec *t, size_t n, uint32_t report_ms)
 {
-    sh_target_spec *copy = calloc(n + 1, sizeof(*copy));
+    sh_target_spec *copy = xcalloc(n + 1, sizeof(*copy));
     if (n > 0) {
         memcpy(copy, t, n * sizeof(*t));
     }
@@ -561,7 +879,7 @@ void sh_checker_stats(sh_checker *c, sh_stats *out)
 
 int sh_checker_run(sh_checker *c, atomic_int *stop)
 {
-    struct epoll_event evs[256];
+    struct epoll_event evs[1024];
     while (!*stop) {
         int64_t now = now_ms();
         int64_t next = c->next_report ? c->next_report : now + 1000;
@@ -572,7 +890,7 @@ int sh_checker_run(sh_checker *c, atomic_int *stop)
         if (timeout > 200) {
             timeout = 200; /* notice *stop promptly */
         }
-        int n = epoll_wait(c->ep, evs, 256, timeout);
+        int n = epoll_wait(c->ep, evs, 1024, timeout);
         if (n < 0 && errno != EINTR) {
             return -1;
         }
@@ -585,14 +903,14 @@ int sh_checker_run(sh_checker *c, atomic_int *stop)
                 (void)r;
                 continue;
             }
+            if ((void *)t == (void *)&grpc_marker) {
+                on_grpc_results(c);
+                continue;
+            }
             if (t->phase == IDLE) {
                 continue; /* a kept socket with nothing asked of it */
             }
-            if (t->spec.protocol == SH_TCP) {
-                on_tcp_event(c, t, evs[i].events);
-            } else {
-                on_http_event(c, t, evs[i].events);
-            }
+            on_event(c, t, evs[i].events);
         }
         bool apply = c->has_pending;
         pthread_mutex_unlock(&c->lock);
@@ -601,12 +919,12 @@ int sh_checker_run(sh_checker *c, atomic_int *stop)
         }
         pthread_mutex_lock(&c->lock);
         now = now_ms();
-        while (c->heap_n > 0 && c->heap[0]->when <= now) {
-            on_timer(c, c->heap[0]);
+        while (c->heap_n > 0 && c->heap[0]->when <= now + slack_of(c->heap[0])) {
+            on_timer(c, c->heap[0], now);
         }
         pthread_mutex_unlock(&c->lock);
         if (c->next_report && now >= c->next_report) {
-            c->next_report = now + c->report_ms;
+            c->next_report = now + full_report_ms(c);
             full_report(c);
         }
     }

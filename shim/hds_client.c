@@ -1,6 +1,8 @@
 /* HDS client of the shim; see hds_client.h. */
 #include "hds_client.h"
 
+#include "xalloc.h"
+
 #include "envoy/service/health/v3/hds.pb-c.h"
 
 #include <grpc/byte_buffer.h>
@@ -21,6 +23,14 @@
 
 enum op { OP_START, OP_RECV, OP_SEND, OP_STATUS };
 
+/* Results by endpoint key, hashed (open addressing, no deletion: a set is cleared whole). */
+typedef struct result_set {
+    sh_result *v;
+    size_t n, cap;
+    uint32_t *slot; /* 0 empty, else index + 1 */
+    size_t mask;
+} result_set;
+
 struct hds_client {
     char server[256];
     char node_id[128];
@@ -29,11 +39,10 @@ struct hds_client {
     grpc_completion_queue *cq;
     grpc_channel *channel;
     shim_tls *tls;        /* NULL: plaintext */
-    pthread_mutex_t lock; /* pending results */
-    sh_result *pending;   /* latest result per endpoint, waiting to be sent */
-    size_t n_pending;
-    sh_result *known; /* latest result of every endpoint, resent after a reconnect */
-    size_t n_known;
+    pthread_mutex_t lock; /* the result sets */
+    result_set pending;   /* transitions waiting to be sent (latest per endpoint) */
+    result_set known;     /* latest result of every endpoint, resent after a reconnect */
+    bool full_due;        /* a full report is waiting to be sent */
 };
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -56,7 +65,7 @@ static void log_line(const char *fmt, ...)
 hds_client *hds_client_new(const char *server, const char *node_id, const char *zone,
                            sh_checker *checker)
 {
-    hds_client *c = calloc(1, sizeof(*c));
+    hds_client *c = xcalloc(1, sizeof(*c));
     snprintf(c->server, sizeof(c->server), "%s", server);
     snprintf(c->node_id, sizeof(c->node_id), "%s", node_id);
     snprintf(c->zone, sizeof(c->zone), "%s", zone);
@@ -70,27 +79,67 @@ void hds_client_set_checker(hds_client *c, sh_checker *checker)
     c->checker = checker;
 }
 
-void hds_client_free(hds_client *c)
+static void set_clear(result_set *s)
 {
-    free(c->pending);
-    free(c->known);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
+    free(s->v);
+    free(s->slot);
+    memset(s, 0, sizeof(*s));
 }
 
-/* Sets r in a result list (the latest verdict per endpoint wins). */
-static void merge(sh_result **list, size_t *n, const sh_result *r)
+static void set_reindex(result_set *s, size_t size)
 {
-    size_t j = 0;
-    while (j < *n && !((*list)[j].port == r->port && strcmp((*list)[j].address, r->address) == 0 &&
-                       strcmp((*list)[j].cluster, r->cluster) == 0)) {
-        j++;
+    free(s->slot);
+    s->slot = xcalloc(size, sizeof(*s->slot));
+    s->mask = size - 1;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t pos = hf_endpoint_key_hash(&s->v[i].key) & s->mask;
+        while (s->slot[pos] != 0) {
+            pos = (pos + 1) & s->mask;
+        }
+        s->slot[pos] = (uint32_t)(i + 1);
     }
-    if (j == *n) {
-        *list = realloc(*list, (*n + 1) * sizeof(**list));
-        (*n)++;
+}
+
+/* Sets r in s: the latest result per endpoint wins. */
+static void set_put(result_set *s, const sh_result *r)
+{
+    if (s->slot == NULL || 2 * (s->n + 1) > s->mask + 1) {
+        set_reindex(s, s->slot == NULL ? 64 : 2 * (s->mask + 1));
     }
-    (*list)[j] = *r;
+    size_t pos = hf_endpoint_key_hash(&r->key) & s->mask;
+    for (; s->slot[pos] != 0; pos = (pos + 1) & s->mask) {
+        sh_result *x = &s->v[s->slot[pos] - 1];
+        if (hf_endpoint_key_eq(&x->key, &r->key)) {
+            *x = *r;
+            return;
+        }
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n] = *r;
+    s->slot[pos] = (uint32_t)(++s->n);
+}
+
+/* Takes the contents of s (the caller frees *out); s is left empty. */
+static sh_result *set_take(result_set *s, size_t *n)
+{
+    sh_result *out = s->v;
+    *n = s->n;
+    s->v = NULL;
+    s->n = s->cap = 0;
+    free(s->slot);
+    s->slot = NULL;
+    return out;
+}
+
+void hds_client_free(hds_client *c)
+{
+    set_clear(&c->pending);
+    set_clear(&c->known);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
 }
 
 void hds_client_report(void *arg, const sh_result *r, size_t n, bool full)
@@ -99,17 +148,13 @@ void hds_client_report(void *arg, const sh_result *r, size_t n, bool full)
     pthread_mutex_lock(&c->lock);
     if (full) {
         /* the full set replaces what is known (endpoints no longer assigned drop out) */
-        free(c->known);
-        c->known = calloc(n + 1, sizeof(*c->known));
-        if (n > 0) {
-            memcpy(c->known, r, n * sizeof(*r));
-        }
-        c->n_known = n;
+        set_clear(&c->known);
+        c->full_due = true;
     }
     for (size_t i = 0; i < n; i++) {
-        merge(&c->pending, &c->n_pending, &r[i]);
+        set_put(&c->known, &r[i]);
         if (!full) {
-            merge(&c->known, &c->n_known, &r[i]);
+            set_put(&c->pending, &r[i]);
         }
     }
     pthread_mutex_unlock(&c->lock);
@@ -160,27 +205,30 @@ static grpc_byte_buffer *report(const sh_result *r, size_t n)
     typedef Envoy__Service__Health__V3__ClusterEndpointsHealth Ceh;
     typedef Envoy__Service__Health__V3__LocalityEndpointsHealth Leh;
     typedef Envoy__Service__Health__V3__EndpointHealth Eh;
-    Ceh *ce = calloc(n + 1, sizeof(*ce));
-    Ceh **cep = calloc(n + 1, sizeof(*cep));
-    Leh *le = calloc(n + 1, sizeof(*le));
-    Leh **lep = calloc(n + 1, sizeof(*lep));
-    Eh *eh = calloc(n + 1, sizeof(*eh));
-    Eh **ehp = calloc(n + 1, sizeof(*ehp));
-    Envoy__Config__Core__V3__Locality *loc = calloc(n + 1, sizeof(*loc));
-    Envoy__Config__Endpoint__V3__Endpoint *ep = calloc(n + 1, sizeof(*ep));
-    Envoy__Config__Core__V3__Address *ad = calloc(n + 1, sizeof(*ad));
-    Envoy__Config__Core__V3__SocketAddress *sa = calloc(n + 1, sizeof(*sa));
+    Ceh *ce = xcalloc(n + 1, sizeof(*ce));
+    Ceh **cep = xcalloc(n + 1, sizeof(*cep));
+    Leh *le = xcalloc(n + 1, sizeof(*le));
+    Leh **lep = xcalloc(n + 1, sizeof(*lep));
+    Eh *eh = xcalloc(n + 1, sizeof(*eh));
+    Eh **ehp = xcalloc(n + 1, sizeof(*ehp));
+    Envoy__Config__Core__V3__Locality *loc = xcalloc(n + 1, sizeof(*loc));
+    Envoy__Config__Endpoint__V3__Endpoint *ep = xcalloc(n + 1, sizeof(*ep));
+    Envoy__Config__Core__V3__Address *ad = xcalloc(n + 1, sizeof(*ad));
+    Envoy__Config__Core__V3__SocketAddress *sa = xcalloc(n + 1, sizeof(*sa));
     for (size_t i = 0; i < n; i++) {
         envoy__config__core__v3__socket_address__init(&sa[i]);
-        sa[i].address = (char *)r[i].address;
+        sa[i].address = (char *)r[i].key.address;
         sa[i].port_specifier_case =
             ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-        sa[i].port_value = r[i].port;
+        sa[i].port_value = r[i].key.port;
         envoy__config__core__v3__address__init(&ad[i]);
         ad[i].address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
         ad[i].socket_address = &sa[i];
         envoy__config__endpoint__v3__endpoint__init(&ep[i]);
         ep[i].address = &ad[i];
+        if (r[i].reason[0] != '\0') {
+            ep[i].hostname = (char *)r[i].reason; /* why (docs/health.md: "Reasons") */
+        }
         envoy__service__health__v3__endpoint_health__init(&eh[i]);
         eh[i].endpoint = &ep[i];
         eh[i].health_status =
@@ -197,7 +245,7 @@ static grpc_byte_buffer *report(const sh_result *r, size_t n)
         le[i].endpoints_health = &ehp[i];
         lep[i] = &le[i];
         envoy__service__health__v3__cluster_endpoints_health__init(&ce[i]);
-        ce[i].cluster_name = (char *)r[i].cluster;
+        ce[i].cluster_name = (char *)r[i].key.service;
         ce[i].n_locality_endpoints_health = 1;
         ce[i].locality_endpoints_health = &lep[i];
         cep[i] = &ce[i];
@@ -246,7 +294,7 @@ static void apply_specifier(hds_client *c, const uint8_t *data, size_t len)
             cap += s->cluster_health_checks[i]->locality_endpoints[l]->n_endpoints;
         }
     }
-    sh_target_spec *t = calloc(cap + 1, sizeof(*t));
+    sh_target_spec *t = xcalloc(cap + 1, sizeof(*t));
     size_t n = 0;
     for (size_t i = 0; i < s->n_cluster_health_checks; i++) {
         const Envoy__Service__Health__V3__ClusterHealthCheck *ch = s->cluster_health_checks[i];
@@ -268,9 +316,11 @@ static void apply_specifier(hds_client *c, const uint8_t *data, size_t len)
                     continue;
                 }
                 sh_target_spec *x = &t[n++];
-                snprintf(x->cluster, sizeof(x->cluster), "%s", ch->cluster_name);
-                snprintf(x->address, sizeof(x->address), "%s", sa->address);
-                x->port = (uint16_t)sa->port_value;
+                if (sa->port_value < 1 || sa->port_value > 65535) {
+                    n--;
+                    continue;
+                }
+                hf_endpoint_key_set(&x->key, ch->cluster_name, sa->address, sa->port_value);
                 if (le->locality) {
                     snprintf(x->zone, sizeof(x->zone), "%s",
                              le->locality->zone ? le->locality->zone : "");
@@ -287,6 +337,14 @@ static void apply_specifier(hds_client *c, const uint8_t *data, size_t len)
                 if (hc->health_checker_case ==
                     ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_TCP_HEALTH_CHECK) {
                     x->protocol = SH_TCP;
+                } else if (
+                    hc->health_checker_case ==
+                    ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_GRPC_HEALTH_CHECK) {
+                    x->protocol = SH_GRPC;
+                    snprintf(x->service_name, sizeof(x->service_name), "%s",
+                             hc->grpc_health_check && hc->grpc_health_check->service_name
+                                 ? hc->grpc_health_check->service_name
+                                 : "");
                 } else {
                     x->protocol = SH_HTTP;
                     snprintf(x->path, sizeof(x->path), "%s",
@@ -339,26 +397,28 @@ static void send_buf(struct stream *st, grpc_byte_buffer *bb)
     }
 }
 
-/* Sends pending results (or, right after connecting, everything known) when the slot is free. */
+/* Sends, when the slot is free: transitions first, in a small report of their own; then a due
+ * full report (or, right after connecting, everything known). */
 static void flush(hds_client *c, struct stream *st, bool everything)
 {
     if (st->send_busy || !st->got_spec || st->ended) {
         return;
     }
     pthread_mutex_lock(&c->lock);
-    sh_result *r;
-    size_t n;
-    if (everything) {
-        n = c->n_known;
-        r = calloc(n + 1, sizeof(*r));
+    sh_result *r = NULL;
+    size_t n = 0;
+    if (!everything && c->pending.n > 0) {
+        r = set_take(&c->pending, &n);
+    } else if (everything || c->full_due) {
+        n = c->known.n;
+        r = xcalloc(n + 1, sizeof(*r));
         if (n > 0) {
-            memcpy(r, c->known, n * sizeof(*r));
+            memcpy(r, c->known.v, n * sizeof(*r));
         }
-    } else {
-        r = c->pending;
-        n = c->n_pending;
-        c->pending = NULL;
-        c->n_pending = 0;
+        c->full_due = false;
+        if (everything) {
+            set_clear(&c->pending); /* all of it is in the full report */
+        }
     }
     pthread_mutex_unlock(&c->lock);
     if (n > 0) {

@@ -15,6 +15,7 @@
 #include "reporters.h"
 #include "restart.h"
 
+#include "endpoint_key.h"
 #include "log.h"
 #include "metrics.h"
 #include "thread.h"
@@ -114,7 +115,7 @@ void deploy_record_endpoint(void *engine, const char *node, const char *cluster,
 {
     struct deploy_engine *e = engine;
     char ep[HF_ENDPOINT_ID_MAX];
-    snprintf(ep, sizeof(ep), "%s:%u", address, port);
+    hf_addr_port_format(address, port, ep, sizeof(ep));
     int64_t now = hf_now_ms();
     pthread_mutex_lock(&e->lock);
     size_t i = 0;

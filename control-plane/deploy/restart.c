@@ -77,8 +77,7 @@ int restart_start(hf_store *st, const char *actor, const char *service, const ch
         }
         hf_restart_batch *bb = &b[k / p.batch_size];
         bb->n = (uint32_t)(k / p.batch_size) + 1;
-        snprintf(bb->endpoints[bb->n_endpoints++], HF_ENDPOINT_ID_MAX, "%s:%u", eps[i].address,
-                 eps[i].port);
+        hf_endpoint_id(&eps[i], bb->endpoints[bb->n_endpoints++], HF_ENDPOINT_ID_MAX);
         k++;
     }
     free(eps);

@@ -1,6 +1,8 @@
 /* Model defaults, enum names and validation; see model.h. */
 #include "model.h"
 
+#include "endpoint_key.h"
+
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +41,7 @@ static int parse_name(const char *s, const char *const *names, int n, int *out)
 
 ENUM_NAMES(hf_affinity_mode_name, hf_affinity_mode_parse, enum hf_affinity_mode, "none", "cookie",
            "hash_cookie")
-ENUM_NAMES(hf_hc_protocol_name, hf_hc_protocol_parse, enum hf_hc_protocol, "http", "tcp")
+ENUM_NAMES(hf_hc_protocol_name, hf_hc_protocol_parse, enum hf_hc_protocol, "http", "tcp", "grpc")
 ENUM_NAMES(hf_upstream_protocol_name, hf_upstream_protocol_parse, enum hf_upstream_protocol,
            "http1", "http2", "auto")
 ENUM_NAMES(hf_fleet_role_name, hf_fleet_role_parse, enum hf_fleet_role, "active", "standby",
@@ -256,6 +258,16 @@ static int validate_health_check(const hf_health_check *h, hf_detail *d)
         return hf_fail(d, HF_EINVAL, "health_check.path",
                        "path must start with '/' and hold no spaces, quotes or ';'");
     }
+    for (const char *p = h->service_name; *p; p++) {
+        if (*p <= ' ' || *p > '~' || *p == '"' || *p == '\\') {
+            return hf_fail(d, HF_EINVAL, "health_check.service_name",
+                           "service_name must be printable ASCII without spaces or quotes");
+        }
+    }
+    if (h->service_name[0] != '\0' && h->protocol != HF_HC_GRPC) {
+        return hf_fail(d, HF_EINVAL, "health_check.service_name",
+                       "service_name applies to protocol grpc only");
+    }
     if (h->interval_ms < HF_INTERVAL_MIN_MS || h->interval_ms > HF_INTERVAL_MAX_MS) {
         return hf_fail(d, HF_EINVAL, "health_check.interval_ms", "interval_ms must be %d-%d",
                        HF_INTERVAL_MIN_MS, HF_INTERVAL_MAX_MS);
@@ -386,39 +398,10 @@ int hf_endpoint_validate(hf_endpoint *e, hf_detail *d)
 
 void hf_endpoint_id(const hf_endpoint *e, char *buf, size_t len)
 {
-    if (strchr(e->address, ':') != NULL) {
-        snprintf(buf, len, "[%s]:%u", e->address, e->port);
-    } else {
-        snprintf(buf, len, "%s:%u", e->address, e->port);
-    }
+    hf_addr_port_format(e->address, e->port, buf, len);
 }
 
 int hf_endpoint_id_parse(const char *id, char *address, size_t alen, uint32_t *port)
 {
-    const char *colon = strrchr(id, ':');
-    if (colon == NULL || colon == id) {
-        return HF_EINVAL;
-    }
-    const char *start = id;
-    const char *end = colon;
-    if (id[0] == '[') {
-        if (colon[-1] != ']') {
-            return HF_EINVAL;
-        }
-        start = id + 1;
-        end = colon - 1;
-    }
-    size_t n = (size_t)(end - start);
-    if (n == 0 || n >= alen) {
-        return HF_EINVAL;
-    }
-    char *stop;
-    unsigned long p = strtoul(colon + 1, &stop, 10);
-    if (*stop != '\0' || colon[1] == '\0' || p < 1 || p > 65535) {
-        return HF_EINVAL;
-    }
-    memcpy(address, start, n);
-    address[n] = '\0';
-    *port = (uint32_t)p;
-    return HF_OK;
+    return hf_addr_port_parse(id, address, alen, port);
 }

@@ -39,7 +39,7 @@ typedef struct hf_proxy_group {
 } hf_proxy_group;
 
 enum hf_affinity_mode { HF_AFFINITY_NONE = 0, HF_AFFINITY_COOKIE, HF_AFFINITY_HASH_COOKIE };
-enum hf_hc_protocol { HF_HC_HTTP = 0, HF_HC_TCP };
+enum hf_hc_protocol { HF_HC_HTTP = 0, HF_HC_TCP, HF_HC_GRPC };
 /* The protocol Envoy speaks to a service's backends: HTTP/1.1, HTTP/2 (prior knowledge), or the
  * downstream connection's protocol (plaintext has no ALPN; see docs/envoy.md). */
 enum hf_upstream_protocol { HF_UPSTREAM_HTTP1 = 0, HF_UPSTREAM_HTTP2, HF_UPSTREAM_AUTO };
@@ -54,7 +54,8 @@ typedef struct hf_affinity {
 
 typedef struct hf_health_check {
     enum hf_hc_protocol protocol;
-    char path[HF_PATH_MAX]; /* HTTP only */
+    char path[HF_PATH_MAX];         /* HTTP only */
+    char service_name[HF_PATH_MAX]; /* gRPC only: grpc.health.v1 service; "" = the server */
     uint32_t interval_ms;
     uint32_t timeout_ms;
     uint32_t unhealthy_threshold;
@@ -127,6 +128,7 @@ typedef struct hf_verdict {
     char checker[128]; /* the checker's node id */
     enum hf_health verdict;
     int64_t at;
+    char reason[64]; /* why, as the checker says: "HTTP 503 in 2 ms", "connect refused"... */
 } hf_verdict;
 
 /* A quorum decision: the endpoint's health becomes health. */
@@ -284,7 +286,7 @@ int hf_fleet_validate(const hf_fleet *f, hf_detail *d);
 /* Also normalises e->address (e.g. "::0001" -> "::1"). */
 int hf_endpoint_validate(hf_endpoint *e, hf_detail *d);
 
-/* The endpoint's id: "address:port", or "[address]:port" for IPv6. */
+/* The endpoint's id: "address:port", or "[address]:port" for IPv6 (hf_addr_port_format). */
 void hf_endpoint_id(const hf_endpoint *e, char *buf, size_t len);
 /* Parses an id back into address and port; returns HF_OK or HF_EINVAL. */
 int hf_endpoint_id_parse(const char *id, char *address, size_t alen, uint32_t *port);

@@ -792,6 +792,14 @@ void rest__h_deployments_action(rest_req *req, rest_resp *resp)
 /* health                                                                                   */
 /* ======================================================================================== */
 
+/* Orders a verdict against an endpoint as both lists are sorted (service, address, port). */
+static int verdict_cmp(const hf_verdict *v, const hf_endpoint *e)
+{
+    int c = strcmp(v->service, e->service);
+    c = c ? c : strcmp(v->address, e->address);
+    return c ? c : (v->port > e->port) - (v->port < e->port);
+}
+
 void rest__h_health_list(rest_req *req, rest_resp *resp)
 {
     hf_endpoint *eps;
@@ -809,20 +817,21 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
     }
     const char *only = rest__query(req, "service");
     json_t *arr = json_array();
+    size_t first = 0; /* both lists are sorted alike: one merge walk */
     for (size_t i = 0; i < ne; i++) {
+        while (first < nv && verdict_cmp(&vs[first], &eps[i]) < 0) {
+            first++;
+        }
         if (only != NULL && strcmp(only, eps[i].service) != 0) {
             continue;
         }
         json_t *o = rest__endpoint_json(&eps[i]);
         json_t *verdicts = json_array();
-        for (size_t j = 0; j < nv; j++) {
-            if (vs[j].port == eps[i].port && strcmp(vs[j].address, eps[i].address) == 0 &&
-                strcmp(vs[j].service, eps[i].service) == 0) {
-                json_array_append_new(verdicts,
-                                      json_pack("{s:s, s:s, s:o}", "checker", vs[j].checker,
-                                                "verdict", hf_health_name(vs[j].verdict), "at",
-                                                rest__time_json(vs[j].at)));
-            }
+        for (size_t j = first; j < nv && verdict_cmp(&vs[j], &eps[i]) == 0; j++) {
+            json_array_append_new(verdicts,
+                                  json_pack("{s:s, s:s, s:o, s:s}", "checker", vs[j].checker,
+                                            "verdict", hf_health_name(vs[j].verdict), "at",
+                                            rest__time_json(vs[j].at), "reason", vs[j].reason));
         }
         json_object_set_new(o, "verdicts", verdicts);
         json_t *assigned = json_array();

@@ -37,7 +37,7 @@ struct field {
 static_assert(sizeof(enum hf_fleet_role) == sizeof(int), "enums are int-sized");
 
 static const char *const affinity_modes[] = {"none", "cookie", "hash_cookie", NULL};
-static const char *const hc_protocols[] = {"http", "tcp", NULL};
+static const char *const hc_protocols[] = {"http", "tcp", "grpc", NULL};
 static const char *const upstream_protocols[] = {"http1", "http2", "auto", NULL};
 static const char *const fleet_roles[] = {"active", "standby", "draining", "retired", NULL};
 static const char *const admin_states[] = {"active", "draining", "disabled", NULL};
@@ -70,6 +70,7 @@ static const struct field affinity_fields[] = {
 static const struct field health_check_fields[] = {
     {"protocol", ENUM(hf_health_check, protocol, hc_protocols)},
     {"path", STR(hf_health_check, path)},
+    {"service_name", STR(hf_health_check, service_name)},
     {"interval_ms", U32(hf_health_check, interval_ms)},
     {"timeout_ms", U32(hf_health_check, timeout_ms)},
     {"unhealthy_threshold", U32(hf_health_check, unhealthy_threshold)},

@@ -170,15 +170,22 @@ static const struct {
                                   REV_TRIGGERS("endpoints", "endpoints", "service_id")
                                       REV_TRIGGERS("deployments", "deployments", "service_id")
                                           REV_TRIGGERS("restarts", "restarts", "service_id")},
+    /* health: why a checker said what it said ("HTTP 503 in 2 ms", "connect refused") */
+    /* gRPC health checks. hc_protocol's CHECK cannot be altered without rebuilding services,
+     * which other tables reference ON DELETE CASCADE: a gRPC check is stored as hc_protocol
+     * 'tcp' (its transport) with hc_grpc = 1. */
+    {9, "ALTER TABLE health_verdicts ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE services ADD COLUMN hc_grpc INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE services ADD COLUMN hc_service_name TEXT NOT NULL DEFAULT '';"},
     /* WebSocket and the upstream protocol (issue 12 item 7). A service with a max connection
      * age used to follow the downstream protocol upstream: it keeps doing so ('auto'). */
-    {9, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
-        "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
-        "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
-        "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
+    {10, "ALTER TABLE services ADD COLUMN websocket INTEGER NOT NULL DEFAULT 0;"
+         "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
+         "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
+         "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
     /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader.
      * IF NOT EXISTS: a database taken back to an older version (tests do) migrates again. */
-    {10, "CREATE TABLE IF NOT EXISTS replicas ("
+    {11, "CREATE TABLE IF NOT EXISTS replicas ("
          "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
          "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
          "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"

@@ -20,6 +20,23 @@ int store_endpoint_list_all(hf_store *st, hf_endpoint **out, size_t *n)
     return rc;
 }
 
+int store_health_targets(hf_store *st, hf_endpoint **out, size_t *n)
+{
+    static const char sql[] =
+        "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "
+        "JOIN services s ON s.id = e.service_id WHERE e.admin_state != 'disabled' AND "
+        "f.role != 'retired'";
+    pthread_mutex_lock(&st->lock);
+    store_stmt *s = NULL;
+    int rc = HF_EDB;
+    if (store__prepare(st, sql, &s, NULL) == HF_OK) {
+        rc = store__collect(st, s, sizeof(**out), store__read_endpoint, (void **)out, n);
+    }
+    store__finalize(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
 /* The row id and health of an endpoint; HF_ENOTFOUND when it is gone. Lock held. */
 static int endpoint_key(hf_store *st, const char *service, const char *address, uint32_t port,
                         int64_t *id, enum hf_health *health)
@@ -87,6 +104,7 @@ int store_health_apply(hf_store *st, const hf_verdict *v, size_t nv, const hf_he
         sql_bind_text(s, 2, v[i].checker);
         sql_bind_text(s, 3, hf_health_name(v[i].verdict));
         sql_bind_int64(s, 4, v[i].at);
+        sql_bind_text(s, 5, v[i].reason);
         rc = store__exec(st, s, d);
     }
     bool changed = false;
@@ -106,6 +124,7 @@ static void read_verdict(hf_store *st, store_stmt *s, void *elem)
     store__col_text(s, 3, v->checker, sizeof(v->checker));
     hf_health_parse(sql_column_text(s, 4), &v->verdict);
     v->at = sql_column_int64(s, 5);
+    store__col_text(s, 6, v->reason, sizeof(v->reason));
 }
 
 int store_verdict_list(hf_store *st, hf_verdict **out, size_t *n)

@@ -1,7 +1,7 @@
 /*
  * The whole configuration at one point in time (store.h, store_input_read): one read
  * transaction over groups, services, fleets, endpoints and running operations. Services are
- * shared with the previous input while their revision (maintained by triggers, migration 6) has
+ * shared with the previous input while their revision (maintained by triggers, migration 8) has
  * not moved, so a one-endpoint change re-reads one service, not the whole estate.
  */
 #include "store_internal.h"

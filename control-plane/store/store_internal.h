@@ -17,7 +17,7 @@
     "s.hc_protocol, s.hc_path, s.hc_interval_ms, s.hc_timeout_ms, s.hc_unhealthy_threshold, "      \
     "s.hc_healthy_threshold, s.max_connection_age_s, s.drain_timeout_s, "                          \
     "s.max_stream_duration_s, s.created_at, s.updated_at, s.id, s.ttl_in_force_s, "                \
-    "s.hc_reuse_connection, s.websocket, s.upstream_protocol "
+    "s.hc_reuse_connection, s.websocket, s.upstream_protocol, s.hc_grpc, s.hc_service_name "
 #define FLEET_COLS                                                                                 \
     "s.name, f.name, f.version, f.session_format, f.role, f.created_at, f.updated_at "
 #define DEPLOY_COLS                                                                                \
@@ -69,14 +69,16 @@
       "INSERT INTO services(name, group_id, affinity_mode, cookie_name, ttl_s, cookie_path, "      \
       "strict, hc_protocol, hc_path, hc_interval_ms, hc_timeout_ms, hc_unhealthy_threshold, "      \
       "hc_healthy_threshold, max_connection_age_s, drain_timeout_s, max_stream_duration_s, "       \
-      "created_at, updated_at, hc_reuse_connection, websocket, upstream_protocol) VALUES(?1, ?2, " \
-      "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?20)")   \
+      "created_at, updated_at, hc_reuse_connection, websocket, upstream_protocol, hc_grpc, "       \
+      "hc_service_name) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, " \
+      "?16, ?17, ?17, ?18, ?19, ?20, ?21, ?22)")                                                   \
     X(ST_SERVICE_UPDATE,                                                                           \
       "UPDATE services SET group_id = ?2, affinity_mode = ?3, cookie_name = ?4, ttl_s = ?5, "      \
       "cookie_path = ?6, strict = ?7, hc_protocol = ?8, hc_path = ?9, hc_interval_ms = ?10, "      \
       "hc_timeout_ms = ?11, hc_unhealthy_threshold = ?12, hc_healthy_threshold = ?13, "            \
       "max_connection_age_s = ?14, drain_timeout_s = ?15, max_stream_duration_s = ?16, "           \
-      "updated_at = ?17, hc_reuse_connection = ?18, websocket = ?19, upstream_protocol = ?20 "     \
+      "updated_at = ?17, hc_reuse_connection = ?18, websocket = ?19, upstream_protocol = ?20, "    \
+      "hc_grpc = ?21, hc_service_name = ?22 "                                                      \
       "WHERE name = ?1")                                                                           \
     X(ST_SERVICE_GET, "SELECT " SERVICE_COLS "FROM services s JOIN proxy_groups g ON "             \
                       "g.id = s.group_id WHERE s.name = ?1")                                       \
@@ -163,10 +165,12 @@
                        "s.id = e.service_id WHERE s.name = ?1 AND e.address = ?2 AND e.port = ?3") \
     X(ST_ENDPOINT_SET_HEALTH, "UPDATE endpoints SET health = ?2, health_changed_at = ?3 WHERE "    \
                               "id = ?1")                                                           \
-    X(ST_VERDICT_UPSERT, "INSERT INTO health_verdicts(endpoint_id, checker, verdict, at) "         \
-                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(endpoint_id, checker) DO UPDATE SET " \
-                         "verdict = excluded.verdict, at = excluded.at")                           \
-    X(ST_VERDICT_LIST, "SELECT s.name, e.address, e.port, v.checker, v.verdict, v.at FROM "        \
+    X(ST_VERDICT_UPSERT, "INSERT INTO health_verdicts(endpoint_id, checker, verdict, at, reason) " \
+                         "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(endpoint_id, checker) DO UPDATE " \
+                         "SET verdict = excluded.verdict, at = excluded.at, "                      \
+                         "reason = excluded.reason")                                               \
+    X(ST_VERDICT_LIST, "SELECT s.name, e.address, e.port, v.checker, v.verdict, v.at, v.reason "   \
+                       "FROM "                                                                     \
                        "health_verdicts v JOIN endpoints e ON e.id = v.endpoint_id JOIN services " \
                        "s ON s.id = e.service_id ORDER BY s.name, e.address, e.port, v.checker")   \
     X(ST_ENDPOINT_ALL,                                                                             \

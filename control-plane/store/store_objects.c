@@ -175,6 +175,10 @@ static void read_service(hf_store *st, store_stmt *s, void *elem)
     v->health_check.reuse_connection = sql_column_int(s, 20) != 0;
     v->connection.websocket = sql_column_int(s, 21) != 0;
     hf_upstream_protocol_parse(sql_column_text(s, 22), &v->connection.upstream_protocol);
+    if (sql_column_int(s, 23) != 0) {
+        v->health_check.protocol = HF_HC_GRPC; /* stored as 'tcp' + hc_grpc (migration 9) */
+    }
+    store__col_text(s, 24, v->health_check.service_name, sizeof(v->health_check.service_name));
 
     int64_t id = sql_column_int64(s, 18);
     store_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
@@ -192,7 +196,7 @@ static void read_service(hf_store *st, store_stmt *s, void *elem)
     sql_reset(q);
 }
 
-/* Binds ?2..?20 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
+/* Binds ?2..?22 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
 static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t group_id)
 {
     sql_bind_int64(s, 2, group_id);
@@ -201,7 +205,8 @@ static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t grou
     sql_bind_int64(s, 5, v->affinity.ttl_s);
     bind_text(s, 6, v->affinity.path);
     sql_bind_int(s, 7, v->affinity.strict);
-    bind_text(s, 8, hf_hc_protocol_name(v->health_check.protocol));
+    bool grpc = v->health_check.protocol == HF_HC_GRPC;
+    bind_text(s, 8, grpc ? "tcp" : hf_hc_protocol_name(v->health_check.protocol));
     bind_text(s, 9, v->health_check.path);
     sql_bind_int64(s, 10, v->health_check.interval_ms);
     sql_bind_int64(s, 11, v->health_check.timeout_ms);
@@ -213,6 +218,8 @@ static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t grou
     sql_bind_int(s, 18, v->health_check.reuse_connection);
     sql_bind_int(s, 19, v->connection.websocket);
     bind_text(s, 20, hf_upstream_protocol_name(v->connection.upstream_protocol));
+    sql_bind_int(s, 21, grpc);
+    bind_text(s, 22, v->health_check.service_name);
 }
 
 /* HF_ECONFLICT when host (a domain of service v, or v's name, by which a service without domains

@@ -1,19 +1,21 @@
 /*
- * The HDS server (envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck) and failover
- * eviction (DESIGN §6). Health checkers (holdfast-shim, or Envoy with hds_config) connect and
- * announce themselves; every endpoint is assigned to k of them (spread over zones when possible)
- * and each gets a HealthCheckSpecifier of its endpoints with each service's policy. Their
- * reports are verdicts; when a majority of an endpoint's assigned checkers agree it is
- * unhealthy it is evicted (it leaves EDS for every proxy), and restored when a majority says
- * healthy. A checker that disconnects changes nothing by itself (fail static); its endpoints are
- * reassigned.
+ * The HDS protocol adapter (envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck),
+ * DESIGN §6. Health checkers (holdfast-shim, or Envoy with hds_config) connect and announce
+ * themselves; this file turns their messages into calls on the health module
+ * (control-plane/health: assignment, verdict table, quorum) and the module's assignments into
+ * HealthCheckSpecifiers. The decisions (evict / restore) are stored with their audit events and
+ * reach proxies through the next snapshot. A checker that disconnects decides nothing by itself
+ * (fail static): its endpoints go to others and are re-decided.
  *
- * gRPC threads only decode and queue; assignments, decisions and the store are on the xDS thread.
+ * gRPC threads only decode and queue; the table, the store and the specifiers are on the xDS
+ * thread. Lock order: srv->hds_lock, then a checker's lock.
  */
 #include "xds_internal.h"
 #include "xds_auth.h"
 
+#include "endpoint_key.h"
 #include "hash.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "timeutil.h"
@@ -144,7 +146,33 @@ static enum hf_health verdict_of(Envoy__Config__Core__V3__HealthStatus s)
     }
 }
 
-/* Queues the verdicts of one report for the xDS thread. */
+/* Copies a peer-supplied string for logs and the REST API: printable ASCII kept, anything else
+ * (control bytes, quotes, backslashes, non-ASCII) as \xNN. */
+static void escape(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < len; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\' && *p != '"') {
+            out[o++] = (char)*p;
+        } else {
+            o += (size_t)snprintf(out + o, len - o, "\\x%02x", *p);
+        }
+    }
+    out[o] = '\0';
+}
+
+/* The queue grows by doubling: its length is a power of two whenever it is full. */
+static hf_verdict *queue_slot(struct xds_server *srv)
+{
+    size_t n = srv->n_vq;
+    if (n == 0 || (n & (n - 1)) == 0) {
+        srv->vq = xrealloc(srv->vq, (n ? 2 * n : 16) * sizeof(*srv->vq));
+    }
+    return &srv->vq[srv->n_vq++];
+}
+
+/* Queues the verdicts of one report for the xDS thread. The reason of a verdict rides in the
+ * reported endpoint's hostname (docs/health.md). */
 static void take_report(hds_checker *c, const Envoy__Service__Health__V3__EndpointHealthResponse *r)
 {
     struct xds_server *srv = c->srv;
@@ -170,9 +198,11 @@ static void take_report(hds_checker *c, const Envoy__Service__Health__V3__Endpoi
                     srv->n_vq >= 100000 || ch->cluster_name == NULL) {
                     continue;
                 }
-                srv->vq = xrealloc(srv->vq, (srv->n_vq + 1) * sizeof(*srv->vq));
-                hf_verdict *q = &srv->vq[srv->n_vq++];
+                hf_verdict *q = queue_slot(srv);
                 memset(q, 0, sizeof(*q));
+                if (eh->endpoint->hostname != NULL) {
+                    escape(eh->endpoint->hostname, q->reason, sizeof(q->reason));
+                }
                 snprintf(q->service, sizeof(q->service), "%s", ch->cluster_name);
                 snprintf(q->address, sizeof(q->address), "%s", sa->address);
                 q->port = sa->port_value;
@@ -222,17 +252,18 @@ static void hds_message(void *user, const uint8_t *data, size_t len)
         bad = "a health report came before the HealthCheckRequest";
     }
     bool announce = is_hello && bad == NULL && !denied;
-    char node[128];
-    snprintf(node, sizeof(node), "%s", c->node_id);
+    char node[4 * sizeof(c->node_id)], zone[4 * sizeof(c->zone)];
+    escape(c->node_id, node, sizeof(node));
+    escape(c->zone, zone, sizeof(zone));
     if (bad != NULL) {
-        hf_warn("hds", "checker %s: %s", c->node_id[0] ? c->node_id : "(new)", bad);
+        hf_warn("hds", "checker %s: %s", node[0] ? node : "(new)", bad);
         hf_stream_finish(c->transport, HF_GRPC_INVALID_ARGUMENT, bad);
     }
     pthread_mutex_unlock(&c->lock);
     if (announce) {
-        hf_info("hds", "health checker %s connected (zone %s)", node, c->zone);
+        hf_info("hds", "health checker %s connected (zone %s)", node, zone);
         xds__event(c->srv, "checker.connect", node, "health checker %s connected (zone %s)", node,
-                   c->zone[0] ? c->zone : "none");
+                   zone[0] ? zone : "none");
         replace_older(c);
         xds__hds_wake(c->srv, true);
     }
@@ -278,10 +309,12 @@ static void hds_closed(void *user)
     bool registered = c->registered;
     pthread_mutex_unlock(&c->lock);
     if (registered) {
-        /* Fail static: its verdicts stay as they are; its endpoints go to others. */
-        hf_info("hds", "health checker %s disconnected", c->node_id);
-        xds__event(srv, "checker.disconnect", c->node_id,
-                   "health checker %s disconnected; its endpoints are reassigned", c->node_id);
+        /* Fail static: its endpoints go to others, whose verdicts decide from then on. */
+        char node[4 * sizeof(c->node_id)];
+        escape(c->node_id, node, sizeof(node));
+        hf_info("hds", "health checker %s disconnected", node);
+        xds__event(srv, "checker.disconnect", node,
+                   "health checker %s disconnected; its endpoints are reassigned", node);
         xds__hds_wake(srv, true);
     }
     hf_rbuf_unref(c->pending);
@@ -293,71 +326,69 @@ const hf_stream_handler xds__hds_handler = {hds_open, hds_message, hds_sent, hds
                                             hds_wake_cb};
 
 /* ======================================================================================== */
-/* xDS thread: assignments and specifiers                                                   */
+/* xDS thread: the input, assignments and specifiers                                        */
 /* ======================================================================================== */
 
-static void store_decisions(struct xds_server *srv, const hf_verdict *v, size_t nv,
-                            const hf_health_change *c, size_t nc);
-static size_t decide_unevaluated(struct xds_server *srv, hf_health_change **out);
-
-struct checker_ref {
-    hds_checker *c;
-    char node_id[128];
-    char zone[HF_SHORT_MAX];
-    size_t load;
-};
-
-static int cmp_ref(const void *a, const void *b)
+static int cmp_service(const void *a, const void *b)
 {
-    return strcmp(((const struct checker_ref *)a)->node_id,
-                  ((const struct checker_ref *)b)->node_id);
+    return strcmp(((const hf_service *)a)->name, ((const hf_service *)b)->name);
 }
 
-/* Picks k checkers for t: different zones first, then the least loaded, ties by a hash. */
-static void assign(hds_target *t, struct checker_ref *refs, size_t n, int k)
+static const hf_service *service_of(const hf_service *svcs, size_t ns, const char *name)
 {
-    t->n_assigned = 0;
-    char key[128];
-    snprintf(key, sizeof(key), "%s/%s/%u", t->service, t->address, t->port);
-    for (int round = 0; round < k && (size_t)round < n; round++) {
-        size_t best = n;
-        for (size_t i = 0; i < n; i++) {
-            bool taken = false, zone_used = false;
-            for (int j = 0; j < t->n_assigned; j++) {
-                taken |= strcmp(t->assigned[j], refs[i].node_id) == 0;
-                for (size_t z = 0; z < n; z++) {
-                    if (strcmp(refs[z].node_id, t->assigned[j]) == 0 &&
-                        strcmp(refs[z].zone, refs[i].zone) == 0) {
-                        zone_used = true;
-                    }
-                }
-            }
-            if (taken) {
-                continue;
-            }
-            if (best == n) {
-                best = i;
-                continue;
-            }
-            bool bz = false;
-            for (int j = 0; j < t->n_assigned; j++) {
-                for (size_t z = 0; z < n; z++) {
-                    if (strcmp(refs[z].node_id, t->assigned[j]) == 0 &&
-                        strcmp(refs[z].zone, refs[best].zone) == 0) {
-                        bz = true;
-                    }
-                }
-            }
-            uint64_t hi = hf_hash_str(hf_hash_str(HF_HASH_INIT, key), refs[i].node_id);
-            uint64_t hb = hf_hash_str(hf_hash_str(HF_HASH_INIT, key), refs[best].node_id);
-            if ((zone_used < bz) || (zone_used == bz && refs[i].load < refs[best].load) ||
-                (zone_used == bz && refs[i].load == refs[best].load && hi < hb)) {
-                best = i;
-            }
-        }
-        snprintf(t->assigned[t->n_assigned++], sizeof(t->assigned[0]), "%s", refs[best].node_id);
-        refs[best].load++;
+    if (ns == 0) {
+        return NULL;
     }
+    hf_service probe;
+    snprintf(probe.name, sizeof(probe.name), "%s", name);
+    return bsearch(&probe, svcs, ns, sizeof(*svcs), cmp_service);
+}
+
+/* A hash of what a checker is told about a service: a change re-sends its specifiers. */
+static uint64_t policy_hash(const hf_service *s)
+{
+    const hf_health_check *hc = &s->health_check;
+    uint32_t v[6] = {(uint32_t)hc->protocol,  hc->interval_ms,       hc->timeout_ms,
+                     hc->unhealthy_threshold, hc->healthy_threshold, hc->reuse_connection};
+    return hf_hash_str(hf_hash_str(hf_hash_update(HF_HASH_INIT, v, sizeof(v)), hc->path),
+                       hc->service_name);
+}
+
+/* Reads what must be checked (endpoints not disabled, of fleets not retired) as the health
+ * module's input, and the services sorted by name. */
+static int load_input(struct xds_server *srv, hf_hc_endpoint **out, size_t *n, hf_service **svcs,
+                      size_t *ns)
+{
+    hf_endpoint *eps;
+    size_t ne;
+    if (store_health_targets(srv->store, &eps, &ne) != HF_OK) {
+        return HF_EDB;
+    }
+    if (store_service_list(srv->store, NULL, svcs, ns) != HF_OK) {
+        free(eps);
+        return HF_EDB;
+    }
+    if (*ns > 1) {
+        qsort(*svcs, *ns, sizeof(**svcs), cmp_service);
+    }
+    hf_hc_endpoint *in = xcalloc(ne + 1, sizeof(*in));
+    size_t count = 0;
+    for (size_t i = 0; i < ne; i++) {
+        const hf_service *s = service_of(*svcs, *ns, eps[i].service);
+        if (s == NULL) {
+            continue;
+        }
+        hf_hc_endpoint *e = &in[count++];
+        hf_endpoint_key_set(&e->key, eps[i].service, eps[i].address, eps[i].port);
+        memcpy(e->zone, eps[i].zone, sizeof(e->zone));
+        memcpy(e->fleet, eps[i].fleet, sizeof(e->fleet));
+        e->policy = policy_hash(s);
+        e->health = eps[i].health;
+    }
+    free(eps);
+    *out = in;
+    *n = count;
+    return HF_OK;
 }
 
 static Google__Protobuf__Duration *dur_ms(Google__Protobuf__Duration *d, uint32_t ms)
@@ -368,327 +399,226 @@ static Google__Protobuf__Duration *dur_ms(Google__Protobuf__Duration *d, uint32_
     return d;
 }
 
-/* Encodes the specifier of one checker: its targets grouped by service and locality. */
-static hf_rbuf *encode_specifier(const char *checker, const hds_target *t, size_t nt,
-                                 const hf_service *svcs, size_t ns, uint32_t report_ms,
-                                 size_t *count)
+static int cmp_ep(const void *a, const void *b)
+{
+    const hf_hc_endpoint *x = *(const hf_hc_endpoint *const *)a;
+    const hf_hc_endpoint *y = *(const hf_hc_endpoint *const *)b;
+    int c = strcmp(x->key.service, y->key.service);
+    c = c ? c : strcmp(x->zone, y->zone);
+    return c ? c : strcmp(x->fleet, y->fleet);
+}
+
+/* The check policy of one service, in storage that lives as long as the specifier. */
+struct policy_msg {
+    HealthCheck hc;
+    HealthCheck *hcp;
+    Google__Protobuf__Duration timeout, interval;
+    Google__Protobuf__UInt32Value unhealthy, healthy;
+    Google__Protobuf__BoolValue reuse;
+    Envoy__Config__Core__V3__HealthCheck__HttpHealthCheck http;
+    Envoy__Config__Core__V3__HealthCheck__TcpHealthCheck tcp;
+    Envoy__Config__Core__V3__HealthCheck__GrpcHealthCheck grpc;
+};
+
+static void policy_init(struct policy_msg *m, const hf_service *svc)
+{
+    const hf_health_check *p = &svc->health_check;
+    envoy__config__core__v3__health_check__init(&m->hc);
+    m->hc.timeout = dur_ms(&m->timeout, p->timeout_ms);
+    m->hc.interval = dur_ms(&m->interval, p->interval_ms);
+    google__protobuf__uint32_value__init(&m->unhealthy);
+    m->unhealthy.value = p->unhealthy_threshold;
+    google__protobuf__uint32_value__init(&m->healthy);
+    m->healthy.value = p->healthy_threshold;
+    m->hc.unhealthy_threshold = &m->unhealthy;
+    m->hc.healthy_threshold = &m->healthy;
+    m->hc.interval_jitter_percent = 10;
+    google__protobuf__bool_value__init(&m->reuse);
+    m->reuse.value = p->reuse_connection;
+    m->hc.reuse_connection = &m->reuse;
+    if (p->protocol == HF_HC_HTTP) {
+        envoy__config__core__v3__health_check__http_health_check__init(&m->http);
+        m->http.path = (char *)p->path;
+        m->hc.health_checker_case =
+            ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_HTTP_HEALTH_CHECK;
+        m->hc.http_health_check = &m->http;
+    } else if (p->protocol == HF_HC_GRPC) {
+        envoy__config__core__v3__health_check__grpc_health_check__init(&m->grpc);
+        m->grpc.service_name = (char *)p->service_name;
+        m->hc.health_checker_case =
+            ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_GRPC_HEALTH_CHECK;
+        m->hc.grpc_health_check = &m->grpc;
+    } else {
+        envoy__config__core__v3__health_check__tcp_health_check__init(&m->tcp);
+        m->hc.health_checker_case =
+            ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_TCP_HEALTH_CHECK;
+        m->hc.tcp_health_check = &m->tcp;
+    }
+    m->hcp = &m->hc;
+}
+
+/* Storage of one endpoint in a specifier. */
+struct ep_msg {
+    Envoy__Config__Endpoint__V3__Endpoint ep;
+    Envoy__Config__Core__V3__Address addr;
+    Envoy__Config__Core__V3__SocketAddress sa;
+};
+
+static void ep_init(struct ep_msg *m, const hf_hc_endpoint *e)
+{
+    envoy__config__core__v3__socket_address__init(&m->sa);
+    m->sa.address = (char *)e->key.address;
+    m->sa.port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+    m->sa.port_value = e->key.port;
+    envoy__config__core__v3__address__init(&m->addr);
+    m->addr.address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+    m->addr.socket_address = &m->sa;
+    envoy__config__endpoint__v3__endpoint__init(&m->ep);
+    m->ep.address = &m->addr;
+}
+
+/* Encodes a specifier of endpoints e[0..n) sorted by service, zone and fleet: a cluster per
+ * service with its policy, a locality per (zone, fleet). */
+static hf_rbuf *encode_specifier(const hf_hc_endpoint **e, size_t n, const hf_service *svcs,
+                                 size_t ns, uint32_t report_ms)
 {
     Specifier spec = ENVOY__SERVICE__HEALTH__V3__HEALTH_CHECK_SPECIFIER__INIT;
     Google__Protobuf__Duration interval;
     spec.interval = dur_ms(&interval, report_ms);
-    ClusterHealthCheck *chs = xcalloc(ns + 1, sizeof(*chs));
-    ClusterHealthCheck **chp = xcalloc(ns + 1, sizeof(*chp));
-    HealthCheck *hcs = xcalloc(ns + 1, sizeof(*hcs));
-    HealthCheck **hcp = xcalloc(ns + 1, sizeof(*hcp));
-    Google__Protobuf__Duration *durs = xcalloc(2 * ns + 1, sizeof(*durs));
-    Google__Protobuf__UInt32Value *u32s = xcalloc(2 * ns + 1, sizeof(*u32s));
-    Google__Protobuf__BoolValue *reuse = xcalloc(ns + 1, sizeof(*reuse));
-    Envoy__Config__Core__V3__HealthCheck__HttpHealthCheck *https = xcalloc(ns + 1, sizeof(*https));
-    Envoy__Config__Core__V3__HealthCheck__TcpHealthCheck tcp =
-        ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__TCP_HEALTH_CHECK__INIT;
-    /* one locality per target at most: simple, correct grouping (a locality per endpoint) */
-    LocalityEndpoints *les = xcalloc(nt + 1, sizeof(*les));
-    LocalityEndpoints **lep = xcalloc(nt + 1, sizeof(*lep));
-    Envoy__Config__Core__V3__Locality *locs = xcalloc(nt + 1, sizeof(*locs));
-    Envoy__Config__Endpoint__V3__Endpoint *eps = xcalloc(nt + 1, sizeof(*eps));
-    Envoy__Config__Endpoint__V3__Endpoint **epp = xcalloc(nt + 1, sizeof(*epp));
-    Envoy__Config__Core__V3__Address *addrs = xcalloc(nt + 1, sizeof(*addrs));
-    Envoy__Config__Core__V3__SocketAddress *sas = xcalloc(nt + 1, sizeof(*sas));
-    size_t nle = 0;
-    *count = 0;
-    for (size_t s = 0; s < ns; s++) {
-        const hf_service *svc = &svcs[s];
-        ClusterHealthCheck *ch = &chs[spec.n_cluster_health_checks];
-        envoy__service__health__v3__cluster_health_check__init(ch);
-        ch->cluster_name = (char *)svc->name;
-        ch->locality_endpoints = &lep[nle];
-        for (size_t i = 0; i < nt; i++) {
-            bool mine = false;
-            for (int j = 0; j < t[i].n_assigned; j++) {
-                mine |= strcmp(t[i].assigned[j], checker) == 0;
+    ClusterHealthCheck *chs = xcalloc(n + 1, sizeof(*chs));
+    ClusterHealthCheck **chp = xcalloc(n + 1, sizeof(*chp));
+    struct policy_msg *pols = xcalloc(n + 1, sizeof(*pols));
+    LocalityEndpoints *les = xcalloc(n + 1, sizeof(*les));
+    LocalityEndpoints **lep = xcalloc(n + 1, sizeof(*lep));
+    Envoy__Config__Core__V3__Locality *locs = xcalloc(n + 1, sizeof(*locs));
+    struct ep_msg *eps = xcalloc(n + 1, sizeof(*eps));
+    Envoy__Config__Endpoint__V3__Endpoint **epp = xcalloc(n + 1, sizeof(*epp));
+    size_t nch = 0, nle = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool new_cluster = i == 0 || strcmp(e[i]->key.service, e[i - 1]->key.service) != 0;
+        if (new_cluster) {
+            const hf_service *svc = service_of(svcs, ns, e[i]->key.service);
+            if (svc == NULL) {
+                continue; /* cannot happen: the input holds only known services */
             }
-            if (!mine || strcmp(t[i].service, svc->name) != 0) {
-                continue;
-            }
+            ClusterHealthCheck *ch = &chs[nch];
+            envoy__service__health__v3__cluster_health_check__init(ch);
+            ch->cluster_name = (char *)svc->name;
+            policy_init(&pols[nch], svc);
+            ch->n_health_checks = 1;
+            ch->health_checks = &pols[nch].hcp;
+            ch->locality_endpoints = &lep[nle];
+            chp[nch++] = ch;
+        }
+        ClusterHealthCheck *ch = chp[nch - 1];
+        if (new_cluster || strcmp(e[i]->zone, e[i - 1]->zone) != 0 ||
+            strcmp(e[i]->fleet, e[i - 1]->fleet) != 0) {
             LocalityEndpoints *le = &les[nle];
             envoy__service__health__v3__locality_endpoints__init(le);
             envoy__config__core__v3__locality__init(&locs[nle]);
-            locs[nle].zone = (char *)t[i].zone;
-            locs[nle].sub_zone = (char *)t[i].fleet;
+            locs[nle].zone = (char *)e[i]->zone;
+            locs[nle].sub_zone = (char *)e[i]->fleet;
             le->locality = &locs[nle];
-            envoy__config__core__v3__socket_address__init(&sas[nle]);
-            sas[nle].address = (char *)t[i].address;
-            sas[nle].port_specifier_case =
-                ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-            sas[nle].port_value = t[i].port;
-            envoy__config__core__v3__address__init(&addrs[nle]);
-            addrs[nle].address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
-            addrs[nle].socket_address = &sas[nle];
-            envoy__config__endpoint__v3__endpoint__init(&eps[nle]);
-            eps[nle].address = &addrs[nle];
-            epp[nle] = &eps[nle];
-            le->n_endpoints = 1;
-            le->endpoints = &epp[nle];
-            lep[nle] = le;
-            nle++;
+            le->endpoints = &epp[i];
+            lep[nle++] = le;
             ch->n_locality_endpoints++;
-            (*count)++;
         }
-        if (ch->n_locality_endpoints == 0) {
-            continue;
-        }
-        HealthCheck *hc = &hcs[spec.n_cluster_health_checks];
-        envoy__config__core__v3__health_check__init(hc);
-        hc->timeout = dur_ms(&durs[2 * s], svc->health_check.timeout_ms);
-        hc->interval = dur_ms(&durs[2 * s + 1], svc->health_check.interval_ms);
-        google__protobuf__uint32_value__init(&u32s[2 * s]);
-        u32s[2 * s].value = svc->health_check.unhealthy_threshold;
-        google__protobuf__uint32_value__init(&u32s[2 * s + 1]);
-        u32s[2 * s + 1].value = svc->health_check.healthy_threshold;
-        hc->unhealthy_threshold = &u32s[2 * s];
-        hc->healthy_threshold = &u32s[2 * s + 1];
-        hc->interval_jitter_percent = 10;
-        google__protobuf__bool_value__init(&reuse[s]);
-        reuse[s].value = svc->health_check.reuse_connection;
-        hc->reuse_connection = &reuse[s];
-        if (svc->health_check.protocol == HF_HC_HTTP) {
-            envoy__config__core__v3__health_check__http_health_check__init(&https[s]);
-            https[s].path = (char *)svc->health_check.path;
-            hc->health_checker_case =
-                ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_HTTP_HEALTH_CHECK;
-            hc->http_health_check = &https[s];
-        } else {
-            hc->health_checker_case =
-                ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_TCP_HEALTH_CHECK;
-            hc->tcp_health_check = &tcp;
-        }
-        hcp[spec.n_cluster_health_checks] = hc;
-        ch->n_health_checks = 1;
-        ch->health_checks = &hcp[spec.n_cluster_health_checks];
-        chp[spec.n_cluster_health_checks] = ch;
-        spec.n_cluster_health_checks++;
+        ep_init(&eps[i], e[i]);
+        epp[i] = &eps[i].ep;
+        les[nle - 1].n_endpoints++;
     }
+    spec.n_cluster_health_checks = nch;
     spec.cluster_health_checks = chp;
     hf_rbuf *b = hf_rbuf_new(protobuf_c_message_get_packed_size(&spec.base));
     protobuf_c_message_pack(&spec.base, b->data);
     free(chs);
     free(chp);
-    free(hcs);
-    free(hcp);
-    free(durs);
-    free(u32s);
-    free(reuse);
-    free(https);
+    free(pols);
     free(les);
     free(lep);
     free(locs);
     free(eps);
     free(epp);
-    free(addrs);
-    free(sas);
     return b;
 }
 
-/* Reads what must be checked: endpoints not disabled, of fleets not retired. */
-static int load_targets(struct xds_server *srv, hds_target **out, size_t *nt, hf_service **svcs,
-                        size_t *ns)
+/* The specifier of checker index c: its endpoints, sorted. hds_lock held. */
+static hf_rbuf *specifier_of(struct xds_server *srv, int c, const hf_service *svcs, size_t ns)
 {
-    hf_endpoint *eps;
-    size_t ne;
-    if (store_endpoint_list_all(srv->store, &eps, &ne) != HF_OK) {
-        return HF_EDB;
-    }
-    if (store_service_list(srv->store, NULL, svcs, ns) != HF_OK) {
-        free(eps);
-        return HF_EDB;
-    }
-    hds_target *t = xcalloc(ne + 1, sizeof(*t));
+    size_t total = hf_health_size(srv->health);
+    const hf_hc_endpoint **mine =
+        xcalloc(hf_health_checker_load(srv->health, c) + 1, sizeof(*mine));
     size_t n = 0;
-    for (size_t i = 0; i < ne; i++) {
-        hf_fleet f;
-        if (eps[i].admin_state == HF_ADMIN_DISABLED ||
-            store_fleet_get(srv->store, eps[i].service, eps[i].fleet, &f, NULL) != HF_OK ||
-            f.role == HF_ROLE_RETIRED) {
-            continue;
-        }
-        snprintf(t[n].service, sizeof(t[n].service), "%s", eps[i].service);
-        snprintf(t[n].address, sizeof(t[n].address), "%s", eps[i].address);
-        t[n].port = eps[i].port;
-        snprintf(t[n].zone, sizeof(t[n].zone), "%s", eps[i].zone);
-        snprintf(t[n].fleet, sizeof(t[n].fleet), "%s", eps[i].fleet);
-        t[n].health = eps[i].health;
-        n++;
-    }
-    free(eps);
-    *out = t;
-    *nt = n;
-    return HF_OK;
-}
-
-void xds__hds_reassign(struct xds_server *srv)
-{
-    hds_target *t;
-    size_t nt;
-    hf_service *svcs;
-    size_t ns;
-    if (load_targets(srv, &t, &nt, &svcs, &ns) != HF_OK) {
-        hf_error("hds", "cannot read endpoints for health checking");
-        return;
-    }
-    uint32_t report_ms = 10000;
-    for (size_t s = 0; s < ns; s++) {
-        if (svcs[s].health_check.interval_ms < report_ms) {
-            report_ms = svcs[s].health_check.interval_ms;
-        }
-    }
-    report_ms = report_ms < 1000 ? 1000 : report_ms;
-
-    pthread_mutex_lock(&srv->hds_lock);
-    size_t nc = 0;
-    for (hds_checker *c = srv->checkers; c; c = c->next) {
-        nc++;
-    }
-    struct checker_ref *refs = xcalloc(nc + 1, sizeof(*refs));
-    size_t nr = 0;
-    for (hds_checker *c = srv->checkers; c; c = c->next) {
-        pthread_mutex_lock(&c->lock);
-        if (c->registered && !c->closed) {
-            refs[nr].c = c;
-            memcpy(refs[nr].node_id, c->node_id, sizeof(refs[nr].node_id));
-            memcpy(refs[nr].zone, c->zone, sizeof(refs[nr].zone));
-            nr++;
-        }
-        pthread_mutex_unlock(&c->lock);
-    }
-    if (nr > 1) {
-        qsort(refs, nr, sizeof(*refs), cmp_ref);
-    }
-    int k = srv->hds_replicas < HDS_MAX_K ? srv->hds_replicas : HDS_MAX_K;
-    for (size_t i = 0; i < nt; i++) {
-        /* keep the first bad time of targets that were already known */
-        for (size_t j = 0; j < srv->n_targets; j++) {
-            if (strcmp(srv->targets[j].service, t[i].service) == 0 &&
-                strcmp(srv->targets[j].address, t[i].address) == 0 &&
-                srv->targets[j].port == t[i].port) {
-                t[i].first_bad_at = srv->targets[j].first_bad_at;
-            }
-        }
-        assign(&t[i], refs, nr, k);
-    }
-    for (size_t r = 0; r < nr; r++) {
-        size_t count;
-        hf_rbuf *spec = encode_specifier(refs[r].node_id, t, nt, svcs, ns, report_ms, &count);
-        uint64_t h = hf_hash_update(HF_HASH_INIT, spec->data, spec->len);
-        hds_checker *c = refs[r].c;
-        pthread_mutex_lock(&c->lock);
-        c->n_endpoints = count;
-        if (h != c->pending_hash || c->pending == NULL) {
-            hf_rbuf_unref(c->pending);
-            c->pending = spec;
-            c->pending_hash = h;
-            spec = NULL;
-            try_send(c);
-        }
-        pthread_mutex_unlock(&c->lock);
-        hf_rbuf_unref(spec);
-    }
-    free(srv->targets);
-    srv->targets = t;
-    srv->n_targets = nt;
-    hf_health_change *late = NULL;
-    size_t nlate = decide_unevaluated(srv, &late);
-    pthread_mutex_unlock(&srv->hds_lock);
-    store_decisions(srv, NULL, 0, late, nlate);
-    free(late);
-    hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
-                 (double)nr);
-    free(refs);
-    free(svcs);
-}
-
-/* ======================================================================================== */
-/* xDS thread: verdicts and quorum                                                          */
-/* ======================================================================================== */
-
-static hf_verdict *verdict_slot(struct xds_server *srv, const hf_verdict *v)
-{
-    for (size_t i = 0; i < srv->n_verdicts; i++) {
-        hf_verdict *x = &srv->verdicts[i];
-        if (x->port == v->port && strcmp(x->address, v->address) == 0 &&
-            strcmp(x->service, v->service) == 0 && strcmp(x->checker, v->checker) == 0) {
-            return x;
-        }
-    }
-    srv->verdicts = xrealloc(srv->verdicts, (srv->n_verdicts + 1) * sizeof(*srv->verdicts));
-    hf_verdict *x = &srv->verdicts[srv->n_verdicts++];
-    *x = *v;
-    x->verdict = HF_HEALTH_UNKNOWN;
-    return x;
-}
-
-static hds_target *target_of(struct xds_server *srv, const hf_verdict *v)
-{
-    for (size_t i = 0; i < srv->n_targets; i++) {
-        hds_target *t = &srv->targets[i];
-        if (t->port == v->port && strcmp(t->address, v->address) == 0 &&
-            strcmp(t->service, v->service) == 0) {
-            return t;
-        }
-    }
-    return NULL;
-}
-
-/* The quorum's verdict on t: a majority of its assigned checkers (at least one). */
-static enum hf_health quorum(struct xds_server *srv, const hds_target *t, int *bad, int *good)
-{
-    *bad = *good = 0;
-    for (int j = 0; j < t->n_assigned; j++) {
-        for (size_t i = 0; i < srv->n_verdicts; i++) {
-            const hf_verdict *v = &srv->verdicts[i];
-            if (v->port == t->port && strcmp(v->checker, t->assigned[j]) == 0 &&
-                strcmp(v->address, t->address) == 0 && strcmp(v->service, t->service) == 0) {
-                *bad += v->verdict == HF_HEALTH_UNHEALTHY;
-                *good += v->verdict == HF_HEALTH_HEALTHY;
+    size_t cap = hf_health_checker_load(srv->health, c);
+    for (size_t i = 0; i < total && n < cap; i++) {
+        const hf_hc_slot *s;
+        int k = hf_health_slots(srv->health, i, &s);
+        for (int j = 0; j < k; j++) {
+            if (s[j].checker == c) {
+                mine[n++] = hf_health_endpoint(srv->health, i);
+                break;
             }
         }
     }
-    int majority = t->n_assigned / 2 + 1;
-    if (t->n_assigned > 0 && *bad >= majority) {
-        return HF_HEALTH_UNHEALTHY;
+    if (n > 1) {
+        qsort(mine, n, sizeof(*mine), cmp_ep);
     }
-    if (t->n_assigned > 0 && *good >= majority) {
-        return HF_HEALTH_HEALTHY;
-    }
-    return HF_HEALTH_UNKNOWN;
+    hf_rbuf *b = encode_specifier(mine, n, svcs, ns, srv->hds_report_ms);
+    free(mine);
+    return b;
 }
 
-/* Applies the quorum to t; appends a decision when its health changes. hds_lock held. */
-static void decide(struct xds_server *srv, hds_target *t, hf_health_change *out, size_t *n,
-                   int64_t mono)
+/* Gives a checker a new specifier unless it already has the same bytes. Both locks held. */
+static void offer(hds_checker *c, hf_rbuf *spec)
 {
-    int bad, good;
-    enum hf_health h = quorum(srv, t, &bad, &good);
-    if (h == HF_HEALTH_UNKNOWN || h == t->health) {
+    uint64_t h = hf_hash_update(HF_HASH_INIT, spec->data, spec->len);
+    if (c->pending != NULL && h == c->pending_hash) {
         return;
     }
-    hf_health_change *c = &out[(*n)++];
-    snprintf(c->service, sizeof(c->service), "%s", t->service);
-    snprintf(c->address, sizeof(c->address), "%s", t->address);
-    c->port = t->port;
-    c->health = h;
-    snprintf(c->reason, sizeof(c->reason), "%d of %d assigned checkers say %s",
-             h == HF_HEALTH_UNHEALTHY ? bad : good, t->n_assigned, hf_health_name(h));
-    if (h == HF_HEALTH_UNHEALTHY) {
-        hf_counter_add("holdfast_evictions_total", "Endpoints evicted by health checks.", "", 1);
-        if (t->first_bad_at != 0) {
-            hf_histogram_observe("holdfast_hds_detection_seconds",
-                                 "From the first unhealthy verdict to the quorum's eviction.", "",
-                                 (double)(mono - t->first_bad_at) / 1000.0);
+    hf_rbuf_unref(c->pending);
+    c->pending = hf_rbuf_ref(spec);
+    c->pending_hash = h;
+    try_send(c);
+}
+
+/* ======================================================================================== */
+/* xDS thread: decisions                                                                    */
+/* ======================================================================================== */
+
+/* The decisions as store changes, with their reason; counts evictions. hds_lock held. */
+static hf_health_change *to_changes(struct xds_server *srv, const hf_hc_decisions *d)
+{
+    hf_health_change *out = xcalloc(d->n + 1, sizeof(*out));
+    for (size_t i = 0; i < d->n; i++) {
+        const hf_hc_decision *x = &d->v[i];
+        hf_health_change *c = &out[i];
+        snprintf(c->service, sizeof(c->service), "%s", x->key.service);
+        snprintf(c->address, sizeof(c->address), "%s", x->key.address);
+        c->port = x->key.port;
+        c->health = x->health;
+        const char *why = "";
+        long at = hf_health_find(srv->health, &x->key);
+        const hf_hc_slot *s = NULL;
+        int k = at >= 0 ? hf_health_slots(srv->health, (size_t)at, &s) : 0;
+        for (int j = 0; j < k && why[0] == '\0'; j++) {
+            if (s[j].verdict == x->health) {
+                why = s[j].reason;
+            }
         }
-    } else {
-        t->first_bad_at = 0;
+        snprintf(c->reason, sizeof(c->reason), "%d of %d assigned checkers say %s%s%s%s", x->votes,
+                 x->assigned, hf_health_name(x->health), why[0] ? " (" : "", why,
+                 why[0] ? ")" : "");
+        if (x->health == HF_HEALTH_UNHEALTHY) {
+            hf_counter_add("holdfast_evictions_total", "Endpoints evicted by health checks.", "",
+                           1);
+            if (x->detection_ms >= 0) {
+                hf_histogram_observe("holdfast_hds_detection_seconds",
+                                     "From the first unhealthy verdict to the quorum's eviction.",
+                                     "", (double)x->detection_ms / 1000.0);
+            }
+        }
     }
-    t->health = h;
+    return out;
 }
 
 /* Stores verdicts and decisions (xDS thread, no lock held). */
@@ -704,9 +634,11 @@ static void store_decisions(struct xds_server *srv, const hf_verdict *v, size_t 
         hf_error("hds", "cannot store health: %s", d.message);
     }
     for (size_t i = 0; i < nc; i++) {
-        hf_info("hds", "%s %s:%u of %s (%s)",
-                c[i].health == HF_HEALTH_UNHEALTHY ? "evicted" : "restored", c[i].address,
-                c[i].port, c[i].service, c[i].reason);
+        char id[HF_ADDR_PORT_MAX];
+        hf_addr_port_format(c[i].address, c[i].port, id, sizeof(id));
+        hf_info("hds", "%s %s of %s (%s)",
+                c[i].health == HF_HEALTH_UNHEALTHY ? "evicted" : "restored", id, c[i].service,
+                c[i].reason);
     }
     if (nc > 0) {
         hf_histogram_observe("holdfast_hds_decision_store_seconds",
@@ -716,6 +648,134 @@ static void store_decisions(struct xds_server *srv, const hf_verdict *v, size_t 
     }
 }
 
+static int64_t mono_ms(void)
+{
+    return (int64_t)(hf_mono_ns() / 1000000);
+}
+
+/* The connected, registered checkers. hds_lock held. */
+static hf_hc_checker *connected(struct xds_server *srv, size_t *n)
+{
+    size_t count = 0;
+    for (hds_checker *c = srv->checkers; c; c = c->next) {
+        count++;
+    }
+    hf_hc_checker *out = xcalloc(count + 1, sizeof(*out));
+    *n = 0;
+    for (hds_checker *c = srv->checkers; c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        if (c->registered && !c->closed) {
+            memcpy(out[*n].id, c->node_id, sizeof(out[*n].id));
+            memcpy(out[*n].zone, c->zone, sizeof(out[*n].zone));
+            (*n)++;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    return out;
+}
+
+/* Sends each checker whose endpoints changed its new specifier (every checker when all = true).
+ * hds_lock held. */
+static void send_specifiers(struct xds_server *srv, bool all, const hf_service *svcs, size_t ns)
+{
+    hf_rbuf **made = xcalloc(HF_HC_MAX_CHECKERS, sizeof(*made));
+    for (hds_checker *c = srv->checkers; c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        int idx =
+            c->registered && !c->closed ? hf_health_checker_index(srv->health, c->node_id) : -1;
+        if (idx >= 0 && idx < HF_HC_MAX_CHECKERS) {
+            bool dirty = hf_health_take_dirty(srv->health, idx);
+            if (made[idx] == NULL && (all || dirty || c->pending == NULL)) {
+                made[idx] = specifier_of(srv, idx, svcs, ns);
+            }
+            c->n_endpoints = hf_health_checker_load(srv->health, idx);
+            if (made[idx] != NULL) {
+                offer(c, made[idx]);
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    for (size_t i = 0; i < HF_HC_MAX_CHECKERS; i++) {
+        hf_rbuf_unref(made[i]);
+    }
+    free(made);
+}
+
+void xds__hds_reassign(struct xds_server *srv)
+{
+    hf_hc_endpoint *in;
+    size_t nin;
+    hf_service *svcs;
+    size_t ns;
+    if (load_input(srv, &in, &nin, &svcs, &ns) != HF_OK) {
+        hf_error("hds", "cannot read endpoints for health checking");
+        return;
+    }
+    uint32_t report_ms = 10000;
+    for (size_t s = 0; s < ns; s++) {
+        if (svcs[s].health_check.interval_ms < report_ms) {
+            report_ms = svcs[s].health_check.interval_ms;
+        }
+    }
+    report_ms = report_ms < 1000 ? 1000 : report_ms;
+    hf_hc_decisions d = {0};
+    int64_t mono = mono_ms();
+    pthread_mutex_lock(&srv->hds_lock);
+    if (srv->health == NULL) {
+        srv->health = hf_health_new(srv->hds_replicas);
+    }
+    size_t nc;
+    hf_hc_checker *cs = connected(srv, &nc);
+    hf_health_set_checkers(srv->health, cs, nc, mono, &d);
+    hf_health_sync(srv->health, in, nin, mono, &d);
+    bool all = report_ms != srv->hds_report_ms;
+    srv->hds_report_ms = report_ms;
+    send_specifiers(srv, all, svcs, ns);
+    hf_health_change *changes = to_changes(srv, &d);
+    pthread_mutex_unlock(&srv->hds_lock);
+    store_decisions(srv, NULL, 0, changes, d.n);
+    hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
+                 (double)nc);
+    free(changes);
+    hf_hc_decisions_free(&d);
+    free(cs);
+    free(in);
+    free(svcs);
+}
+
+/* Applies queued verdicts to the table. hds_lock held. Returns the verdicts that changed. */
+static hf_verdict *apply_verdicts(struct xds_server *srv, const hf_verdict *q, size_t nq,
+                                  size_t *nchanged, hf_hc_decisions *d)
+{
+    hf_verdict *changed = xcalloc(nq + 1, sizeof(*changed));
+    int64_t mono = mono_ms();
+    size_t dropped = 0;
+    int idx = -1;
+    const char *last = NULL;
+    *nchanged = 0;
+    for (size_t i = 0; i < nq; i++) {
+        if (last == NULL || strcmp(last, q[i].checker) != 0) {
+            last = q[i].checker;
+            idx = hf_health_checker_index(srv->health, last);
+        }
+        hf_endpoint_key k;
+        hf_endpoint_key_set(&k, q[i].service, q[i].address, q[i].port);
+        int rc =
+            hf_health_verdict(srv->health, &k, idx, q[i].verdict, q[i].reason, q[i].at, mono, d);
+        if (rc == 1) {
+            changed[(*nchanged)++] = q[i];
+        } else if (rc < 0) {
+            dropped++;
+        }
+    }
+    if (dropped > 0) {
+        hf_counter_add("holdfast_hds_verdicts_dropped_total",
+                       "Verdicts dropped: unknown endpoint, or a checker not assigned to it.", "",
+                       (double)dropped);
+    }
+    return changed;
+}
+
 void xds__hds_process(struct xds_server *srv)
 {
     pthread_mutex_lock(&srv->hds_lock);
@@ -723,61 +783,28 @@ void xds__hds_process(struct xds_server *srv)
     size_t nq = srv->n_vq;
     srv->vq = NULL;
     srv->n_vq = 0;
-    hf_verdict *changed = xcalloc(nq + 1, sizeof(*changed));
-    hf_health_change *decisions = xcalloc(nq + 1, sizeof(*decisions));
-    size_t nchanged = 0, ndec = 0;
-    int64_t mono = (int64_t)(hf_mono_ns() / 1000000);
-    for (size_t i = 0; i < nq; i++) {
-        hf_verdict *slot = verdict_slot(srv, &q[i]);
-        if (slot->verdict == q[i].verdict) {
-            continue;
-        }
-        *slot = q[i];
-        changed[nchanged++] = q[i];
-        hds_target *t = target_of(srv, &q[i]);
-        if (t == NULL) {
-            /* not assigned yet (e.g. just after a restart): decide at the next assignment */
-            srv->unevaluated =
-                xrealloc(srv->unevaluated, (srv->n_unevaluated + 1) * sizeof(*srv->unevaluated));
-            srv->unevaluated[srv->n_unevaluated++] = q[i];
-            continue;
-        }
-        if (q[i].verdict == HF_HEALTH_UNHEALTHY && t->first_bad_at == 0) {
-            t->first_bad_at = mono;
-        }
-        decide(srv, t, decisions, &ndec, mono);
+    if (srv->health == NULL) {
+        pthread_mutex_unlock(&srv->hds_lock);
+        free(q);
+        return; /* nothing assigned yet: no verdict can count */
     }
+    hf_hc_decisions d = {0};
+    size_t nchanged;
+    hf_verdict *changed = apply_verdicts(srv, q, nq, &nchanged, &d);
+    hf_health_change *changes = to_changes(srv, &d);
     pthread_mutex_unlock(&srv->hds_lock);
-    store_decisions(srv, changed, nchanged, decisions, ndec);
-    free(q);
+    store_decisions(srv, changed, nchanged, changes, d.n);
+    free(changes);
+    hf_hc_decisions_free(&d);
     free(changed);
-    free(decisions);
-}
-
-/* Decides for verdicts that came before their endpoint was assigned. hds_lock held. */
-static size_t decide_unevaluated(struct xds_server *srv, hf_health_change **out)
-{
-    *out = xcalloc(srv->n_unevaluated + 1, sizeof(**out));
-    size_t n = 0;
-    int64_t mono = (int64_t)(hf_mono_ns() / 1000000);
-    for (size_t i = 0; i < srv->n_unevaluated; i++) {
-        hds_target *t = target_of(srv, &srv->unevaluated[i]);
-        if (t != NULL) {
-            decide(srv, t, *out, &n, mono);
-        }
-    }
-    free(srv->unevaluated);
-    srv->unevaluated = NULL;
-    srv->n_unevaluated = 0;
-    return n;
+    free(q);
 }
 
 void xds__hds_destroy(struct xds_server *srv)
 {
-    free(srv->unevaluated);
     free(srv->vq);
-    free(srv->targets);
-    free(srv->verdicts);
+    hf_health_free(srv->health);
+    srv->health = NULL;
 }
 
 /* ---- what GET /api/v1/health shows of the checkers ---- */
@@ -809,15 +836,16 @@ int xds_checkers(xds_server *srv, xds_checker_info **out, size_t *n)
 int xds_assignments(xds_server *srv, const char *service, const char *address, uint32_t port,
                     char assigned[][128], int max)
 {
+    hf_endpoint_key k;
+    hf_endpoint_key_set(&k, service, address, port);
     pthread_mutex_lock(&srv->hds_lock);
     int n = 0;
-    for (size_t i = 0; i < srv->n_targets; i++) {
-        hds_target *t = &srv->targets[i];
-        if (t->port == port && strcmp(t->address, address) == 0 &&
-            strcmp(t->service, service) == 0) {
-            for (int j = 0; j < t->n_assigned && n < max; j++) {
-                memcpy(assigned[n++], t->assigned[j], 128);
-            }
+    long at = srv->health ? hf_health_find(srv->health, &k) : -1;
+    if (at >= 0) {
+        const hf_hc_slot *s;
+        int ns = hf_health_slots(srv->health, (size_t)at, &s);
+        for (int j = 0; j < ns && n < max; j++) {
+            snprintf(assigned[n++], 128, "%s", hf_health_checker_id(srv->health, s[j].checker));
         }
     }
     pthread_mutex_unlock(&srv->hds_lock);

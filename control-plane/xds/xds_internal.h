@@ -21,20 +21,7 @@ typedef struct xds_conn {
     xds_stream *proto;
 } xds_conn;
 
-#define HDS_MAX_K 5
-
-/* One endpoint being health checked, and the checkers it is assigned to. */
-typedef struct hds_target {
-    char service[HF_NAME_MAX];
-    char address[HF_ADDR_MAX];
-    uint32_t port;
-    char zone[HF_SHORT_MAX];
-    char fleet[HF_NAME_MAX];
-    enum hf_health health; /* as stored; updated by quorum decisions */
-    char assigned[HDS_MAX_K][128];
-    int n_assigned;
-    int64_t first_bad_at; /* monotonic ms of the first unhealthy verdict since healthy */
-} hds_target;
+struct hf_health_table; /* assignments and verdicts (control-plane/health) */
 
 typedef struct hds_checker hds_checker;
 
@@ -76,12 +63,8 @@ struct xds_server {
     hds_checker *checkers;
     hf_verdict *vq; /* verdicts queued by gRPC threads */
     size_t n_vq;
-    hds_target *targets;
-    size_t n_targets;
-    hf_verdict *verdicts; /* the latest verdict per (endpoint, checker) */
-    size_t n_verdicts;
-    hf_verdict *unevaluated; /* verdicts that came before their endpoint was assigned */
-    size_t n_unevaluated;
+    struct hf_health_table *health; /* created at the first reassignment */
+    uint32_t hds_report_ms;         /* the report interval in the specifiers sent */
     atomic_ullong next_stream_id;
     atomic_int connected[2]; /* by node kind */
 };
@@ -99,7 +82,8 @@ extern const hf_stream_handler xds__sotw_handler;
 extern const hf_stream_handler xds__delta_handler;
 /* HDS (hds.c): the stream handler, and the xDS thread's work. */
 extern const hf_stream_handler xds__hds_handler;
-/* Recomputes assignments from the store and sends changed specifiers. xDS thread only. */
+/* Brings assignments up to date with the store and the connected checkers, re-decides what
+ * changed, and sends the specifiers that changed. xDS thread only. */
 void xds__hds_reassign(struct xds_server *srv);
 /* Applies queued verdicts: quorum decisions stored with their events. xDS thread only. */
 void xds__hds_process(struct xds_server *srv);

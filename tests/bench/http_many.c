@@ -3,8 +3,10 @@
  * 127.0.0.1 from BASE, keep-alive, one epoll loop. It records when each port was last checked
  * and, on SIGTERM, prints the spread of the intervals between consecutive checks of the same
  * port (what a health checker's jitter and load look like from the backends' side).
+ * With ADDR, it listens on COUNT addresses from ADDR (e.g. 127.1.0.1, 127.1.0.2, ...) all on
+ * port BASE: the shape of a real fleet (many addresses, one port).
  *
- *   http_many BASE COUNT
+ *   http_many BASE COUNT [ADDR]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,11 +45,13 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: http_many BASE COUNT\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: http_many BASE COUNT [ADDR]\n");
         return 2;
     }
     int base = atoi(argv[1]), count = atoi(argv[2]);
+    struct in_addr first;
+    inet_pton(AF_INET, argc == 4 ? argv[3] : "127.0.0.1", &first);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     signal(SIGPIPE, SIG_IGN);
@@ -62,10 +66,16 @@ int main(int argc, char **argv)
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base + i))};
-        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        if (argc == 4) {
+            sa.sin_port = htons((uint16_t)base);
+            sa.sin_addr.s_addr = htonl(ntohl(first.s_addr) + (uint32_t)i);
+        } else {
+            sa.sin_port = htons((uint16_t)(base + i));
+            sa.sin_addr = first;
+        }
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 64) != 0) {
-            fprintf(stderr, "cannot listen on %d: %s\n", base + i, strerror(errno));
+            fprintf(stderr, "cannot listen on endpoint %d: %s\n", i, strerror(errno));
             return 1;
         }
         port_of[fd] = -(i + 1);

@@ -115,7 +115,9 @@ class AdsClient:
         cluster, until until(latest responses by type) is true. Returns those responses."""
         import time
         latest = {}
-        eds_names = []
+        # The clusters whose endpoints it asked for, kept across calls: like Envoy, every EDS
+        # ACK names them (an empty list after named subscriptions would unsubscribe).
+        eds_names = getattr(self, "_eds_names", [])
         deadline = time.monotonic() + timeout
         while not until(latest):
             r = self.recv(timeout=max(0.1, deadline - time.monotonic()))
@@ -126,7 +128,7 @@ class AdsClient:
                 self.ack(r)
                 names = sorted(c.name for c in unpack(r, cluster_pb2.Cluster))
                 if names != eds_names:
-                    eds_names = names
+                    eds_names = self._eds_names = names
                     last = latest.get(EDS)
                     self.request(EDS, names, version=last.version_info if last else "",
                                  nonce=last.nonce if last else "")

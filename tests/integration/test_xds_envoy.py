@@ -278,11 +278,11 @@ class ConnectionSettingsTest(unittest.TestCase):
                 hf.post(API + "/services", {"name": "old-aged", "proxy_group": "edge",
                                             "connection": {"max_connection_age_s": 60}})
                 hf.post(API + "/services", {"name": "old-plain", "proxy_group": "edge"})
-            # Turn the file back into a version-8 database, as written before this change.
+            # Turn the file back into a version-9 database, as written before this change.
             con = sqlite3.connect(db)
             con.executescript("ALTER TABLE services DROP COLUMN websocket;"
                               "ALTER TABLE services DROP COLUMN upstream_protocol;"
-                              "PRAGMA user_version = 8;")
+                              "PRAGMA user_version = 9;")
             con.close()
             with Holdfast(workdir=tmp, db=db) as hf:
                 got = {s["name"]: s["connection"] for s in hf.get(API + "/services").json["items"]}

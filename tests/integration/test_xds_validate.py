@@ -163,8 +163,9 @@ class ValidateTest(unittest.TestCase):
         ls.filter_chains[0].filters[0].typed_config.Unpack(h)
         self.assertEqual([u.upgrade_type for u in h.upgrade_configs], ["websocket"])
 
-    def first_response(self, method, request, response_cls):
-        """Opens a stream, sends one request, returns the first response (the stream is ended)."""
+    def first_response(self, method, request, response_cls, until=lambda r: True):
+        """Opens a stream, sends one request, returns the first response for which until() is
+        true (the stream is ended)."""
         import grpc
         import queue
         ch = grpc.insecure_channel(self.hf.xds)
@@ -175,7 +176,10 @@ class ValidateTest(unittest.TestCase):
                                 response_deserializer=response_cls.FromString)
         responses = call(iter(lambda: out.get(timeout=10), done), timeout=10)
         try:
-            return next(responses)
+            for r in responses:
+                if until(r):
+                    return r
+            raise AssertionError("the stream ended without the response expected")
         finally:
             responses.cancel()
             ch.close()
@@ -192,7 +196,8 @@ class ValidateTest(unittest.TestCase):
             health_check_request=hds_pb2.HealthCheckRequest(
                 node=n, capability=hds_pb2.Capability(health_check_protocols=[0, 1])))
         spec = self.first_response("/envoy.service.health.v3.HealthDiscoveryService/StreamHealthCheck",
-                                   req, hds_pb2.HealthCheckSpecifier)
+                                   req, hds_pb2.HealthCheckSpecifier,
+                                   until=lambda r: len(r.cluster_health_checks) > 0)
         self.assertGreater(len(spec.cluster_health_checks), 0)
         self.assertEqual(pgv.validate(spec), [])
         lrs = self.first_response("/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats",
