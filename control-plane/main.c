@@ -1,8 +1,9 @@
 /*
  * holdfast: the control-plane daemon, and its `token` subcommand.
  *
- *   holdfast [--db PATH] [--http ADDR:PORT] [--xds ADDR:PORT] [--log-level L]
- *   holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]
+ *   holdfast [--db PATH|URL] [--http ADDR:PORT] [--xds ADDR:PORT] [--log-level L]
+ *   holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH|URL]
+ *   holdfast db copy --from PATH.db --to postgresql://...
  *   holdfast pki init|issue ...   (pki.h)
  *
  * The daemon opens the store, starts the REST server and waits for SIGTERM or SIGINT, then
@@ -50,13 +51,16 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: holdfast [options]\n"
             "       holdfast token create --role viewer|operator|admin [--name NAME] [--db PATH]\n"
+            "       holdfast db copy --from PATH.db --to postgresql://USER@HOST:PORT/DB\n"
             "       holdfast pki init --dir DIR\n"
             "       holdfast pki issue --dir DIR (--group G | --checker NAME | --server HOST)\n"
             "\n"
             "Holdfast is an xDS control plane for Envoy fleets that use sticky sessions.\n"
             "\n"
             "Options:\n"
-            "  --db PATH          SQLite database file (default ./holdfast.db)\n"
+            "  --db PATH|URL      SQLite database file (default ./holdfast.db), or a PostgreSQL\n"
+            "                     database shared by replicas: postgresql://USER@HOST:PORT/DB\n"
+            "                     (or ?host=/socket/dir); see docs/ha.md\n"
             "  --http ADDR:PORT   REST API and web UI address (default 127.0.0.1:8080)\n"
             "  --xds ADDR:PORT    xDS (ADS, HDS, LRS) gRPC address (default 127.0.0.1:18000)\n"
             "  --xds-threads N    gRPC completion-queue threads (default 1; more on big machines)\n"
@@ -162,6 +166,42 @@ static int token_command(int argc, char **argv)
     printf("%s\n", secret);
     fprintf(stderr, "created %s token %lld; it is shown only once\n", hf_role_name(role),
             (long long)t.id);
+    return 0;
+}
+
+/* holdfast db copy --from PATH.db --to URL */
+static int db_command(int argc, char **argv)
+{
+    const char *from = NULL, *to = NULL;
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || strcmp(argv[1], "copy") != 0) {
+        fprintf(stderr, "holdfast db: the only subcommand is 'copy'\n");
+        return 2;
+    }
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'f') {
+            from = optarg;
+        } else if (c == 't') {
+            to = optarg;
+        } else {
+            return 2;
+        }
+    }
+    if (from == NULL || to == NULL || optind < argc) {
+        fprintf(stderr, "usage: holdfast db copy --from PATH.db --to postgresql://...\n");
+        return 2;
+    }
+    hf_detail d = {0};
+    if (store_copy(from, to, stdout, &d) != HF_OK) {
+        fprintf(stderr, "holdfast db copy: %s\n", d.message);
+        return 1;
+    }
     return 0;
 }
 
@@ -360,7 +400,8 @@ static int run(struct options *o)
         hf_error("main", "%s", d.message);
         goto out;
     }
-    hf_info("main", "database %s open (schema version %d)", o->db, store_schema_version(st));
+    hf_info("main", "%s database open (schema version %d)", store_backend_name(st),
+            store_schema_version(st));
     store_set_audit_retention(st, o->audit_retention);
     if (tls_files_load(&o->xds_tls, &d) != HF_OK || tls_files_load(&o->rest_tls, &d) != HF_OK) {
         hf_error("main", "%s", d.message);
@@ -414,6 +455,7 @@ static int run(struct options *o)
     snprintf(url, sizeof(url), "%s://%s%s%s:%u", o->rest_tls.cert ? "https" : "http", v6 ? "[" : "",
              o->http_addr, v6 ? "]" : "", rest_port(rest));
     hf_info("main", "web UI on %s/ and REST API on %s/api/v1", url, url);
+    store_replica_start(st, url, xds_addr, &d);
     hf_info("main", "holdfast %s ready", HOLDFAST_VERSION);
 
     int sig = 0;
@@ -445,6 +487,9 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "token") == 0) {
         return token_command(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && strcmp(argv[1], "db") == 0) {
+        return db_command(argc - 1, argv + 1);
     }
     if (argc >= 2 && strcmp(argv[1], "pki") == 0) {
         return hf_pki_main(argc - 1, argv + 1);

@@ -4,6 +4,12 @@
  * affinity-tail samples of each draining deployment, then finishes drains whose tail stayed under
  * the threshold for DEPLOY_FINISH_SAMPLES samples, or whose deadline passed. It holds no state a
  * restart could lose: deployments and samples are in the store.
+ *
+ * With several replicas on one database (docs/ha.md) every replica's engine passes the load
+ * its proxies reported to the database each interval - with, per cluster, how many proxies
+ * reported and how many of the group are connected to it - and only the leader's engine acts:
+ * it takes the load of every replica (so a tail counts every proxy, wherever it is connected),
+ * samples, finishes drains and runs the restart executor.
  */
 #include "deploy.h"
 #include "reporters.h"
@@ -26,26 +32,15 @@
 int deploy__finish(hf_store *st, const char *actor, const hf_deployment *cur, const char *reason,
                    double tail, hf_deployment *out, hf_detail *d);
 
-struct load {
-    char cluster[HF_NAME_MAX];
-    char fleet[HF_NAME_MAX];
-    uint64_t requests;
-};
-
-/* The last report of requests in progress on one endpoint from one node. */
-struct inflight {
-    char node[128];
-    char cluster[HF_NAME_MAX];
-    char endpoint[HF_ENDPOINT_ID_MAX];
-    uint64_t in_progress;
-    int64_t at_ms;
-};
+/* The load (store_load: requests of one cluster's fleet since the last tick) and the in-flight
+ * reports (store_inflight: the last report of requests in progress on one endpoint from one
+ * node) have the store's shapes, so that replicas pass them through the database as they are. */
 #define INFLIGHT_MAX 65536
 
 struct deploy_engine {
     hf_store *store;
     webhooks *hooks;
-    struct inflight *inflight; /* under lock */
+    store_inflight *inflight; /* under lock */
     size_t n_inflight;
     uint32_t interval_ms;
     pthread_t thread;
@@ -55,9 +50,10 @@ struct deploy_engine {
     pthread_mutex_t lock; /* loads, stopping */
     pthread_cond_t cond;
     bool stopping;
-    struct load *loads;
+    store_load *loads;
     size_t n_loads;
     deploy_reporters reporters; /* under lock: who reported this interval */
+    int64_t inflight_pushed_ms; /* engine thread: reports newer than this are not pushed yet */
     pthread_mutex_t count_lock; /* count_proxies and its calls */
     int (*count_proxies)(void *arg, const char *group);
     void *count_arg;
@@ -103,7 +99,7 @@ void deploy_record_load(void *engine, const char *cluster, const char *fleet, ui
     }
     if (i == e->n_loads && e->n_loads < 4096) {
         e->loads = xrealloc(e->loads, (e->n_loads + 1) * sizeof(*e->loads));
-        struct load *l = &e->loads[e->n_loads++];
+        store_load *l = &e->loads[e->n_loads++];
         snprintf(l->cluster, sizeof(l->cluster), "%s", cluster);
         snprintf(l->fleet, sizeof(l->fleet), "%s", fleet);
         l->requests = 0;
@@ -130,7 +126,7 @@ void deploy_record_endpoint(void *engine, const char *node, const char *cluster,
     }
     if (i == e->n_inflight && e->n_inflight < INFLIGHT_MAX) {
         e->inflight = xrealloc(e->inflight, (e->n_inflight + 1) * sizeof(*e->inflight));
-        struct inflight *f = &e->inflight[e->n_inflight++];
+        store_inflight *f = &e->inflight[e->n_inflight++];
         snprintf(f->node, sizeof(f->node), "%s", node);
         snprintf(f->cluster, sizeof(f->cluster), "%s", cluster);
         snprintf(f->endpoint, sizeof(f->endpoint), "%s", ep);
@@ -152,7 +148,7 @@ static bool batch_idle(void *arg, const char *cluster, const hf_restart_batch *b
     for (uint32_t k = 0; idle && k < b->n_endpoints; k++) {
         size_t reports = 0;
         for (size_t i = 0; idle && i < e->n_inflight; i++) {
-            const struct inflight *f = &e->inflight[i];
+            const store_inflight *f = &e->inflight[i];
             if (f->at_ms >= since_ms && strcmp(f->endpoint, b->endpoints[k]) == 0 &&
                 strcmp(f->cluster, cluster) == 0) {
                 reports++;
@@ -179,7 +175,7 @@ static size_t under_threshold_run(const hf_tail_sample *s, size_t n, int64_t sin
 }
 
 static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
-                              const struct load *loads, size_t n_loads, deploy_reporters *rep,
+                              const store_load *loads, size_t n_loads, deploy_reporters *rep,
                               int64_t now)
 {
     const char *draining = hf_deployment_draining_fleet(dep);
@@ -195,9 +191,20 @@ static void sample_and_decide(struct deploy_engine *e, const hf_deployment *dep,
         hf_tail_sample s = {.t = now,
                             .pct = 100.0 * (double)old / (double)total,
                             .old_requests = (int64_t)old,
-                            .total_requests = (int64_t)total,
-                            .reporters = (int32_t)deploy_reporters_count(rep, dep->service),
-                            .connected_proxies = connected_proxies(e, dep->service)};
+                            .total_requests = (int64_t)total};
+        if (store_is_shared(e->store)) {
+            /* Every replica's count, from the summary rows (fleet "") it passed. */
+            s.connected_proxies = 0;
+            for (size_t i = 0; i < n_loads; i++) {
+                if (loads[i].fleet[0] == '\0' && strcmp(loads[i].cluster, dep->service) == 0) {
+                    s.reporters += loads[i].reporters;
+                    s.connected_proxies += loads[i].proxies;
+                }
+            }
+        } else {
+            s.reporters = (int32_t)deploy_reporters_count(rep, dep->service);
+            s.connected_proxies = connected_proxies(e, dep->service);
+        }
         if (store_tail_add(e->store, dep->id, &s, &d) != HF_OK) {
             hf_error("deploy", "cannot store a tail sample of %s: %s", dep->id, d.message);
         }
@@ -252,22 +259,106 @@ static bool still_draining(const char *const *labels, void *arg)
     return false;
 }
 
-static void tick(struct deploy_engine *e)
+/* Shared database: pushes this replica's in-flight reports, and on the leader replaces the
+ * in-memory reports with every replica's. */
+static void share_inflight(struct deploy_engine *e, bool leader)
 {
-    restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
-    restart_tick(e->store, &env);
+    hf_detail d = {0};
     pthread_mutex_lock(&e->lock);
-    struct load *loads = e->loads;
-    size_t n_loads = e->n_loads;
+    store_inflight *fresh = xcalloc(e->n_inflight + 1, sizeof(*fresh));
+    size_t n = 0;
+    int64_t newest = e->inflight_pushed_ms;
+    for (size_t i = 0; i < e->n_inflight; i++) {
+        if (e->inflight[i].at_ms > e->inflight_pushed_ms) {
+            fresh[n++] = e->inflight[i];
+            newest = e->inflight[i].at_ms > newest ? e->inflight[i].at_ms : newest;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (store_inflight_push(e->store, fresh, n, &d) == HF_OK) {
+        e->inflight_pushed_ms = newest;
+    }
+    free(fresh);
+    store_inflight *all;
+    if (leader && store_inflight_list(e->store, hf_now_ms() - 120000, &all, &n) == HF_OK) {
+        pthread_mutex_lock(&e->lock);
+        free(e->inflight);
+        e->inflight = all;
+        e->n_inflight = n;
+        pthread_mutex_unlock(&e->lock);
+    }
+}
+
+/* Appends to *loads one summary row (fleet "") per cluster with load: how many proxies
+ * reported it to this replica and how many of its group are connected here. */
+static void add_summaries(struct deploy_engine *e, store_load **loads, size_t *n,
+                          deploy_reporters *rep)
+{
+    size_t base = *n;
+    for (size_t i = 0; i < base; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp((*loads)[j].cluster, (*loads)[i].cluster) == 0;
+        }
+        if (seen) {
+            continue;
+        }
+        *loads = xrealloc(*loads, (*n + 1) * sizeof(**loads));
+        store_load *l = &(*loads)[(*n)++];
+        memset(l, 0, sizeof(*l));
+        memcpy(l->cluster, (*loads)[i].cluster, sizeof(l->cluster));
+        l->reporters = (int32_t)deploy_reporters_count(rep, l->cluster);
+        int proxies = connected_proxies(e, l->cluster);
+        l->proxies = proxies > 0 ? proxies : 0;
+    }
+}
+
+/* Takes the load gathered since the last tick: this replica's, or on a shared database every
+ * replica's (through the database; only the leader takes). */
+static void gather(struct deploy_engine *e, store_load **loads, size_t *n_loads,
+                   deploy_reporters *rep, bool leader)
+{
+    pthread_mutex_lock(&e->lock);
+    *loads = e->loads;
+    *n_loads = e->n_loads;
     e->loads = NULL;
     e->n_loads = 0;
-    deploy_reporters rep = e->reporters;
+    *rep = e->reporters;
     e->reporters = (deploy_reporters){0};
     pthread_mutex_unlock(&e->lock);
+    if (!store_is_shared(e->store)) {
+        return;
+    }
+    hf_detail d = {0};
+    add_summaries(e, loads, n_loads, rep);
+    if (store_load_push(e->store, *loads, *n_loads, &d) != HF_OK) {
+        hf_warn("deploy", "cannot pass load reports to the leader: %s", d.message);
+    }
+    free(*loads);
+    *loads = NULL;
+    *n_loads = 0;
+    if (leader && store_load_take(e->store, loads, n_loads, &d) != HF_OK) {
+        hf_warn("deploy", "cannot read the replicas' load reports: %s", d.message);
+    }
+}
 
+static void tick(struct deploy_engine *e)
+{
+    bool leader = store_is_leader(e->store);
+    store_load *loads;
+    size_t n_loads;
+    deploy_reporters rep;
+    gather(e, &loads, &n_loads, &rep, leader);
+    if (store_is_shared(e->store)) {
+        share_inflight(e, leader);
+    }
+    if (leader) {
+        restart_env env = {batch_idle, e, 2 * (int64_t)e->interval_ms, e->hooks};
+        restart_tick(e->store, &env);
+    }
     hf_deployment *deps;
     size_t n;
-    if (store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
+    if (leader && store_deployment_list(e->store, NULL, true, &deps, &n) == HF_OK) {
         int64_t now = hf_now_ms();
         for (size_t i = 0; i < n; i++) {
             if (hf_deployment_draining_fleet(&deps[i]) != NULL) {

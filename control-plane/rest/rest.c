@@ -128,6 +128,7 @@ static const struct route routes[] = {
     {"GET", "/", rest__h_ui_index, OPEN, .body = NO_BODY},
     {"GET", "/ui/{asset}", rest__h_ui_asset, OPEN, .body = NO_BODY},
     {"GET", "/favicon.ico", rest__h_ui_favicon, OPEN, .body = NO_BODY},
+    {"GET", API "/replicas", rest__h_replicas_list, VIEWER, .body = NO_BODY},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -230,6 +231,9 @@ void rest__error(rest_resp *resp, int code, const hf_detail *d)
     case HF_ECONFLICT:
         rest__error_status(resp, 409, "conflict", field, "%s", message);
         break;
+    case HF_EDB: /* the database is unreachable or failed: try again later (docs/ha.md) */
+        rest__error_status(resp, 503, "unavailable", "", "%s", message);
+        break;
     default:
         rest__error_status(resp, 500, "internal", "", "%s", message);
         break;
@@ -273,6 +277,11 @@ static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
     if (ntokens == 0 && srv->loopback) {
         return true; /* open on loopback until the first token exists */
     }
+    if (ntokens < 0) {
+        rest__error_status(resp, 503, "unavailable", "",
+                           "the database is unavailable; try again shortly");
+        return false;
+    }
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
         rest__error_status(resp, 401, "unauthorized", "",
@@ -282,7 +291,13 @@ static bool authenticate(struct rest_server *srv, struct MHD_Connection *conn,
     char hash[HF_TOKEN_HASH_LEN];
     hf_token_hash(auth + 7, hash);
     hf_token t;
-    if (store_token_lookup(srv->store, hash, &t) != HF_OK) {
+    int found = store_token_lookup(srv->store, hash, &t);
+    if (found == HF_EDB) {
+        rest__error_status(resp, 503, "unavailable", "",
+                           "the database is unavailable; try again shortly");
+        return false;
+    }
+    if (found != HF_OK) {
         rest__error_status(resp, 401, "unauthorized", "", "the bearer token is not valid");
         return false;
     }

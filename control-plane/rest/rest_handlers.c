@@ -684,10 +684,15 @@ void rest__h_healthz(rest_req *req, rest_resp *resp)
 void rest__h_readyz(rest_req *req, rest_resp *resp)
 {
     int version = store_schema_version(req->store);
-    bool ready = store_ping(req->store) == HF_OK && version == store_schema_latest();
-    rest__json(resp, ready ? 200 : 503,
-               json_pack("{s:s, s:i}", "status", ready ? "ready" : "not_ready", "schema_version",
-                         version));
+    bool reachable = store_ping(req->store) == HF_OK;
+    bool ready = reachable && version == store_schema_latest();
+    json_t *body = json_pack("{s:s, s:i, s:s, s:b}", "status", ready ? "ready" : "not_ready",
+                             "schema_version", version, "database", store_backend_name(req->store),
+                             "leader", store_is_leader(req->store));
+    if (!reachable) {
+        json_object_set_new(body, "reason", json_string("the database is unavailable"));
+    }
+    rest__json(resp, ready ? 200 : 503, body);
 }
 
 void rest__h_metrics(rest_req *req, rest_resp *resp)

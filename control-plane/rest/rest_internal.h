@@ -144,7 +144,8 @@ bool rest__body_dry_run(json_t *obj);
     X(ui_favicon)                                                                                  \
     X(healthz)                                                                                     \
     X(readyz)                                                                                      \
-    X(metrics)
+    X(metrics)                                                                                     \
+    X(replicas_list)
 
 #define REST_DECLARE_HANDLER(name) void rest__h_##name(rest_req *req, rest_resp *resp);
 REST_HANDLERS(REST_DECLARE_HANDLER)

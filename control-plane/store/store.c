@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- migrations: one transaction each, keyed on PRAGMA user_version ---- */
+/* ---- migrations: one transaction each, keyed on PRAGMA user_version (SQLite) or the
+ * holdfast_schema table (PostgreSQL) ---- */
 
 /* Gives the service `id` (an SQL expression) a new configuration revision. */
 #define REV_BUMP(id)                                                                               \
@@ -31,6 +32,9 @@
                                                    "_rev_delete AFTER DELETE ON " table            \
                                                    " BEGIN " REV_BUMP("OLD." col) " END;"
 
+/* A step is written in SQLite's dialect; the PostgreSQL driver translates it (store_db.h). A
+ * step the translation cannot carry (triggers, say) has its PostgreSQL text in migrations_pg
+ * below, which is run as it is. */
 static const struct {
     int version;
     const char *sql;
@@ -179,45 +183,92 @@ static const struct {
          "ALTER TABLE services ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http1'"
          "  CHECK (upstream_protocol IN ('http1','http2','auto'));"
          "UPDATE services SET upstream_protocol = 'auto' WHERE max_connection_age_s > 0;"},
+    /* Replicas on a shared database (store_ha.c), and the load reports they pass to the leader.
+     * IF NOT EXISTS: a database taken back to an older version (tests do) migrates again. */
+    {11, "CREATE TABLE IF NOT EXISTS replicas ("
+         "  id TEXT PRIMARY KEY, http_address TEXT NOT NULL, xds_address TEXT NOT NULL,"
+         "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
+         "  leader_since INTEGER NOT NULL DEFAULT 0, session_pid INTEGER NOT NULL DEFAULT 0);"
+         "CREATE TABLE IF NOT EXISTS load_reports ("
+         "  id INTEGER PRIMARY KEY AUTOINCREMENT, replica TEXT NOT NULL, cluster TEXT NOT NULL,"
+         "  fleet TEXT NOT NULL, requests INTEGER NOT NULL, at INTEGER NOT NULL,"
+         "  reporters INTEGER NOT NULL, proxies INTEGER NOT NULL);"
+         "CREATE TABLE IF NOT EXISTS load_inflight ("
+         "  node TEXT NOT NULL, cluster TEXT NOT NULL, endpoint TEXT NOT NULL,"
+         "  in_progress INTEGER NOT NULL, at INTEGER NOT NULL,"
+         "  PRIMARY KEY (node, cluster, endpoint));"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* PostgreSQL's own text of the steps that cannot be translated. */
+static const struct {
+    int version;
+    const char *sql;
+} migrations_pg[] = {
+    /* 8, service revisions: the same bumps as SQLite's triggers, as PL/pgSQL trigger functions. */
+    {8, "CREATE TABLE config_seq (n BIGINT NOT NULL); "
+        "INSERT INTO config_seq SELECT coalesce(max(id), 0) FROM services; "
+        "ALTER TABLE services ADD COLUMN config_rev BIGINT NOT NULL DEFAULT 0; "
+        "UPDATE services SET config_rev = id; "
+        "CREATE FUNCTION holdfast_rev_bump(sid bigint) RETURNS void LANGUAGE sql AS $f$ "
+        "  UPDATE config_seq SET n = n + 1; "
+        "  UPDATE services SET config_rev = (SELECT n FROM config_seq) WHERE id = sid; "
+        "$f$; "
+        "CREATE FUNCTION holdfast_rev_service() RETURNS trigger LANGUAGE plpgsql AS $f$ "
+        "BEGIN "
+        "  IF TG_OP = 'UPDATE' THEN "
+        "    IF NEW.config_rev <> OLD.config_rev THEN RETURN NULL; END IF; "
+        "  END IF; "
+        "  IF TG_OP = 'DELETE' THEN PERFORM holdfast_rev_bump(OLD.id); ELSE PERFORM "
+        "holdfast_rev_bump(NEW.id); END IF; "
+        "  RETURN NULL; "
+        "END $f$; "
+        "CREATE FUNCTION holdfast_rev_child() RETURNS trigger LANGUAGE plpgsql AS $f$ "
+        "BEGIN "
+        "  IF TG_OP = 'DELETE' THEN PERFORM holdfast_rev_bump(OLD.service_id); "
+        "  ELSE PERFORM holdfast_rev_bump(NEW.service_id); END IF; "
+        "  RETURN NULL; "
+        "END $f$; "
+        "CREATE TRIGGER services_rev AFTER INSERT OR UPDATE ON services FOR EACH ROW EXECUTE "
+        "FUNCTION holdfast_rev_service(); "
+        "CREATE TRIGGER domains_rev AFTER INSERT OR UPDATE OR DELETE ON service_domains FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER formats_rev AFTER INSERT OR UPDATE OR DELETE ON service_formats FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER fleets_rev AFTER INSERT OR UPDATE OR DELETE ON fleets FOR EACH ROW EXECUTE "
+        "FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER endpoints_rev AFTER INSERT OR UPDATE OR DELETE ON endpoints FOR EACH ROW "
+        "EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER deployments_rev AFTER INSERT OR UPDATE OR DELETE ON deployments FOR EACH "
+        "ROW EXECUTE FUNCTION holdfast_rev_child(); "
+        "CREATE TRIGGER restarts_rev AFTER INSERT OR UPDATE OR DELETE ON restarts FOR EACH ROW "
+        "EXECUTE FUNCTION holdfast_rev_child();"},
+};
+
+/* The PostgreSQL text of step version, or NULL to translate the SQLite one. */
+static const char *native_step(int version)
+{
+    for (size_t i = 0; i < sizeof(migrations_pg) / sizeof(migrations_pg[0]); i++) {
+        if (migrations_pg[i].version == version && migrations_pg[i].sql != NULL) {
+            return migrations_pg[i].sql;
+        }
+    }
+    return NULL;
+}
 
 int store_schema_latest(void)
 {
     return migrations[N_MIGRATIONS - 1].version;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql, hf_detail *d)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = hf_fail(d, HF_EDB, "", "SQL failed (%.60s...): %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return rc;
-    }
-    return HF_OK;
-}
-
-static int read_user_version(sqlite3 *db, int *out)
-{
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) {
-        return HF_EDB;
-    }
-    int rc = HF_EDB;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *out = sqlite3_column_int(s, 0);
-        rc = HF_OK;
-    }
-    sqlite3_finalize(s);
-    return rc;
-}
-
-static int migrate(sqlite3 *db, hf_detail *d)
+/* Applies the missing migrations, each in one write transaction that re-reads the version
+ * first (another replica may have migrated meanwhile). */
+static int migrate(hf_store *st, hf_detail *d)
 {
     int version;
-    if (read_user_version(db, &version) != HF_OK) {
-        return hf_fail(d, HF_EDB, "", "cannot read PRAGMA user_version: %s", sqlite3_errmsg(db));
+    if (st->be->get_version(st->conn, &version) != HF_OK) {
+        return hf_fail(d, HF_EDB, "", "cannot read the schema version: %s",
+                       st->be->errmsg(st->conn));
     }
     if (version > store_schema_latest()) {
         return hf_fail(d, HF_ESCHEMA, "",
@@ -229,23 +280,30 @@ static int migrate(sqlite3 *db, hf_detail *d)
         if (migrations[i].version <= version) {
             continue;
         }
-        char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", migrations[i].version);
-        int rc = exec_sql(db, "BEGIN IMMEDIATE", d);
-        if (rc == HF_OK) {
-            rc = exec_sql(db, migrations[i].sql, d);
+        if (st->be->begin(st->conn) != HF_OK) {
+            return hf_fail(d, HF_EDB, "", "cannot migrate: %s", st->be->errmsg(st->conn));
         }
-        if (rc == HF_OK) {
-            rc = exec_sql(db, pragma, d);
+        int rc = st->be->get_version(st->conn, &version) == HF_OK ? HF_OK : HF_EDB;
+        if (rc == HF_OK && version < migrations[i].version) {
+            const char *native = native_step(migrations[i].version);
+            rc = native != NULL && st->be->exec_native != NULL
+                     ? st->be->exec_native(st->conn, native, d)
+                     : st->be->exec_script(st->conn, migrations[i].sql, d);
+            if (rc == HF_OK && st->be->set_version(st->conn, migrations[i].version) != HF_OK) {
+                rc = hf_fail(d, HF_EDB, "", "cannot set the schema version: %s",
+                             st->be->errmsg(st->conn));
+            }
+            if (rc == HF_OK) {
+                hf_info("store", "migrated schema to version %d", migrations[i].version);
+            }
         }
-        if (rc == HF_OK) {
-            rc = exec_sql(db, "COMMIT", d);
+        if (rc == HF_OK && st->be->commit(st->conn, NULL) != HF_OK) {
+            rc = hf_fail(d, HF_EDB, "", "cannot commit a migration: %s", st->be->errmsg(st->conn));
         }
         if (rc != HF_OK) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            st->be->rollback(st->conn);
             return rc;
         }
-        hf_info("store", "migrated schema to version %d", migrations[i].version);
     }
     return HF_OK;
 }
@@ -255,43 +313,34 @@ static int prepare_all(hf_store *st, hf_detail *d)
 #define STORE_STMT_SQL(id, sql) sql,
     static const char *const sql[] = {STORE_STATEMENTS(STORE_STMT_SQL)};
     for (int i = 0; i < ST__COUNT; i++) {
-        if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmts[i],
-                               NULL) != SQLITE_OK) {
-            return hf_fail(d, HF_EDB, "", "cannot prepare statement %d (%.60s): %s", i, sql[i],
-                           sqlite3_errmsg(st->db));
+        int rc = st->be->prepare(st->conn, sql[i], &st->stmts[i], d);
+        if (rc != HF_OK) {
+            return rc;
         }
     }
     return HF_OK;
 }
 
-int store_open(const char *path, hf_store **out, hf_detail *d)
+int store_open(const char *target, hf_store **out, hf_detail *d)
 {
     hf_store *st = xcalloc(1, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->hook_lock, NULL);
     st->generation = 1;
     st->audit_max = STORE_AUDIT_DEFAULT;
-    int rc = store__create_private(path, d);
-    if (rc != HF_OK) {
-        goto out;
-    }
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        rc = hf_fail(d, HF_EDB, "", "cannot open database %s: %s", path,
-                     st->db ? sqlite3_errmsg(st->db) : "out of memory");
-        goto out;
-    }
-    sqlite3_busy_timeout(st->db, 5000);
-    /* synchronous=FULL: a transaction acknowledged to a client survives a power cut too. */
-    rc = exec_sql(st->db,
-                  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                  d);
+    st->be = store__is_pg_target(target) ? &store__pg_backend : &store__sqlite_backend;
+    st->target = xstrdup(target);
+    store__replica_id_init(st);
+    int rc = st->be == &store__sqlite_backend ? store__create_private(target, d) : HF_OK;
     if (rc == HF_OK) {
-        rc = migrate(st->db, d);
+        rc = st->be->open(target, &st->conn, d);
+    }
+    if (rc == HF_OK) {
+        rc = migrate(st, d);
     }
     if (rc == HF_OK) {
         rc = prepare_all(st, d);
     }
-out:
     if (rc != HF_OK) {
         store_close(st);
         return rc;
@@ -305,19 +354,29 @@ void store_close(hf_store *st)
     if (st == NULL) {
         return;
     }
+    store__ha_stop(st);
     for (int i = 0; i < ST__COUNT; i++) {
-        sqlite3_finalize(st->stmts[i]);
+        if (st->stmts[i] != NULL) {
+            st->be->finalize(st->stmts[i]);
+        }
     }
-    sqlite3_close(st->db);
+    st->be->close(st->conn);
     pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->hook_lock);
+    free(st->target);
     free(st);
+}
+
+const char *store_backend_name(hf_store *st)
+{
+    return st->be->name;
 }
 
 int store_schema_version(hf_store *st)
 {
     int v = -1;
     pthread_mutex_lock(&st->lock);
-    read_user_version(st->db, &v);
+    st->be->get_version(st->conn, &v);
     pthread_mutex_unlock(&st->lock);
     return v;
 }
@@ -325,17 +384,29 @@ int store_schema_version(hf_store *st)
 int store_ping(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_PING);
-    int rc = sqlite3_step(s) == SQLITE_ROW ? HF_OK : HF_EDB;
-    sqlite3_reset(s);
+    store_stmt *s = store__stmt(st, ST_PING);
+    int rc = sql_step(s) == SQL_ROW ? HF_OK : HF_EDB;
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
 
 void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg)
 {
+    pthread_mutex_lock(&st->hook_lock);
     st->change_fn = fn;
     st->change_arg = arg;
+    pthread_mutex_unlock(&st->hook_lock);
+}
+
+/* Runs the change hook (not under the store's lock: the hook may read the store). */
+static void run_hook(hf_store *st, uint64_t generation)
+{
+    pthread_mutex_lock(&st->hook_lock);
+    if (st->change_fn != NULL) {
+        st->change_fn(st->change_arg, generation);
+    }
+    pthread_mutex_unlock(&st->hook_lock);
 }
 
 void store_set_event_hook(hf_store *st, store_event_fn fn, void *arg)
@@ -354,34 +425,77 @@ uint64_t store_generation(hf_store *st)
     return g;
 }
 
+void store__events_remote(hf_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->event_fn != NULL) {
+        st->event_fn(st->event_arg);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+void store__announce_remote(hf_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t generation = ++st->generation;
+    if (st->event_fn != NULL) {
+        st->event_fn(st->event_arg); /* its audit events too */
+    }
+    pthread_mutex_unlock(&st->lock);
+    run_hook(st, generation);
+}
+
 /* ---- helpers shared with store_objects.c ---- */
 
-sqlite3_stmt *store__stmt(hf_store *st, enum store_stmt id)
+store_stmt *store__stmt(hf_store *st, enum store_stmt_id id)
 {
-    sqlite3_stmt *s = st->stmts[id];
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    store_stmt *s = st->stmts[id];
+    sql_reset(s);
     return s;
 }
 
-int store__db_fail(hf_store *st, sqlite3_stmt *s, hf_detail *d)
+int store__prepare(hf_store *st, const char *sql, store_stmt **out, hf_detail *d)
 {
-    const char *sql = sqlite3_sql(s);
-    hf_error("store", "statement failed (%.80s): %s", sql, sqlite3_errmsg(st->db));
-    return hf_fail(d, HF_EDB, "", "database error: %s", sqlite3_errmsg(st->db));
+    return st->be->prepare(st->conn, sql, out, d);
 }
 
-int store__exec(hf_store *st, sqlite3_stmt *s, hf_detail *d)
+void store__finalize(hf_store *st, store_stmt *s)
 {
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
-        sqlite3_reset(s);
+    st->be->finalize(s);
+}
+
+const char *store__errmsg(hf_store *st)
+{
+    return st->be->errmsg(st->conn);
+}
+
+int64_t sql_changes(hf_store *st)
+{
+    return st->be->changes(st->conn);
+}
+
+int64_t sql_last_insert_id(hf_store *st)
+{
+    return st->be->last_insert_id(st->conn);
+}
+
+int store__db_fail(hf_store *st, store_stmt *s, hf_detail *d)
+{
+    const char *msg = st->be->errmsg(st->conn);
+    hf_error("store", "statement failed (%.80s): %s", st->be->sql(s), msg);
+    return hf_fail(d, HF_EDB, "", "database error: %s", msg);
+}
+
+int store__exec(hf_store *st, store_stmt *s, hf_detail *d)
+{
+    int rc = sql_step(s);
+    if (rc == SQL_DONE || rc == SQL_ROW) {
+        sql_reset(s);
         return HF_OK;
     }
-    int ext = sqlite3_extended_errcode(st->db);
-    sqlite3_reset(s);
-    if ((ext & 0xff) == SQLITE_CONSTRAINT) {
-        return hf_fail(d, HF_ECONFLICT, "", "conflict: %s", sqlite3_errmsg(st->db));
+    sql_reset(s);
+    if (rc == HF_ECONFLICT) {
+        return hf_fail(d, HF_ECONFLICT, "", "conflict: %s", st->be->errmsg(st->conn));
     }
     return store__db_fail(st, s, d);
 }
@@ -390,20 +504,35 @@ int store__begin(hf_store *st, hf_detail *d)
 {
     pthread_mutex_lock(&st->lock);
     st->tx_start_ns = hf_mono_ns();
-    int rc = store__exec(st, store__stmt(st, ST_BEGIN), d);
-    if (rc != HF_OK) {
+    if (st->be->begin(st->conn) != HF_OK) {
+        int rc = hf_fail(d, HF_EDB, "", "cannot start a transaction: %s", st->be->errmsg(st->conn));
         pthread_mutex_unlock(&st->lock);
+        return rc;
     }
-    return rc;
+    return HF_OK;
+}
+
+int store__read_begin(hf_store *st)
+{
+    return st->be->begin_read(st->conn);
+}
+
+void store__read_end(hf_store *st)
+{
+    if (st->be->commit(st->conn, NULL) != HF_OK) {
+        st->be->rollback(st->conn);
+    }
 }
 
 static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
 {
     uint64_t generation = 0;
+    /* Other replicas hear of a configuration change ("c"), or of new audit events ("e"). */
+    char note[80];
+    snprintf(note, sizeof(note), "%c %s", announce ? 'c' : 'e', st->replica_id);
     if (rc == HF_OK) {
-        rc = store__exec(st, store__stmt(st, ST_COMMIT), d);
-        if (rc != HF_OK) {
-            rc = HF_EDB;
+        if (st->be->commit(st->conn, announce || st->tx_events ? note : NULL) != HF_OK) {
+            rc = hf_fail(d, HF_EDB, "", "cannot commit: %s", st->be->errmsg(st->conn));
         } else if (announce) {
             generation = ++st->generation;
         }
@@ -413,16 +542,15 @@ static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
     }
     st->tx_events = false;
     if (rc != HF_OK) {
-        sqlite3_step(store__stmt(st, ST_ROLLBACK));
-        sqlite3_reset(st->stmts[ST_ROLLBACK]);
+        st->be->rollback(st->conn);
     }
     double secs = (double)(hf_mono_ns() - st->tx_start_ns) / 1e9;
     pthread_mutex_unlock(&st->lock);
     hf_histogram_observe("holdfast_store_transaction_seconds",
                          "Duration of store write transactions.",
                          rc == HF_OK ? "result=\"commit\"" : "result=\"rollback\"", secs);
-    if (generation != 0 && st->change_fn != NULL) {
-        st->change_fn(st->change_arg, generation);
+    if (generation != 0) {
+        run_hook(st, generation);
     }
     return rc;
 }
@@ -445,35 +573,35 @@ int store__event(hf_store *st, const char *actor, const char *action, const char
     va_start(ap, fmt);
     vsnprintf(summary, sizeof(summary), fmt, ap);
     va_end(ap);
-    sqlite3_stmt *s = store__stmt(st, ST_EVENT_INSERT);
-    sqlite3_bind_int64(s, 1, hf_now_ms());
-    sqlite3_bind_text(s, 2, actor, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, action, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, object, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, summary, -1, SQLITE_TRANSIENT);
+    store_stmt *s = store__stmt(st, ST_EVENT_INSERT);
+    sql_bind_int64(s, 1, hf_now_ms());
+    sql_bind_text(s, 2, actor);
+    sql_bind_text(s, 3, action);
+    sql_bind_text(s, 4, object);
+    sql_bind_text(s, 5, summary);
     st->tx_events = true;
     int rc = store__exec(st, s, d);
     return rc == HF_OK ? store__retain(st, action, object, d) : rc;
 }
 
-void store__col_text(sqlite3_stmt *s, int col, char *buf, size_t len)
+void store__col_text(store_stmt *s, int col, char *buf, size_t len)
 {
-    const unsigned char *t = sqlite3_column_text(s, col);
-    snprintf(buf, len, "%s", t ? (const char *)t : "");
+    const char *t = sql_column_text(s, col);
+    snprintf(buf, len, "%s", t ? t : "");
 }
 
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_SERVICE_ID);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(s, 0);
-        sqlite3_reset(s);
+    store_stmt *s = store__stmt(st, ST_SERVICE_ID);
+    sql_bind_text(s, 1, name);
+    int rc = sql_step(s);
+    if (rc == SQL_ROW) {
+        *id = sql_column_int64(s, 0);
+        sql_reset(s);
         return HF_OK;
     }
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE) {
+    sql_reset(s);
+    if (rc == SQL_DONE) {
         return hf_fail(d, HF_ENOTFOUND, "", "service '%s' does not exist", name);
     }
     return store__db_fail(st, s, d);
@@ -505,12 +633,12 @@ int store_event_append(hf_store *st, const char *actor, const char *action, cons
     return store__end_quiet(st, rc, d);
 }
 
-static void read_event(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_event(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_event *e = elem;
-    e->id = sqlite3_column_int64(s, 0);
-    e->at = sqlite3_column_int64(s, 1);
+    e->id = sql_column_int64(s, 0);
+    e->at = sql_column_int64(s, 1);
     store__col_text(s, 2, e->actor, sizeof(e->actor));
     store__col_text(s, 3, e->action, sizeof(e->action));
     store__col_text(s, 4, e->object, sizeof(e->object));
@@ -520,9 +648,9 @@ static void read_event(hf_store *st, sqlite3_stmt *s, void *elem)
 int64_t store_event_last_id(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_EVENT_LAST);
-    int64_t id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
+    store_stmt *s = store__stmt(st, ST_EVENT_LAST);
+    int64_t id = sql_step(s) == SQL_ROW ? sql_column_int64(s, 0) : 0;
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return id;
 }
@@ -530,9 +658,9 @@ int64_t store_event_last_id(hf_store *st)
 int store_event_list(hf_store *st, int64_t since, int limit, hf_event **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_EVENT_LIST);
-    sqlite3_bind_int64(s, 1, since);
-    sqlite3_bind_int(s, 2, limit);
+    store_stmt *s = store__stmt(st, ST_EVENT_LIST);
+    sql_bind_int64(s, 1, since);
+    sql_bind_int(s, 2, limit);
     int rc = store__collect(st, s, sizeof(**out), read_event, (void **)out, n);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -554,20 +682,20 @@ static const char event_query_sql[] =
 int store_event_query(hf_store *st, const hf_event_filter *f, hf_event **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = NULL;
+    store_stmt *s = NULL;
     int rc = HF_EDB;
-    if (sqlite3_prepare_v2(st->db, event_query_sql, -1, &s, NULL) != SQLITE_OK) {
-        hf_error("store", "event query: %s", sqlite3_errmsg(st->db));
+    if (store__prepare(st, event_query_sql, &s, NULL) != HF_OK) {
+        hf_error("store", "event query: %s", store__errmsg(st));
         goto out;
     }
-    sqlite3_bind_int64(s, 1, f->before);
+    sql_bind_int64(s, 1, f->before);
     const char *texts[3] = {f->action, f->object, f->service};
     for (int i = 0; i < 3; i++) {
         if (texts[i] != NULL) {
-            sqlite3_bind_text(s, 2 + i, texts[i], -1, SQLITE_STATIC);
+            sql_bind_text(s, 2 + i, texts[i]);
         }
     }
-    sqlite3_bind_int(s, 5, f->limit);
+    sql_bind_int(s, 5, f->limit);
     rc = store__collect(st, s, sizeof(**out), read_event, (void **)out, n);
     /* newest first from the database; oldest first to the caller, like store_event_list */
     for (size_t i = 0; rc == HF_OK && i < *n / 2; i++) {
@@ -576,7 +704,7 @@ int store_event_query(hf_store *st, const hf_event_filter *f, hf_event **out, si
         (*out)[*n - 1 - i] = tmp;
     }
 out:
-    sqlite3_finalize(s);
+    store__finalize(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -591,13 +719,13 @@ int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf
         return rc;
     }
     int64_t now = hf_now_ms();
-    sqlite3_stmt *s = store__stmt(st, ST_TOKEN_INSERT);
-    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, hash_hex, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, hf_role_name(t->role), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, now);
+    store_stmt *s = store__stmt(st, ST_TOKEN_INSERT);
+    sql_bind_text(s, 1, t->name);
+    sql_bind_text(s, 2, hash_hex);
+    sql_bind_text(s, 3, hf_role_name(t->role));
+    sql_bind_int64(s, 4, now);
     rc = store__exec(st, s, d);
-    int64_t id = sqlite3_last_insert_rowid(st->db);
+    int64_t id = sql_last_insert_id(st);
     if (rc == HF_OK) {
         char object[64];
         snprintf(object, sizeof(object), "tokens/%lld", (long long)id);
@@ -615,35 +743,37 @@ int store_token_create(hf_store *st, const char *actor, const char *hash_hex, hf
 int64_t store_token_count(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_TOKEN_COUNT);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
+    store_stmt *s = store__stmt(st, ST_TOKEN_COUNT);
+    int64_t n = sql_step(s) == SQL_ROW ? sql_column_int64(s, 0) : -1;
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return n;
 }
 
-static void read_token(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_token(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_token *t = elem;
-    t->id = sqlite3_column_int64(s, 0);
+    t->id = sql_column_int64(s, 0);
     store__col_text(s, 1, t->name, sizeof(t->name));
-    hf_role_parse((const char *)sqlite3_column_text(s, 2), &t->role);
-    t->created_at = sqlite3_column_int64(s, 3);
+    hf_role_parse(sql_column_text(s, 2), &t->role);
+    t->created_at = sql_column_int64(s, 3);
 }
 
 int store_token_lookup(hf_store *st, const char *hash_hex, hf_token *out)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_TOKEN_LOOKUP);
-    sqlite3_bind_text(s, 1, hash_hex, -1, SQLITE_STATIC);
-    int rc = HF_ENOTFOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    store_stmt *s = store__stmt(st, ST_TOKEN_LOOKUP);
+    sql_bind_text(s, 1, hash_hex);
+    int rc = sql_step(s);
+    if (rc == SQL_ROW) {
         memset(out, 0, sizeof(*out));
         read_token(st, s, out);
         rc = HF_OK;
+    } else {
+        rc = rc == SQL_DONE ? HF_ENOTFOUND : HF_EDB;
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -663,10 +793,10 @@ int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d
     if (rc != HF_OK) {
         return rc;
     }
-    sqlite3_stmt *s = store__stmt(st, ST_TOKEN_DELETE);
-    sqlite3_bind_int64(s, 1, id);
+    store_stmt *s = store__stmt(st, ST_TOKEN_DELETE);
+    sql_bind_int64(s, 1, id);
     rc = store__exec(st, s, d);
-    if (rc == HF_OK && sqlite3_changes(st->db) == 0) {
+    if (rc == HF_OK && sql_changes(st) == 0) {
         rc = hf_fail(d, HF_ENOTFOUND, "", "token %lld does not exist", (long long)id);
     }
     if (rc == HF_OK) {
@@ -678,20 +808,20 @@ int store_token_delete(hf_store *st, const char *actor, int64_t id, hf_detail *d
     return store__end(st, rc, d);
 }
 
-int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read, void **out,
+int store__collect(hf_store *st, store_stmt *s, size_t elem, store_row_fn read, void **out,
                    size_t *n)
 {
     char *items = NULL;
     size_t count = 0;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = sql_step(s)) == SQL_ROW) {
         items = xrealloc(items, (count + 1) * elem);
         memset(items + count * elem, 0, elem);
         read(st, s, items + count * elem);
         count++;
     }
-    int result = rc == SQLITE_DONE ? HF_OK : store__db_fail(st, s, NULL);
-    sqlite3_reset(s);
+    int result = rc == SQL_DONE ? HF_OK : store__db_fail(st, s, NULL);
+    sql_reset(s);
     if (result != HF_OK) {
         free(items);
         return result;

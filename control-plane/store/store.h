@@ -1,6 +1,7 @@
 /*
  * The Holdfast store: every piece of persistent state, in one SQLite database (WAL, foreign keys,
- * busy timeout, migrations keyed on PRAGMA user_version). All SQL lives in this module.
+ * busy timeout, migrations keyed on PRAGMA user_version) or in one PostgreSQL database shared by
+ * several holdfast replicas (DESIGN §9, docs/ha.md). All SQL lives in this module.
  *
  * Every mutating call is one transaction that also appends an audit event naming the actor; it
  * either commits entirely or changes nothing. Calls are thread-safe (one connection, serialised
@@ -19,17 +20,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct hf_store hf_store;
 
 /* The schema version this build writes. */
 int store_schema_latest(void);
 
-/* Opens (creating if needed) and migrates the database at path. A new database file is created
- * mode 0600 (its -wal and -shm files take the same mode); an existing one readable by others is
- * opened with a warning. A database from a newer schema is refused with HF_ESCHEMA. On success *out
- * is a store the caller closes with store_close. */
-int store_open(const char *path, hf_store **out, hf_detail *d);
+/* Opens (creating if needed) and migrates the database target: a PostgreSQL URL
+ * (postgresql://USER@HOST:PORT/DB, or ?host=/socket/dir) or else a SQLite file path. A new SQLite
+ * file is created mode 0600 (its -wal and -shm files take the same mode); an existing one
+ * readable by others is opened with a warning. A database from a newer schema is refused with
+ * HF_ESCHEMA. On success *out is a store the caller closes with store_close. */
+int store_open(const char *target, hf_store **out, hf_detail *d);
 void store_close(hf_store *st);
 /* PRAGMA user_version of the open database. */
 int store_schema_version(hf_store *st);
@@ -50,8 +53,74 @@ void store_set_event_hook(hf_store *st, store_event_fn fn, void *arg);
  * same check runs again inside the transaction that starts either: this one lets callers answer
  * "busy" before planning. */
 int store_service_busy(hf_store *st, const char *service, hf_detail *d);
-/* Incremented by every committed change; starts at 1 when opened. */
+/* Incremented by every committed change (of this replica or, on a shared database, another
+ * one); starts at 1 when opened. */
 uint64_t store_generation(hf_store *st);
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(hf_store *st);
+
+/* Copies the SQLite database at from (schema and every row, audit included) into the empty
+ * PostgreSQL database to, in one transaction, and verifies every table's row count; prints one
+ * line per table to out (may be NULL). Both are migrated to this build's schema first.
+ * HF_EINVAL for a bad argument, HF_ECONFLICT when the destination is not empty. */
+int store_copy(const char *from, const char *to, FILE *out, hf_detail *d);
+
+/* ---- replicas (several holdfast processes on one PostgreSQL database) ---- */
+typedef struct store_replica {
+    char id[64];
+    char http_address[128];
+    char xds_address[128];
+    int64_t started_at;   /* ms since the epoch */
+    int64_t heartbeat_at; /* last heartbeat (database clock) */
+    int64_t leader_since; /* 0 unless this replica leads */
+    bool alive;           /* heartbeat within the lease */
+    bool leader;
+    bool self;
+} store_replica;
+
+/* The lease: a replica whose heartbeat is older is dead to the others (a leader is fenced). */
+#define STORE_LEASE_MS 5000
+
+/* Starts this process's replica on a shared database: a thread with a dedicated session that
+ * registers the replica and keeps its heartbeat, listens for changes committed by other
+ * replicas (each runs the change hook with a new generation; a slow check of a change counter
+ * is the safety net), and competes for leadership with an advisory lock. On SQLite it only
+ * records the addresses: the one process is the leader. Call once, after the change hook. */
+int store_replica_start(hf_store *st, const char *http_address, const char *xds_address,
+                        hf_detail *d);
+/* Whether this process runs the engines now (always true on SQLite). Any thread, cheap. */
+bool store_is_leader(hf_store *st);
+/* Whether other processes may share the database (PostgreSQL). */
+bool store_is_shared(hf_store *st);
+/* Every known replica, oldest first (heap array). */
+int store_replica_list(hf_store *st, store_replica **out, size_t *n);
+
+/* Load reports gathered by one replica, passed to the leader through the database: requests
+ * per (cluster, fleet), and per cluster (fleet "") how many proxies reported and how many of its
+ * group are connected to that replica (-1 unknown). */
+typedef struct store_load {
+    char cluster[HF_NAME_MAX];
+    char fleet[HF_NAME_MAX];
+    uint64_t requests;
+    int32_t reporters;
+    int32_t proxies;
+} store_load;
+/* Adds this replica's load (one transaction; no new generation). */
+int store_load_push(hf_store *st, const store_load *l, size_t n, hf_detail *d);
+/* Takes every pushed load, summed by cluster and fleet (reporters and proxies too), and clears
+ * them (one transaction). */
+int store_load_take(hf_store *st, store_load **out, size_t *n, hf_detail *d);
+/* Requests in progress on endpoints, as each node last reported them. */
+typedef struct store_inflight {
+    char node[128];
+    char cluster[HF_NAME_MAX];
+    char endpoint[HF_ENDPOINT_ID_MAX];
+    uint64_t in_progress;
+    int64_t at_ms;
+} store_inflight;
+int store_inflight_push(hf_store *st, const store_inflight *f, size_t n, hf_detail *d);
+/* Reports newer than since_ms (older ones are pruned). */
+int store_inflight_list(hf_store *st, int64_t since_ms, store_inflight **out, size_t *n);
 
 /* ---- proxy groups ---- */
 int store_group_create(hf_store *st, const char *actor, hf_proxy_group *g, hf_detail *d);

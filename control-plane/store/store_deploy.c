@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void read_deployment(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_deployment(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_deployment *d = elem;
@@ -20,63 +20,63 @@ static void read_deployment(hf_store *st, sqlite3_stmt *s, void *elem)
     store__col_text(s, 1, d->service, sizeof(d->service));
     store__col_text(s, 2, d->from_fleet, sizeof(d->from_fleet));
     store__col_text(s, 3, d->to_fleet, sizeof(d->to_fleet));
-    hf_deploy_state_parse((const char *)sqlite3_column_text(s, 4), &d->state);
-    d->normal_ttl_s = (uint32_t)sqlite3_column_int64(s, 5);
-    d->lowered_ttl_s = (uint32_t)sqlite3_column_int64(s, 6);
-    d->lead_s = (uint32_t)sqlite3_column_int64(s, 7);
-    d->tail_threshold_pct = sqlite3_column_double(s, 8);
-    d->deadline_factor = sqlite3_column_double(s, 9);
-    d->format_change = sqlite3_column_int(s, 10) != 0;
-    d->format_acknowledged = sqlite3_column_int(s, 11) != 0;
+    hf_deploy_state_parse(sql_column_text(s, 4), &d->state);
+    d->normal_ttl_s = (uint32_t)sql_column_int64(s, 5);
+    d->lowered_ttl_s = (uint32_t)sql_column_int64(s, 6);
+    d->lead_s = (uint32_t)sql_column_int64(s, 7);
+    d->tail_threshold_pct = sql_column_double(s, 8);
+    d->deadline_factor = sql_column_double(s, 9);
+    d->format_change = sql_column_int(s, 10) != 0;
+    d->format_acknowledged = sql_column_int(s, 11) != 0;
     store__col_text(s, 12, d->warnings, sizeof(d->warnings));
     int64_t *times[] = {&d->created_at,         &d->updated_at, &d->ttl_lowered_at,
                         &d->cutover_unlocks_at, &d->cutover_at, &d->min_finish_at,
                         &d->deadline_at,        &d->finished_at};
     for (int i = 0; i < 8; i++) {
-        *times[i] = sqlite3_column_int64(s, 13 + i);
+        *times[i] = sql_column_int64(s, 13 + i);
     }
     store__col_text(s, 21, d->finish_reason, sizeof(d->finish_reason));
-    d->final_tail_pct = sqlite3_column_double(s, 22);
+    d->final_tail_pct = sql_column_double(s, 22);
 }
 
 /* Binds every column of ST_DEPLOY_INSERT / ST_DEPLOY_UPDATE (same numbering). */
-static void bind_deployment(sqlite3_stmt *s, const hf_deployment *d, int64_t service_id)
+static void bind_deployment(store_stmt *s, const hf_deployment *d, int64_t service_id)
 {
-    sqlite3_bind_text(s, 1, d->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, service_id);
-    sqlite3_bind_text(s, 3, d->from_fleet, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, d->to_fleet, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, hf_deploy_state_name(d->state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, d->normal_ttl_s);
-    sqlite3_bind_int64(s, 7, d->lowered_ttl_s);
-    sqlite3_bind_int64(s, 8, d->lead_s);
-    sqlite3_bind_double(s, 9, d->tail_threshold_pct);
-    sqlite3_bind_double(s, 10, d->deadline_factor);
-    sqlite3_bind_int(s, 11, d->format_change);
-    sqlite3_bind_int(s, 12, d->format_acknowledged);
-    sqlite3_bind_text(s, 13, d->warnings, -1, SQLITE_STATIC);
+    sql_bind_text(s, 1, d->id);
+    sql_bind_int64(s, 2, service_id);
+    sql_bind_text(s, 3, d->from_fleet);
+    sql_bind_text(s, 4, d->to_fleet);
+    sql_bind_text(s, 5, hf_deploy_state_name(d->state));
+    sql_bind_int64(s, 6, d->normal_ttl_s);
+    sql_bind_int64(s, 7, d->lowered_ttl_s);
+    sql_bind_int64(s, 8, d->lead_s);
+    sql_bind_double(s, 9, d->tail_threshold_pct);
+    sql_bind_double(s, 10, d->deadline_factor);
+    sql_bind_int(s, 11, d->format_change);
+    sql_bind_int(s, 12, d->format_acknowledged);
+    sql_bind_text(s, 13, d->warnings);
     const int64_t times[] = {d->created_at,         d->updated_at, d->ttl_lowered_at,
                              d->cutover_unlocks_at, d->cutover_at, d->min_finish_at,
                              d->deadline_at,        d->finished_at};
     for (int i = 0; i < 8; i++) {
-        sqlite3_bind_int64(s, 14 + i, times[i]);
+        sql_bind_int64(s, 14 + i, times[i]);
     }
-    sqlite3_bind_text(s, 22, d->finish_reason, -1, SQLITE_STATIC);
-    sqlite3_bind_double(s, 23, d->final_tail_pct);
+    sql_bind_text(s, 22, d->finish_reason);
+    sql_bind_double(s, 23, d->final_tail_pct);
 }
 
 int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *from, char *to)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_RUNNING);
-    sqlite3_bind_int64(s, 1, service_id);
+    store_stmt *s = store__stmt(st, ST_DEPLOY_RUNNING);
+    sql_bind_int64(s, 1, service_id);
     int rc = HF_ENOTFOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (sql_step(s) == SQL_ROW) {
         store__col_text(s, 0, id, HF_NAME_MAX);
         store__col_text(s, 1, from, HF_NAME_MAX);
         store__col_text(s, 2, to, HF_NAME_MAX);
         rc = HF_OK;
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
@@ -89,16 +89,16 @@ int store__service_busy(hf_store *st, int64_t service_id, const char *service, h
                        "or abort it first",
                        service, id);
     }
-    sqlite3_stmt *s = store__stmt(st, ST_RESTART_RUNNING);
-    sqlite3_bind_int64(s, 1, service_id);
+    store_stmt *s = store__stmt(st, ST_RESTART_RUNNING);
+    sql_bind_int64(s, 1, service_id);
     int rc = HF_OK;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (sql_step(s) == SQL_ROW) {
         rc = hf_fail(d, HF_ECONFLICT, "service",
                      "service '%s' has a running rolling restart (%s); let it complete or abort it "
                      "first",
-                     service, (const char *)sqlite3_column_text(s, 0));
+                     service, sql_column_text(s, 0));
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
@@ -127,7 +127,7 @@ int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep,
     }
     if (rc == HF_OK) {
         dep->created_at = dep->updated_at = hf_now_ms();
-        sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_INSERT);
+        store_stmt *s = store__stmt(st, ST_DEPLOY_INSERT);
         bind_deployment(s, dep, service_id);
         rc = store__exec(st, s, d);
     }
@@ -146,18 +146,18 @@ int store_deployment_create(hf_store *st, const char *actor, hf_deployment *dep,
 int store_deployment_get(hf_store *st, const char *id, hf_deployment *out, hf_detail *d)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_GET);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
+    store_stmt *s = store__stmt(st, ST_DEPLOY_GET);
+    sql_bind_text(s, 1, id);
+    int rc = sql_step(s);
+    if (rc == SQL_ROW) {
         memset(out, 0, sizeof(*out));
         read_deployment(st, s, out);
         rc = HF_OK;
     } else {
-        rc = rc == SQLITE_DONE ? hf_fail(d, HF_ENOTFOUND, "", "deployment '%s' does not exist", id)
-                               : store__db_fail(st, s, d);
+        rc = rc == SQL_DONE ? hf_fail(d, HF_ENOTFOUND, "", "deployment '%s' does not exist", id)
+                            : store__db_fail(st, s, d);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -166,11 +166,11 @@ int store_deployment_list(hf_store *st, const char *service, bool running_only, 
                           size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_LIST);
+    store_stmt *s = store__stmt(st, ST_DEPLOY_LIST);
     if (service != NULL) {
-        sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC);
+        sql_bind_text(s, 1, service);
     }
-    sqlite3_bind_int(s, 2, running_only);
+    sql_bind_int(s, 2, running_only);
     int rc = store__collect(st, s, sizeof(**out), read_deployment, (void **)out, n);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -180,17 +180,17 @@ int store_deployment_list(hf_store *st, const char *service, bool running_only, 
 static int check_state(hf_store *st, const store_deploy_change *c, int64_t *service_id,
                        hf_detail *d)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_GET);
-    sqlite3_bind_text(s, 1, c->next->id, -1, SQLITE_STATIC);
+    store_stmt *s = store__stmt(st, ST_DEPLOY_GET);
+    sql_bind_text(s, 1, c->next->id);
     hf_deployment cur;
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
+    int rc = sql_step(s);
+    if (rc != SQL_ROW) {
+        sql_reset(s);
         return hf_fail(d, HF_ENOTFOUND, "", "deployment '%s' does not exist", c->next->id);
     }
     memset(&cur, 0, sizeof(cur));
     read_deployment(st, s, &cur);
-    sqlite3_reset(s);
+    sql_reset(s);
     if (cur.state != c->expect) {
         return hf_fail(d, HF_ECONFLICT, "", "deployment %s is %s, not %s", cur.id,
                        hf_deploy_state_name(cur.state), hf_deploy_state_name(c->expect));
@@ -209,26 +209,26 @@ int store_deployment_change(hf_store *st, const char *actor, const store_deploy_
     int64_t service_id = 0;
     rc = check_state(st, c, &service_id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_DEPLOY_UPDATE);
+        store_stmt *s = store__stmt(st, ST_DEPLOY_UPDATE);
         bind_deployment(s, c->next, service_id);
         rc = store__exec(st, s, d);
     }
     for (size_t i = 0; rc == HF_OK && i < c->n_roles; i++) {
-        sqlite3_stmt *s = store__stmt(st, ST_FLEET_SET_ROLE);
-        sqlite3_bind_int64(s, 1, service_id);
-        sqlite3_bind_text(s, 2, c->roles[i].fleet, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, hf_fleet_role_name(c->roles[i].role), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, now);
+        store_stmt *s = store__stmt(st, ST_FLEET_SET_ROLE);
+        sql_bind_int64(s, 1, service_id);
+        sql_bind_text(s, 2, c->roles[i].fleet);
+        sql_bind_text(s, 3, hf_fleet_role_name(c->roles[i].role));
+        sql_bind_int64(s, 4, now);
         rc = store__exec(st, s, d);
-        if (rc == HF_OK && sqlite3_changes(st->db) != 1) {
+        if (rc == HF_OK && sql_changes(st) != 1) {
             rc = hf_fail(d, HF_ECONFLICT, "", "fleet '%s' no longer exists", c->roles[i].fleet);
         }
     }
     if (rc == HF_OK && c->ttl_in_force_s >= 0) {
-        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_SET_TTL);
-        sqlite3_bind_int64(s, 1, service_id);
-        sqlite3_bind_int64(s, 2, c->ttl_in_force_s);
-        sqlite3_bind_int64(s, 3, now);
+        store_stmt *s = store__stmt(st, ST_SERVICE_SET_TTL);
+        sql_bind_int64(s, 1, service_id);
+        sql_bind_int64(s, 2, c->ttl_in_force_s);
+        sql_bind_int64(s, 3, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -245,35 +245,35 @@ int store_tail_add(hf_store *st, const char *id, const hf_tail_sample *t, hf_det
     if (rc != HF_OK) {
         return rc;
     }
-    sqlite3_stmt *s = store__stmt(st, ST_TAIL_INSERT);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, t->t);
-    sqlite3_bind_double(s, 3, t->pct);
-    sqlite3_bind_int64(s, 4, t->old_requests);
-    sqlite3_bind_int64(s, 5, t->total_requests);
-    sqlite3_bind_int(s, 6, t->reporters);
-    sqlite3_bind_int(s, 7, t->connected_proxies);
+    store_stmt *s = store__stmt(st, ST_TAIL_INSERT);
+    sql_bind_text(s, 1, id);
+    sql_bind_int64(s, 2, t->t);
+    sql_bind_double(s, 3, t->pct);
+    sql_bind_int64(s, 4, t->old_requests);
+    sql_bind_int64(s, 5, t->total_requests);
+    sql_bind_int(s, 6, t->reporters);
+    sql_bind_int(s, 7, t->connected_proxies);
     rc = store__exec(st, s, d);
     return store__end_quiet(st, rc, d);
 }
 
-static void read_sample(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_sample(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_tail_sample *t = elem;
-    t->t = sqlite3_column_int64(s, 0);
-    t->pct = sqlite3_column_double(s, 1);
-    t->old_requests = sqlite3_column_int64(s, 2);
-    t->total_requests = sqlite3_column_int64(s, 3);
-    t->reporters = sqlite3_column_int(s, 4);
-    t->connected_proxies = sqlite3_column_int(s, 5);
+    t->t = sql_column_int64(s, 0);
+    t->pct = sql_column_double(s, 1);
+    t->old_requests = sql_column_int64(s, 2);
+    t->total_requests = sql_column_int64(s, 3);
+    t->reporters = sql_column_int(s, 4);
+    t->connected_proxies = sql_column_int(s, 5);
 }
 
 int store_tail_list(hf_store *st, const char *id, hf_tail_sample **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_TAIL_LIST);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    store_stmt *s = store__stmt(st, ST_TAIL_LIST);
+    sql_bind_text(s, 1, id);
     int rc = store__collect(st, s, sizeof(**out), read_sample, (void **)out, n);
     pthread_mutex_unlock(&st->lock);
     return rc;

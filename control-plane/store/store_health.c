@@ -27,12 +27,12 @@ int store_health_targets(hf_store *st, hf_endpoint **out, size_t *n)
         "JOIN services s ON s.id = e.service_id WHERE e.admin_state != 'disabled' AND "
         "f.role != 'retired'";
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = NULL;
+    store_stmt *s = NULL;
     int rc = HF_EDB;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK) {
+    if (store__prepare(st, sql, &s, NULL) == HF_OK) {
         rc = store__collect(st, s, sizeof(**out), store__read_endpoint, (void **)out, n);
     }
-    sqlite3_finalize(s);
+    store__finalize(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -41,17 +41,17 @@ int store_health_targets(hf_store *st, hf_endpoint **out, size_t *n)
 static int endpoint_key(hf_store *st, const char *service, const char *address, uint32_t port,
                         int64_t *id, enum hf_health *health)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_KEY);
-    sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, address, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, (int)port);
+    store_stmt *s = store__stmt(st, ST_ENDPOINT_KEY);
+    sql_bind_text(s, 1, service);
+    sql_bind_text(s, 2, address);
+    sql_bind_int(s, 3, (int)port);
     int rc = HF_ENOTFOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *id = sqlite3_column_int64(s, 0);
-        hf_health_parse((const char *)sqlite3_column_text(s, 1), health);
+    if (sql_step(s) == SQL_ROW) {
+        *id = sql_column_int64(s, 0);
+        hf_health_parse(sql_column_text(s, 1), health);
         rc = HF_OK;
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
@@ -63,10 +63,10 @@ static int apply_change(hf_store *st, const hf_health_change *c, int64_t now, bo
     if (endpoint_key(st, c->service, c->address, c->port, &id, &cur) != HF_OK || cur == c->health) {
         return HF_OK; /* gone, or already so */
     }
-    sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_SET_HEALTH);
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_text(s, 2, hf_health_name(c->health), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, now);
+    store_stmt *s = store__stmt(st, ST_ENDPOINT_SET_HEALTH);
+    sql_bind_int64(s, 1, id);
+    sql_bind_text(s, 2, hf_health_name(c->health));
+    sql_bind_int64(s, 3, now);
     int rc = store__exec(st, s, d);
     if (rc != HF_OK) {
         return rc;
@@ -99,12 +99,12 @@ int store_health_apply(hf_store *st, const hf_verdict *v, size_t nv, const hf_he
             endpoint_key(st, v[i].service, v[i].address, v[i].port, &id, &cur) != HF_OK) {
             continue;
         }
-        sqlite3_stmt *s = store__stmt(st, ST_VERDICT_UPSERT);
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_text(s, 2, v[i].checker, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, hf_health_name(v[i].verdict), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, v[i].at);
-        sqlite3_bind_text(s, 5, v[i].reason, -1, SQLITE_STATIC);
+        store_stmt *s = store__stmt(st, ST_VERDICT_UPSERT);
+        sql_bind_int64(s, 1, id);
+        sql_bind_text(s, 2, v[i].checker);
+        sql_bind_text(s, 3, hf_health_name(v[i].verdict));
+        sql_bind_int64(s, 4, v[i].at);
+        sql_bind_text(s, 5, v[i].reason);
         rc = store__exec(st, s, d);
     }
     bool changed = false;
@@ -114,16 +114,16 @@ int store_health_apply(hf_store *st, const hf_verdict *v, size_t nv, const hf_he
     return changed ? store__end(st, rc, d) : store__end_quiet(st, rc, d);
 }
 
-static void read_verdict(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_verdict(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_verdict *v = elem;
     store__col_text(s, 0, v->service, sizeof(v->service));
     store__col_text(s, 1, v->address, sizeof(v->address));
-    v->port = (uint32_t)sqlite3_column_int(s, 2);
+    v->port = (uint32_t)sql_column_int(s, 2);
     store__col_text(s, 3, v->checker, sizeof(v->checker));
-    hf_health_parse((const char *)sqlite3_column_text(s, 4), &v->verdict);
-    v->at = sqlite3_column_int64(s, 5);
+    hf_health_parse(sql_column_text(s, 4), &v->verdict);
+    v->at = sql_column_int64(s, 5);
     store__col_text(s, 6, v->reason, sizeof(v->reason));
 }
 

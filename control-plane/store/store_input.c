@@ -68,36 +68,36 @@ static int read_service(hf_store *st, int64_t id, uint64_t rev, store_input_serv
     store_input_service *s = store_input_service_new();
     s->id = id;
     s->rev = rev;
-    sqlite3_stmt *q = store__stmt(st, ST_INPUT_SERVICE);
-    sqlite3_bind_int64(q, 1, id);
-    int rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
+    store_stmt *q = store__stmt(st, ST_INPUT_SERVICE);
+    sql_bind_int64(q, 1, id);
+    int rc = sql_step(q);
+    if (rc == SQL_ROW) {
         store__read_service(st, q, &s->svc);
         rc = HF_OK;
     } else {
         rc = store__db_fail(st, q, NULL);
     }
-    sqlite3_reset(q);
+    sql_reset(q);
     if (rc == HF_OK) {
         q = store__stmt(st, ST_INPUT_FLEETS);
-        sqlite3_bind_int64(q, 1, id);
+        sql_bind_int64(q, 1, id);
         rc = store__collect(st, q, sizeof(hf_fleet), store__read_fleet, (void **)&s->fleets,
                             &s->n_fleets);
     }
     if (rc == HF_OK) {
         q = store__stmt(st, ST_INPUT_ENDPOINTS);
-        sqlite3_bind_int64(q, 1, id);
+        sql_bind_int64(q, 1, id);
         rc = store__collect(st, q, sizeof(hf_endpoint), store__read_endpoint,
                             (void **)&s->endpoints, &s->n_endpoints);
     }
     if (rc == HF_OK) {
         q = store__stmt(st, ST_INPUT_RUNNING);
-        sqlite3_bind_int64(q, 1, id);
-        if (sqlite3_step(q) == SQLITE_ROW) {
+        sql_bind_int64(q, 1, id);
+        if (sql_step(q) == SQL_ROW) {
             store__col_text(q, 0, s->deployment, sizeof(s->deployment));
             store__col_text(q, 1, s->restart, sizeof(s->restart));
         }
-        sqlite3_reset(q);
+        sql_reset(q);
     }
     if (rc != HF_OK) {
         service_unref(s);
@@ -110,13 +110,13 @@ static int read_service(hf_store *st, int64_t id, uint64_t rev, store_input_serv
 /* Reads the service list, sharing unchanged services with prev (lock and transaction held). */
 static int read_services(hf_store *st, const store_input *prev, store_input *in)
 {
-    sqlite3_stmt *q = store__stmt(st, ST_INPUT_SERVICES);
+    store_stmt *q = store__stmt(st, ST_INPUT_SERVICES);
     size_t cap = 0;
     size_t cursor = 0;
     int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(q, 0);
-        uint64_t rev = (uint64_t)sqlite3_column_int64(q, 1);
+    while ((rc = sql_step(q)) == SQL_ROW) {
+        int64_t id = sql_column_int64(q, 0);
+        uint64_t rev = (uint64_t)sql_column_int64(q, 1);
         if (in->n_services == cap) {
             cap = cap ? 2 * cap : 64;
             in->services = xrealloc(in->services, cap * sizeof(*in->services));
@@ -129,15 +129,15 @@ static int read_services(hf_store *st, const store_input *prev, store_input *in)
             in->services[in->n_services] = NULL;
             /* ST_INPUT_SERVICES stays mid-step: the per-service statements are others. */
             if (read_service(st, id, rev, &in->services[in->n_services]) != HF_OK) {
-                sqlite3_reset(q);
+                sql_reset(q);
                 return HF_EDB;
             }
             in->n_services++;
             in->n_reread++;
         }
     }
-    int result = rc == SQLITE_DONE ? HF_OK : store__db_fail(st, q, NULL);
-    sqlite3_reset(q);
+    int result = rc == SQL_DONE ? HF_OK : store__db_fail(st, q, NULL);
+    sql_reset(q);
     return result;
 }
 
@@ -145,7 +145,7 @@ int store_input_read(hf_store *st, const store_input *prev, store_input **out, h
 {
     store_input *in = xcalloc(1, sizeof(*in));
     pthread_mutex_lock(&st->lock);
-    int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? HF_OK : HF_EDB;
+    int rc = store__read_begin(st);
     if (rc == HF_OK) {
         in->generation = st->generation;
         rc = store__collect(st, store__stmt(st, ST_GROUP_LIST), sizeof(hf_proxy_group),
@@ -153,9 +153,9 @@ int store_input_read(hf_store *st, const store_input *prev, store_input **out, h
         if (rc == HF_OK) {
             rc = read_services(st, prev, in);
         }
-        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+        store__read_end(st);
     }
-    const char *err = rc == HF_OK ? NULL : sqlite3_errmsg(st->db);
+    const char *err = rc == HF_OK ? NULL : store__errmsg(st);
     if (rc != HF_OK) {
         hf_fail(d, HF_EDB, "", "cannot read the configuration: %s", err);
     }

@@ -1,6 +1,8 @@
 /*
- * Internals shared by the store's source files: the connection, the prepared-statement table
- * and the transaction helpers. Nothing outside control-plane/store includes this.
+ * Internals shared by the store's source files: the connection (through the driver of
+ * store_db.h: SQLite or PostgreSQL), the prepared-statement table and the transaction helpers.
+ * Statements are written once, in SQLite's dialect with ?N parameters; the PostgreSQL driver
+ * translates them. Nothing outside control-plane/store includes this.
  */
 #ifndef HF_STORE_INTERNAL_H
 #define HF_STORE_INTERNAL_H
@@ -8,7 +10,7 @@
 #include "store.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
+#include "store_db.h"
 
 #define SERVICE_COLS                                                                               \
     "s.name, g.name, s.affinity_mode, s.cookie_name, s.ttl_s, s.cookie_path, s.strict, "           \
@@ -25,6 +27,9 @@
     "d.cutover_at, d.min_finish_at, d.deadline_at, d.finished_at, d.finish_reason, "               \
     "d.final_tail_pct "
 #define RUNNING_STATES "('planned','ttl_lowered','draining','rolling_back')"
+#define LOAD_NEWEST                                                                                \
+    "(SELECT max(id) FROM load_reports m WHERE m.replica = l.replica AND m.cluster = l.cluster "   \
+    "AND m.fleet = l.fleet)"
 #define ENDPOINT_COLS                                                                              \
     "s.name, f.name, e.address, e.port, e.zone, e.weight, e.admin_state, e.health, "               \
     "e.created_at, e.updated_at, e.health_changed_at "
@@ -46,9 +51,6 @@
 
 /* Every statement the store runs, prepared once at open. X(id, sql) */
 #define STORE_STATEMENTS(X)                                                                        \
-    X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
-    X(ST_COMMIT, "COMMIT")                                                                         \
-    X(ST_ROLLBACK, "ROLLBACK")                                                                     \
     X(ST_PING, "SELECT count(*) FROM proxy_groups")                                                \
     X(ST_EVENT_INSERT,                                                                             \
       "INSERT INTO events(at, actor, action, object, summary) VALUES(?1, ?2, ?3, ?4, ?5)")         \
@@ -151,9 +153,12 @@
                          "name = ?2")                                                              \
     X(ST_SERVICE_SET_TTL,                                                                          \
       "UPDATE services SET ttl_in_force_s = ?2, updated_at = ?3 WHERE id = ?1")                    \
-    X(ST_TAIL_INSERT, "INSERT OR REPLACE INTO tail_samples(deployment_id, t, pct, old_requests, "  \
+    X(ST_TAIL_INSERT, "INSERT INTO tail_samples(deployment_id, t, pct, old_requests, "             \
                       "total_requests, reporters, connected_proxies) "                             \
-                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                        \
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(deployment_id, t) DO "       \
+                      "UPDATE SET pct = excluded.pct, old_requests = excluded.old_requests, "      \
+                      "total_requests = excluded.total_requests, reporters = excluded.reporters, " \
+                      "connected_proxies = excluded.connected_proxies")                            \
     X(ST_TAIL_LIST, "SELECT t, pct, old_requests, total_requests, reporters, connected_proxies "   \
                     "FROM tail_samples WHERE deployment_id = ?1 ORDER BY t")                       \
     X(ST_ENDPOINT_KEY, "SELECT e.id, e.health FROM endpoints e JOIN services s ON "                \
@@ -207,22 +212,45 @@
     X(ST_TOKEN_COUNT, "SELECT count(*) FROM tokens")                                               \
     X(ST_TOKEN_LIST, "SELECT id, name, role, created_at FROM tokens ORDER BY id")                  \
     X(ST_TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")                                         \
+    X(ST_REPLICA_LIST, "SELECT id, http_address, xds_address, started_at, heartbeat_at, "          \
+                       "leader_since FROM replicas ORDER BY started_at, id")                       \
+    X(ST_LOAD_INSERT, "INSERT INTO load_reports(replica, cluster, fleet, requests, at, "           \
+                      "reporters, proxies) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                    \
+    /* Requests add up over intervals; reporters and proxies are each replica's newest count. */   \
+    X(ST_LOAD_SUM,                                                                                 \
+      "SELECT cluster, fleet, sum(requests), sum(CASE WHEN id = " LOAD_NEWEST " THEN reporters "   \
+      "ELSE 0 END), sum(CASE WHEN id = " LOAD_NEWEST " THEN proxies ELSE 0 END) FROM "             \
+      "load_reports l GROUP BY cluster, fleet ORDER BY cluster, fleet")                            \
+    X(ST_LOAD_CLEAR, "DELETE FROM load_reports")                                                   \
+    X(ST_INFLIGHT_UPSERT, "INSERT INTO load_inflight(node, cluster, endpoint, in_progress, at) "   \
+                          "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, cluster, endpoint) DO "    \
+                          "UPDATE SET in_progress = excluded.in_progress, at = excluded.at")       \
+    X(ST_INFLIGHT_LIST, "SELECT node, cluster, endpoint, in_progress, at FROM load_inflight "      \
+                        "WHERE at >= ?1 ORDER BY node, cluster, endpoint")                         \
+    X(ST_INFLIGHT_PRUNE, "DELETE FROM load_inflight WHERE at < ?1")                                \
     STORE_INPUT_STATEMENTS(X)
 
 #define STORE_STMT_ENUM(id, sql) id,
-enum store_stmt { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
+enum store_stmt_id { STORE_STATEMENTS(STORE_STMT_ENUM) ST__COUNT };
+
+struct store_ha;
 
 struct hf_store {
-    sqlite3 *db;
-    /* Serialises every use of db and stmts. Lock order: callers hold no other Holdfast lock when
-     * they call the store; under this lock only the event hook's lock (REST's ev_lock, a leaf)
-     * and the metrics' locks are taken. The change hook runs after it is released. */
+    const store_backend *be;
+    store_conn *conn;
+    char *target; /* the --db it was opened with */
+    /* Serialises every use of conn and stmts. Lock order: callers hold no other Holdfast lock
+     * when they call the store; under this lock only the event hook's lock (REST's ev_lock, a
+     * leaf) and the metrics' locks are taken. The change hook runs after it is released. */
     pthread_mutex_t lock;
-    sqlite3_stmt *stmts[ST__COUNT];
+    store_stmt *stmts[ST__COUNT];
     uint64_t generation;
     uint64_t tx_start_ns;
+    pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;
     void *change_arg;
+    char replica_id[64];     /* this process, among the replicas of a shared database */
+    struct store_ha *ha;     /* replicas, leadership, notifications (store_ha.c); NULL if off */
     int64_t audit_max;       /* audit rows kept (store_set_audit_retention) */
     uint32_t audit_appends;  /* events since the last count against audit_max */
     store_event_fn event_fn; /* under lock; called with lock held (a leaf after it) */
@@ -231,16 +259,20 @@ struct hf_store {
 };
 
 /* Returns the prepared statement id, reset and with its bindings cleared. */
-sqlite3_stmt *store__stmt(hf_store *st, enum store_stmt id);
-/* Steps a statement to SQLITE_DONE; maps failures (constraints to HF_ECONFLICT). */
-int store__exec(hf_store *st, sqlite3_stmt *s, hf_detail *d);
-/* Database error with the failing statement and SQLite's message. */
-int store__db_fail(hf_store *st, sqlite3_stmt *s, hf_detail *d);
+store_stmt *store__stmt(hf_store *st, enum store_stmt_id id);
+/* Steps a statement to SQL_DONE; maps failures (constraints to HF_ECONFLICT). */
+int store__exec(hf_store *st, store_stmt *s, hf_detail *d);
+/* Database error with the failing statement and the database's message. */
+int store__db_fail(hf_store *st, store_stmt *s, hf_detail *d);
 /* Locks and starts a write transaction. Returns HF_OK or HF_EDB (then the lock is released). */
 int store__begin(hf_store *st, hf_detail *d);
 /* Commits when rc == HF_OK, else rolls back; unlocks; runs the change hook after a commit.
  * Returns rc, or HF_EDB when the commit itself failed. */
 int store__end(hf_store *st, int rc, hf_detail *d);
+/* A read transaction (one consistent state; SQLite BEGIN, PostgreSQL REPEATABLE READ READ
+ * ONLY), with the lock held by the caller. store__read_end ends it. */
+int store__read_begin(hf_store *st);
+void store__read_end(hf_store *st);
 /* As store__end, for transactions that change no configuration: no new generation, no hook. */
 int store__end_quiet(hf_store *st, int rc, hf_detail *d);
 /* Creates path mode 0600 when it does not exist (SQLite gives the -wal and -shm files the mode
@@ -253,12 +285,12 @@ int store__retain(hf_store *st, const char *action, const char *object, hf_detai
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,
                  hf_detail *d, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* Copies column text (or "" for NULL) into buf. */
-void store__col_text(sqlite3_stmt *s, int col, char *buf, size_t len);
+void store__col_text(store_stmt *s, int col, char *buf, size_t len);
 /* Steps s to the end, reading each row into a new element of a heap array (elem bytes each,
  * zeroed first). Called with the lock held. On success *out and *n hold the array (NULL, 0 if
  * empty); on failure nothing is returned. */
-typedef void (*store_row_fn)(hf_store *st, sqlite3_stmt *s, void *elem);
-int store__collect(hf_store *st, sqlite3_stmt *s, size_t elem, store_row_fn read, void **out,
+typedef void (*store_row_fn)(hf_store *st, store_stmt *s, void *elem);
+int store__collect(hf_store *st, store_stmt *s, size_t elem, store_row_fn read, void **out,
                    size_t *n);
 /* The running deployment of a service, if any: HF_OK and id/from/to (each HF_NAME_MAX bytes),
  * or HF_ENOTFOUND. Lock held. */
@@ -268,11 +300,30 @@ int store__running_deployment(hf_store *st, int64_t service_id, char *id, char *
  * the transaction that would start either, so two starts cannot both pass. */
 int store__service_busy(hf_store *st, int64_t service_id, const char *service, hf_detail *d);
 /* Reads an endpoint row of ENDPOINT_COLS into elem (an hf_endpoint). */
-void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem);
+void store__read_endpoint(hf_store *st, store_stmt *s, void *elem);
+/* A statement outside the prepared table (ad hoc, lock held): the caller finalizes it with
+ * store__finalize. HF_EDB with d saying why. */
+int store__prepare(hf_store *st, const char *sql, store_stmt **out, hf_detail *d);
+void store__finalize(hf_store *st, store_stmt *s);
+/* The database's message about the last failure. */
+const char *store__errmsg(hf_store *st);
+/* Rows changed by the last statement, and the row id of the last insert (lock held). */
+int64_t sql_changes(hf_store *st);
+int64_t sql_last_insert_id(hf_store *st);
+/* Runs the change hook with a new generation, and the event hook (a change committed by another
+ * replica). */
+void store__announce_remote(hf_store *st);
+/* Runs the event hook (another replica committed audit events only). */
+void store__events_remote(hf_store *st);
+/* This process's replica id (host, pid and a random part). */
+void store__replica_id_init(hf_store *st);
+/* Stops the replica's thread and dedicated session, if started (store_close calls it). */
+void store__ha_stop(hf_store *st);
+void store__read_endpoint(hf_store *st, store_stmt *s, void *elem);
 /* Row readers for ST_GROUP_LIST, SERVICE_COLS and FLEET_COLS rows (store_objects.c). */
-void store__read_group(hf_store *st, sqlite3_stmt *s, void *elem);
-void store__read_service(hf_store *st, sqlite3_stmt *s, void *elem);
-void store__read_fleet(hf_store *st, sqlite3_stmt *s, void *elem);
+void store__read_group(hf_store *st, store_stmt *s, void *elem);
+void store__read_service(hf_store *st, store_stmt *s, void *elem);
+void store__read_fleet(hf_store *st, store_stmt *s, void *elem);
 /* Looks up a service's row id, with a not-found detail naming it. */
 int store__service_id(hf_store *st, const char *name, int64_t *id, hf_detail *d);
 

@@ -10,49 +10,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+static void bind_text(store_stmt *s, int i, const char *v)
 {
-    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    sql_bind_text(s, i, v);
 }
 
 /* Runs a single-row query; HF_OK with the row current, HF_ENOTFOUND, or HF_EDB. The caller
  * resets s. */
-static int step_row(hf_store *st, sqlite3_stmt *s)
+static int step_row(hf_store *st, store_stmt *s)
 {
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
+    int rc = sql_step(s);
+    if (rc == SQL_ROW) {
         return HF_OK;
     }
-    return rc == SQLITE_DONE ? HF_ENOTFOUND : store__db_fail(st, s, NULL);
+    return rc == SQL_DONE ? HF_ENOTFOUND : store__db_fail(st, s, NULL);
 }
 
 /* ======================================================================================== */
 /* proxy groups                                                                             */
 /* ======================================================================================== */
 
-static void read_group(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_group(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_proxy_group *g = elem;
     store__col_text(s, 0, g->name, sizeof(g->name));
-    g->listener_port = (uint32_t)sqlite3_column_int(s, 1);
-    g->created_at = sqlite3_column_int64(s, 2);
-    g->updated_at = sqlite3_column_int64(s, 3);
+    g->listener_port = (uint32_t)sql_column_int(s, 1);
+    g->created_at = sql_column_int64(s, 2);
+    g->updated_at = sql_column_int64(s, 3);
 }
 
 /* Reads a group by name with the lock held; *id receives its row id. */
 static int group_load(hf_store *st, const char *name, hf_proxy_group *g, int64_t *id, hf_detail *d)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_GROUP_GET);
+    store_stmt *s = store__stmt(st, ST_GROUP_GET);
     bind_text(s, 1, name);
     int rc = step_row(st, s);
     if (rc == HF_OK) {
         read_group(st, s, g);
-        *id = sqlite3_column_int64(s, 4);
+        *id = sql_column_int64(s, 4);
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "proxy group '%s' does not exist", name);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
@@ -63,10 +63,10 @@ int store_group_create(hf_store *st, const char *actor, hf_proxy_group *g, hf_de
         return rc;
     }
     int64_t now = hf_now_ms();
-    sqlite3_stmt *s = store__stmt(st, ST_GROUP_INSERT);
+    store_stmt *s = store__stmt(st, ST_GROUP_INSERT);
     bind_text(s, 1, g->name);
-    sqlite3_bind_int(s, 2, (int)g->listener_port);
-    sqlite3_bind_int64(s, 3, now);
+    sql_bind_int(s, 2, (int)g->listener_port);
+    sql_bind_int64(s, 3, now);
     rc = store__exec(st, s, d);
     if (rc == HF_ECONFLICT) {
         hf_fail(d, rc, "name", "proxy group '%s' already exists", g->name);
@@ -106,12 +106,12 @@ int store_group_list(hf_store *st, hf_proxy_group **out, size_t *n)
     return rc;
 }
 
-static int64_t count_query(hf_store *st, enum store_stmt id, int64_t arg)
+static int64_t count_query(hf_store *st, enum store_stmt_id id, int64_t arg)
 {
-    sqlite3_stmt *s = store__stmt(st, id);
-    sqlite3_bind_int64(s, 1, arg);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
+    store_stmt *s = store__stmt(st, id);
+    sql_bind_int64(s, 1, arg);
+    int64_t n = sql_step(s) == SQL_ROW ? sql_column_int64(s, 0) : -1;
+    sql_reset(s);
     return n;
 }
 
@@ -133,8 +133,8 @@ int store_group_delete(hf_store *st, const char *actor, const char *name, hf_det
         }
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_GROUP_DELETE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_GROUP_DELETE);
+        sql_bind_int64(s, 1, id);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -150,76 +150,75 @@ int store_group_delete(hf_store *st, const char *actor, const char *name, hf_det
 /* services                                                                                 */
 /* ======================================================================================== */
 
-static void read_service(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_service(hf_store *st, store_stmt *s, void *elem)
 {
     hf_service *v = elem;
     store__col_text(s, 0, v->name, sizeof(v->name));
     store__col_text(s, 1, v->proxy_group, sizeof(v->proxy_group));
-    hf_affinity_mode_parse((const char *)sqlite3_column_text(s, 2), &v->affinity.mode);
+    hf_affinity_mode_parse(sql_column_text(s, 2), &v->affinity.mode);
     store__col_text(s, 3, v->affinity.cookie_name, sizeof(v->affinity.cookie_name));
-    v->affinity.ttl_s = (uint32_t)sqlite3_column_int64(s, 4);
+    v->affinity.ttl_s = (uint32_t)sql_column_int64(s, 4);
     store__col_text(s, 5, v->affinity.path, sizeof(v->affinity.path));
-    v->affinity.strict = sqlite3_column_int(s, 6) != 0;
-    hf_hc_protocol_parse((const char *)sqlite3_column_text(s, 7), &v->health_check.protocol);
+    v->affinity.strict = sql_column_int(s, 6) != 0;
+    hf_hc_protocol_parse(sql_column_text(s, 7), &v->health_check.protocol);
     store__col_text(s, 8, v->health_check.path, sizeof(v->health_check.path));
-    v->health_check.interval_ms = (uint32_t)sqlite3_column_int64(s, 9);
-    v->health_check.timeout_ms = (uint32_t)sqlite3_column_int64(s, 10);
-    v->health_check.unhealthy_threshold = (uint32_t)sqlite3_column_int64(s, 11);
-    v->health_check.healthy_threshold = (uint32_t)sqlite3_column_int64(s, 12);
-    v->connection.max_connection_age_s = (uint32_t)sqlite3_column_int64(s, 13);
-    v->connection.drain_timeout_s = (uint32_t)sqlite3_column_int64(s, 14);
-    v->connection.max_stream_duration_s = (uint32_t)sqlite3_column_int64(s, 15);
-    v->created_at = sqlite3_column_int64(s, 16);
-    v->updated_at = sqlite3_column_int64(s, 17);
-    v->ttl_in_force_s = (uint32_t)sqlite3_column_int64(s, 19);
-    v->health_check.reuse_connection = sqlite3_column_int(s, 20) != 0;
-    v->connection.websocket = sqlite3_column_int(s, 21) != 0;
-    hf_upstream_protocol_parse((const char *)sqlite3_column_text(s, 22),
-                               &v->connection.upstream_protocol);
-    if (sqlite3_column_int(s, 23) != 0) {
+    v->health_check.interval_ms = (uint32_t)sql_column_int64(s, 9);
+    v->health_check.timeout_ms = (uint32_t)sql_column_int64(s, 10);
+    v->health_check.unhealthy_threshold = (uint32_t)sql_column_int64(s, 11);
+    v->health_check.healthy_threshold = (uint32_t)sql_column_int64(s, 12);
+    v->connection.max_connection_age_s = (uint32_t)sql_column_int64(s, 13);
+    v->connection.drain_timeout_s = (uint32_t)sql_column_int64(s, 14);
+    v->connection.max_stream_duration_s = (uint32_t)sql_column_int64(s, 15);
+    v->created_at = sql_column_int64(s, 16);
+    v->updated_at = sql_column_int64(s, 17);
+    v->ttl_in_force_s = (uint32_t)sql_column_int64(s, 19);
+    v->health_check.reuse_connection = sql_column_int(s, 20) != 0;
+    v->connection.websocket = sql_column_int(s, 21) != 0;
+    hf_upstream_protocol_parse(sql_column_text(s, 22), &v->connection.upstream_protocol);
+    if (sql_column_int(s, 23) != 0) {
         v->health_check.protocol = HF_HC_GRPC; /* stored as 'tcp' + hc_grpc (migration 9) */
     }
     store__col_text(s, 24, v->health_check.service_name, sizeof(v->health_check.service_name));
 
-    int64_t id = sqlite3_column_int64(s, 18);
-    sqlite3_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
-    sqlite3_bind_int64(q, 1, id);
-    while (sqlite3_step(q) == SQLITE_ROW && v->n_domains < HF_MAX_DOMAINS) {
+    int64_t id = sql_column_int64(s, 18);
+    store_stmt *q = store__stmt(st, ST_DOMAIN_LIST);
+    sql_bind_int64(q, 1, id);
+    while (sql_step(q) == SQL_ROW && v->n_domains < HF_MAX_DOMAINS) {
         store__col_text(q, 0, v->domains[v->n_domains++], HF_DOMAIN_MAX);
     }
-    sqlite3_reset(q);
+    sql_reset(q);
     q = store__stmt(st, ST_FORMAT_LIST);
-    sqlite3_bind_int64(q, 1, id);
-    while (sqlite3_step(q) == SQLITE_ROW && v->n_compatible_session_formats < HF_MAX_FORMATS) {
+    sql_bind_int64(q, 1, id);
+    while (sql_step(q) == SQL_ROW && v->n_compatible_session_formats < HF_MAX_FORMATS) {
         store__col_text(q, 0, v->compatible_session_formats[v->n_compatible_session_formats++],
                         HF_SHORT_MAX);
     }
-    sqlite3_reset(q);
+    sql_reset(q);
 }
 
 /* Binds ?2..?22 but ?17 of ST_SERVICE_INSERT / ST_SERVICE_UPDATE (same numbering). */
-static void bind_service_fields(sqlite3_stmt *s, const hf_service *v, int64_t group_id)
+static void bind_service_fields(store_stmt *s, const hf_service *v, int64_t group_id)
 {
-    sqlite3_bind_int64(s, 2, group_id);
+    sql_bind_int64(s, 2, group_id);
     bind_text(s, 3, hf_affinity_mode_name(v->affinity.mode));
     bind_text(s, 4, v->affinity.cookie_name);
-    sqlite3_bind_int64(s, 5, v->affinity.ttl_s);
+    sql_bind_int64(s, 5, v->affinity.ttl_s);
     bind_text(s, 6, v->affinity.path);
-    sqlite3_bind_int(s, 7, v->affinity.strict);
+    sql_bind_int(s, 7, v->affinity.strict);
     bool grpc = v->health_check.protocol == HF_HC_GRPC;
     bind_text(s, 8, grpc ? "tcp" : hf_hc_protocol_name(v->health_check.protocol));
     bind_text(s, 9, v->health_check.path);
-    sqlite3_bind_int64(s, 10, v->health_check.interval_ms);
-    sqlite3_bind_int64(s, 11, v->health_check.timeout_ms);
-    sqlite3_bind_int64(s, 12, v->health_check.unhealthy_threshold);
-    sqlite3_bind_int64(s, 13, v->health_check.healthy_threshold);
-    sqlite3_bind_int64(s, 14, v->connection.max_connection_age_s);
-    sqlite3_bind_int64(s, 15, v->connection.drain_timeout_s);
-    sqlite3_bind_int64(s, 16, v->connection.max_stream_duration_s);
-    sqlite3_bind_int(s, 18, v->health_check.reuse_connection);
-    sqlite3_bind_int(s, 19, v->connection.websocket);
+    sql_bind_int64(s, 10, v->health_check.interval_ms);
+    sql_bind_int64(s, 11, v->health_check.timeout_ms);
+    sql_bind_int64(s, 12, v->health_check.unhealthy_threshold);
+    sql_bind_int64(s, 13, v->health_check.healthy_threshold);
+    sql_bind_int64(s, 14, v->connection.max_connection_age_s);
+    sql_bind_int64(s, 15, v->connection.drain_timeout_s);
+    sql_bind_int64(s, 16, v->connection.max_stream_duration_s);
+    sql_bind_int(s, 18, v->health_check.reuse_connection);
+    sql_bind_int(s, 19, v->connection.websocket);
     bind_text(s, 20, hf_upstream_protocol_name(v->connection.upstream_protocol));
-    sqlite3_bind_int(s, 21, grpc);
+    sql_bind_int(s, 21, grpc);
     bind_text(s, 22, v->health_check.service_name);
 }
 
@@ -234,30 +233,30 @@ static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t g
 {
     const char *what = is_name ? "name" : "domain";
     int rc = HF_OK;
-    sqlite3_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
-    sqlite3_bind_int64(o, 1, group_id);
+    store_stmt *o = store__stmt(st, ST_DOMAIN_OWNER);
+    sql_bind_int64(o, 1, group_id);
     bind_text(o, 2, host);
-    if (sqlite3_step(o) == SQLITE_ROW) {
+    if (sql_step(o) == SQL_ROW) {
         rc = hf_fail(d, HF_ECONFLICT, is_name ? "name" : "domains",
                      "%s '%s' of service '%s' is already a domain of service '%s' in proxy "
                      "group '%s'",
-                     what, host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+                     what, host, v->name, sql_column_text(o, 0), v->proxy_group);
     }
-    sqlite3_reset(o);
+    sql_reset(o);
     if (rc != HF_OK || is_name) {
         return rc;
     }
     o = store__stmt(st, ST_GROUP_SERVICE_NAMED);
-    sqlite3_bind_int64(o, 1, group_id);
+    sql_bind_int64(o, 1, group_id);
     bind_text(o, 2, host);
-    sqlite3_bind_int64(o, 3, id);
-    if (sqlite3_step(o) == SQLITE_ROW) {
+    sql_bind_int64(o, 3, id);
+    if (sql_step(o) == SQL_ROW) {
         rc = hf_fail(d, HF_ECONFLICT, "domains",
                      "domain '%s' of service '%s' is the name of service '%s' in proxy group "
                      "'%s' (a service is routed by its name)",
-                     host, v->name, (const char *)sqlite3_column_text(o, 0), v->proxy_group);
+                     host, v->name, sql_column_text(o, 0), v->proxy_group);
     }
-    sqlite3_reset(o);
+    sql_reset(o);
     return rc;
 }
 
@@ -265,8 +264,8 @@ static int host_claimed(hf_store *st, const hf_service *v, int64_t id, int64_t g
 static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, int64_t group_id,
                                hf_detail *d)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
-    sqlite3_bind_int64(s, 1, id);
+    store_stmt *s = store__stmt(st, ST_DOMAINS_DELETE);
+    sql_bind_int64(s, 1, id);
     int rc = store__exec(st, s, d);
     if (rc == HF_OK) {
         rc = host_claimed(st, v, id, group_id, v->name, true, d);
@@ -277,21 +276,21 @@ static int write_service_lists(hf_store *st, const hf_service *v, int64_t id, in
             break;
         }
         s = store__stmt(st, ST_DOMAIN_INSERT);
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int64(s, 2, group_id);
-        sqlite3_bind_int(s, 3, (int)i);
+        sql_bind_int64(s, 1, id);
+        sql_bind_int64(s, 2, group_id);
+        sql_bind_int(s, 3, (int)i);
         bind_text(s, 4, v->domains[i]);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
         s = store__stmt(st, ST_FORMATS_DELETE);
-        sqlite3_bind_int64(s, 1, id);
+        sql_bind_int64(s, 1, id);
         rc = store__exec(st, s, d);
     }
     for (uint32_t i = 0; rc == HF_OK && i < v->n_compatible_session_formats; i++) {
         s = store__stmt(st, ST_FORMAT_INSERT);
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int(s, 2, (int)i);
+        sql_bind_int64(s, 1, id);
+        sql_bind_int(s, 2, (int)i);
         bind_text(s, 3, v->compatible_session_formats[i]);
         rc = store__exec(st, s, d);
     }
@@ -320,17 +319,17 @@ int store_service_create(hf_store *st, const char *actor, hf_service *v, hf_deta
     int64_t group_id = 0;
     rc = service_group_id(st, v, &group_id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_INSERT);
+        store_stmt *s = store__stmt(st, ST_SERVICE_INSERT);
         bind_text(s, 1, v->name);
         bind_service_fields(s, v, group_id);
-        sqlite3_bind_int64(s, 17, now);
+        sql_bind_int64(s, 17, now);
         rc = store__exec(st, s, d);
         if (rc == HF_ECONFLICT) {
             hf_fail(d, rc, "name", "service '%s' already exists", v->name);
         }
     }
     if (rc == HF_OK) {
-        rc = write_service_lists(st, v, sqlite3_last_insert_rowid(st->db), group_id, d);
+        rc = write_service_lists(st, v, sql_last_insert_id(st), group_id, d);
     }
     if (rc == HF_OK) {
         char object[96];
@@ -349,7 +348,7 @@ int store_service_create(hf_store *st, const char *actor, hf_service *v, hf_deta
 int store_service_get(hf_store *st, const char *name, hf_service *out, hf_detail *d)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_SERVICE_GET);
+    store_stmt *s = store__stmt(st, ST_SERVICE_GET);
     bind_text(s, 1, name);
     int rc = step_row(st, s);
     if (rc == HF_OK) {
@@ -358,7 +357,7 @@ int store_service_get(hf_store *st, const char *name, hf_service *out, hf_detail
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "service '%s' does not exist", name);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -366,7 +365,7 @@ int store_service_get(hf_store *st, const char *name, hf_service *out, hf_detail
 int store_service_list(hf_store *st, const char *group, hf_service **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_SERVICE_LIST);
+    store_stmt *s = store__stmt(st, ST_SERVICE_LIST);
     if (group != NULL) {
         bind_text(s, 1, group);
     }
@@ -389,10 +388,10 @@ int store_service_update(hf_store *st, const char *actor, hf_service *v, hf_deta
         rc = service_group_id(st, v, &group_id, d);
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_UPDATE);
+        store_stmt *s = store__stmt(st, ST_SERVICE_UPDATE);
         bind_text(s, 1, v->name);
         bind_service_fields(s, v, group_id);
-        sqlite3_bind_int64(s, 17, now);
+        sql_bind_int64(s, 17, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -429,8 +428,8 @@ int store_service_delete(hf_store *st, const char *actor, const char *name, hf_d
         }
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_SERVICE_DELETE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_SERVICE_DELETE);
+        sql_bind_int64(s, 1, id);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -445,7 +444,7 @@ int store_service_delete(hf_store *st, const char *actor, const char *name, hf_d
 /* fleets                                                                                   */
 /* ======================================================================================== */
 
-static void read_fleet(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_fleet(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_fleet *f = elem;
@@ -453,9 +452,9 @@ static void read_fleet(hf_store *st, sqlite3_stmt *s, void *elem)
     store__col_text(s, 1, f->name, sizeof(f->name));
     store__col_text(s, 2, f->version, sizeof(f->version));
     store__col_text(s, 3, f->session_format, sizeof(f->session_format));
-    hf_fleet_role_parse((const char *)sqlite3_column_text(s, 4), &f->role);
-    f->created_at = sqlite3_column_int64(s, 5);
-    f->updated_at = sqlite3_column_int64(s, 6);
+    hf_fleet_role_parse(sql_column_text(s, 4), &f->role);
+    f->created_at = sql_column_int64(s, 5);
+    f->updated_at = sql_column_int64(s, 6);
 }
 
 /* Reads a fleet with the lock held; *id receives its row id. */
@@ -467,27 +466,27 @@ static int fleet_load(hf_store *st, const char *service, const char *name, hf_fl
     if (rc != HF_OK) {
         return rc;
     }
-    sqlite3_stmt *s = store__stmt(st, ST_FLEET_GET);
+    store_stmt *s = store__stmt(st, ST_FLEET_GET);
     bind_text(s, 1, service);
     bind_text(s, 2, name);
     rc = step_row(st, s);
     if (rc == HF_OK) {
         memset(f, 0, sizeof(*f));
         read_fleet(st, s, f);
-        *id = sqlite3_column_int64(s, 7);
+        *id = sql_column_int64(s, 7);
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "fleet '%s' of service '%s' does not exist", name, service);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
 /* Demotes the service's active fleet to standby (lock held, inside a tx). */
 static int demote_active(hf_store *st, int64_t service_id, int64_t now, hf_detail *d)
 {
-    sqlite3_stmt *s = store__stmt(st, ST_FLEET_DEMOTE);
-    sqlite3_bind_int64(s, 1, service_id);
-    sqlite3_bind_int64(s, 2, now);
+    store_stmt *s = store__stmt(st, ST_FLEET_DEMOTE);
+    sql_bind_int64(s, 1, service_id);
+    sql_bind_int64(s, 2, now);
     return store__exec(st, s, d);
 }
 
@@ -517,13 +516,13 @@ int store_fleet_create(hf_store *st, const char *actor, hf_fleet *f, hf_detail *
         rc = demote_active(st, service_id, now, d);
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_FLEET_INSERT);
-        sqlite3_bind_int64(s, 1, service_id);
+        store_stmt *s = store__stmt(st, ST_FLEET_INSERT);
+        sql_bind_int64(s, 1, service_id);
         bind_text(s, 2, f->name);
         bind_text(s, 3, f->version);
         bind_text(s, 4, f->session_format);
         bind_text(s, 5, hf_fleet_role_name(role));
-        sqlite3_bind_int64(s, 6, now);
+        sql_bind_int64(s, 6, now);
         rc = store__exec(st, s, d);
         if (rc == HF_ECONFLICT) {
             hf_fail(d, rc, "name", "fleet '%s' of service '%s' already exists", f->name,
@@ -565,7 +564,7 @@ int store_fleet_list(hf_store *st, const char *service, hf_fleet **out, size_t *
     int64_t service_id;
     int rc = store__service_id(st, service, &service_id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_FLEET_LIST);
+        store_stmt *s = store__stmt(st, ST_FLEET_LIST);
         bind_text(s, 1, service);
         rc = store__collect(st, s, sizeof(**out), read_fleet, (void **)out, n);
     }
@@ -623,12 +622,12 @@ int store_fleet_update(hf_store *st, const char *actor, hf_fleet *f, hf_detail *
         rc = demote_active(st, service_id, now, d);
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_FLEET_UPDATE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_FLEET_UPDATE);
+        sql_bind_int64(s, 1, id);
         bind_text(s, 2, f->version);
         bind_text(s, 3, f->session_format);
         bind_text(s, 4, hf_fleet_role_name(f->role));
-        sqlite3_bind_int64(s, 5, now);
+        sql_bind_int64(s, 5, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -670,8 +669,8 @@ int store_fleet_delete(hf_store *st, const char *actor, const char *service, con
                      name, hf_fleet_role_name(cur.role));
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_FLEET_DELETE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_FLEET_DELETE);
+        sql_bind_int64(s, 1, id);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -688,21 +687,21 @@ int store_fleet_delete(hf_store *st, const char *actor, const char *service, con
 /* endpoints                                                                                */
 /* ======================================================================================== */
 
-void store__read_endpoint(hf_store *st, sqlite3_stmt *s, void *elem)
+void store__read_endpoint(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_endpoint *e = elem;
     store__col_text(s, 0, e->service, sizeof(e->service));
     store__col_text(s, 1, e->fleet, sizeof(e->fleet));
     store__col_text(s, 2, e->address, sizeof(e->address));
-    e->port = (uint32_t)sqlite3_column_int(s, 3);
+    e->port = (uint32_t)sql_column_int(s, 3);
     store__col_text(s, 4, e->zone, sizeof(e->zone));
-    e->weight = (uint32_t)sqlite3_column_int(s, 5);
-    hf_admin_state_parse((const char *)sqlite3_column_text(s, 6), &e->admin_state);
-    hf_health_parse((const char *)sqlite3_column_text(s, 7), &e->health);
-    e->created_at = sqlite3_column_int64(s, 8);
-    e->updated_at = sqlite3_column_int64(s, 9);
-    e->health_changed_at = sqlite3_column_int64(s, 10);
+    e->weight = (uint32_t)sql_column_int(s, 5);
+    hf_admin_state_parse(sql_column_text(s, 6), &e->admin_state);
+    hf_health_parse(sql_column_text(s, 7), &e->health);
+    e->created_at = sql_column_int64(s, 8);
+    e->updated_at = sql_column_int64(s, 9);
+    e->health_changed_at = sql_column_int64(s, 10);
 }
 
 static void endpoint_object(char *buf, size_t len, const char *service, const char *fleet,
@@ -725,21 +724,21 @@ static int endpoint_load(hf_store *st, const char *service, const char *fleet, c
     if (rc != HF_OK) {
         return rc;
     }
-    sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_GET);
+    store_stmt *s = store__stmt(st, ST_ENDPOINT_GET);
     bind_text(s, 1, service);
     bind_text(s, 2, fleet);
     bind_text(s, 3, address);
-    sqlite3_bind_int(s, 4, (int)port);
+    sql_bind_int(s, 4, (int)port);
     rc = step_row(st, s);
     if (rc == HF_OK) {
         memset(e, 0, sizeof(*e));
         store__read_endpoint(st, s, e);
-        *id = sqlite3_column_int64(s, 11);
+        *id = sql_column_int64(s, 11);
     } else if (rc == HF_ENOTFOUND) {
         hf_fail(d, rc, "", "endpoint %s port %u is not in fleet '%s' of service '%s'", address,
                 port, fleet, service);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     return rc;
 }
 
@@ -758,28 +757,28 @@ int store_endpoint_create(hf_store *st, const char *actor, hf_endpoint *e, hf_de
         rc = store__service_id(st, e->service, &service_id, d);
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *o = store__stmt(st, ST_ENDPOINT_OWNER);
-        sqlite3_bind_int64(o, 1, service_id);
+        store_stmt *o = store__stmt(st, ST_ENDPOINT_OWNER);
+        sql_bind_int64(o, 1, service_id);
         bind_text(o, 2, e->address);
-        sqlite3_bind_int(o, 3, (int)e->port);
-        if (sqlite3_step(o) == SQLITE_ROW) {
+        sql_bind_int(o, 3, (int)e->port);
+        if (sql_step(o) == SQL_ROW) {
             rc = hf_fail(d, HF_ECONFLICT, "address",
                          "endpoint %s port %u already belongs to fleet '%s' of service '%s'",
-                         e->address, e->port, (const char *)sqlite3_column_text(o, 0), e->service);
+                         e->address, e->port, sql_column_text(o, 0), e->service);
         }
-        sqlite3_reset(o);
+        sql_reset(o);
     }
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_INSERT);
-        sqlite3_bind_int64(s, 1, fleet_id);
-        sqlite3_bind_int64(s, 2, service_id);
+        store_stmt *s = store__stmt(st, ST_ENDPOINT_INSERT);
+        sql_bind_int64(s, 1, fleet_id);
+        sql_bind_int64(s, 2, service_id);
         bind_text(s, 3, e->address);
-        sqlite3_bind_int(s, 4, (int)e->port);
+        sql_bind_int(s, 4, (int)e->port);
         bind_text(s, 5, e->zone);
-        sqlite3_bind_int(s, 6, (int)e->weight);
+        sql_bind_int(s, 6, (int)e->weight);
         bind_text(s, 7, hf_admin_state_name(e->admin_state));
         bind_text(s, 8, hf_health_name(HF_HEALTH_UNKNOWN));
-        sqlite3_bind_int64(s, 9, now);
+        sql_bind_int64(s, 9, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -819,7 +818,7 @@ int store_endpoint_list(hf_store *st, const char *service, const char *fleet, hf
     int64_t fleet_id;
     int rc = fleet_load(st, service, fleet, &f, &fleet_id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_LIST);
+        store_stmt *s = store__stmt(st, ST_ENDPOINT_LIST);
         bind_text(s, 1, service);
         bind_text(s, 2, fleet);
         rc = store__collect(st, s, sizeof(**out), store__read_endpoint, (void **)out, n);
@@ -839,12 +838,12 @@ int store_endpoint_update(hf_store *st, const char *actor, hf_endpoint *e, hf_de
     hf_endpoint cur;
     rc = endpoint_load(st, e->service, e->fleet, e->address, e->port, &cur, &id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_UPDATE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_ENDPOINT_UPDATE);
+        sql_bind_int64(s, 1, id);
         bind_text(s, 2, e->zone);
-        sqlite3_bind_int(s, 3, (int)e->weight);
+        sql_bind_int(s, 3, (int)e->weight);
         bind_text(s, 4, hf_admin_state_name(e->admin_state));
-        sqlite3_bind_int64(s, 5, now);
+        sql_bind_int64(s, 5, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -875,8 +874,8 @@ int store_endpoint_delete(hf_store *st, const char *actor, const char *service, 
     hf_endpoint cur;
     rc = endpoint_load(st, service, fleet, address, port, &cur, &id, d);
     if (rc == HF_OK) {
-        sqlite3_stmt *s = store__stmt(st, ST_ENDPOINT_DELETE);
-        sqlite3_bind_int64(s, 1, id);
+        store_stmt *s = store__stmt(st, ST_ENDPOINT_DELETE);
+        sql_bind_int64(s, 1, id);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -893,17 +892,17 @@ int store_endpoint_delete(hf_store *st, const char *actor, const char *service, 
 /* row readers shared with store_input.c                                                    */
 /* ======================================================================================== */
 
-void store__read_group(hf_store *st, sqlite3_stmt *s, void *elem)
+void store__read_group(hf_store *st, store_stmt *s, void *elem)
 {
     read_group(st, s, elem);
 }
 
-void store__read_service(hf_store *st, sqlite3_stmt *s, void *elem)
+void store__read_service(hf_store *st, store_stmt *s, void *elem)
 {
     read_service(st, s, elem);
 }
 
-void store__read_fleet(hf_store *st, sqlite3_stmt *s, void *elem)
+void store__read_fleet(hf_store *st, store_stmt *s, void *elem)
 {
     read_fleet(st, s, elem);
 }

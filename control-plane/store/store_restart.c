@@ -12,31 +12,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void read_restart(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_restart(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_restart *r = elem;
     store__col_text(s, 0, r->id, sizeof(r->id));
     store__col_text(s, 1, r->service, sizeof(r->service));
     store__col_text(s, 2, r->fleet, sizeof(r->fleet));
-    hf_restart_state_parse((const char *)sqlite3_column_text(s, 3), &r->state);
+    hf_restart_state_parse(sql_column_text(s, 3), &r->state);
     uint32_t *u[] = {&r->batch_size,     &r->batches,   &r->interval_s,
                      &r->drain_window_s, &r->restart_s, &r->concurrent_batches};
     for (int i = 0; i < 6; i++) {
-        *u[i] = (uint32_t)sqlite3_column_int64(s, 4 + i);
+        *u[i] = (uint32_t)sql_column_int64(s, 4 + i);
     }
     store__col_text(s, 10, r->webhook_url, sizeof(r->webhook_url));
-    r->created_at = sqlite3_column_int64(s, 11);
-    r->updated_at = sqlite3_column_int64(s, 12);
-    r->finished_at = sqlite3_column_int64(s, 13);
+    r->created_at = sql_column_int64(s, 11);
+    r->updated_at = sql_column_int64(s, 12);
+    r->finished_at = sql_column_int64(s, 13);
 }
 
-static void read_batch(hf_store *st, sqlite3_stmt *s, void *elem)
+static void read_batch(hf_store *st, store_stmt *s, void *elem)
 {
     (void)st;
     hf_restart_batch *b = elem;
-    b->n = (uint32_t)sqlite3_column_int(s, 0);
-    hf_batch_state_parse((const char *)sqlite3_column_text(s, 1), &b->state);
+    b->n = (uint32_t)sql_column_int(s, 0);
+    hf_batch_state_parse(sql_column_text(s, 1), &b->state);
     char list[HF_BATCH_MAX_ENDPOINTS * HF_ENDPOINT_ID_MAX];
     store__col_text(s, 2, list, sizeof(list));
     char *save = NULL;
@@ -44,13 +44,13 @@ static void read_batch(hf_store *st, sqlite3_stmt *s, void *elem)
          tok = strtok_r(NULL, " ", &save)) {
         snprintf(b->endpoints[b->n_endpoints++], HF_ENDPOINT_ID_MAX, "%s", tok);
     }
-    b->started_at = sqlite3_column_int64(s, 3);
-    b->ready_at = sqlite3_column_int64(s, 4);
-    b->restarted_at = sqlite3_column_int64(s, 5);
-    b->done_at = sqlite3_column_int64(s, 6);
-    b->webhook_attempts = (uint32_t)sqlite3_column_int(s, 7);
-    b->webhook_ok = sqlite3_column_int(s, 8) != 0;
-    b->drained_early = sqlite3_column_int(s, 9) != 0;
+    b->started_at = sql_column_int64(s, 3);
+    b->ready_at = sql_column_int64(s, 4);
+    b->restarted_at = sql_column_int64(s, 5);
+    b->done_at = sql_column_int64(s, 6);
+    b->webhook_attempts = (uint32_t)sql_column_int(s, 7);
+    b->webhook_ok = sql_column_int(s, 8) != 0;
+    b->drained_early = sql_column_int(s, 9) != 0;
 }
 
 static int save_batches(hf_store *st, const char *id, const hf_restart_batch *b, size_t nb,
@@ -62,18 +62,18 @@ static int save_batches(hf_store *st, const char *id, const hf_restart_batch *b,
         for (uint32_t k = 0; k < b[i].n_endpoints; k++) {
             hf_buf_printf(&list, "%s%s", k ? " " : "", b[i].endpoints[k]);
         }
-        sqlite3_stmt *s = store__stmt(st, ST_BATCH_UPSERT);
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(s, 2, (int)b[i].n);
-        sqlite3_bind_text(s, 3, hf_batch_state_name(b[i].state), -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4, list.data ? list.data : "", -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 5, b[i].started_at);
-        sqlite3_bind_int64(s, 6, b[i].ready_at);
-        sqlite3_bind_int64(s, 7, b[i].restarted_at);
-        sqlite3_bind_int64(s, 8, b[i].done_at);
-        sqlite3_bind_int(s, 9, (int)b[i].webhook_attempts);
-        sqlite3_bind_int(s, 10, b[i].webhook_ok);
-        sqlite3_bind_int(s, 11, b[i].drained_early);
+        store_stmt *s = store__stmt(st, ST_BATCH_UPSERT);
+        sql_bind_text(s, 1, id);
+        sql_bind_int(s, 2, (int)b[i].n);
+        sql_bind_text(s, 3, hf_batch_state_name(b[i].state));
+        sql_bind_text(s, 4, list.data ? list.data : "");
+        sql_bind_int64(s, 5, b[i].started_at);
+        sql_bind_int64(s, 6, b[i].ready_at);
+        sql_bind_int64(s, 7, b[i].restarted_at);
+        sql_bind_int64(s, 8, b[i].done_at);
+        sql_bind_int(s, 9, (int)b[i].webhook_attempts);
+        sql_bind_int(s, 10, b[i].webhook_ok);
+        sql_bind_int(s, 11, b[i].drained_early);
         rc = store__exec(st, s, d);
         hf_buf_destroy(&list);
     }
@@ -94,18 +94,18 @@ int store_restart_create(hf_store *st, const char *actor, hf_restart *r, const h
     }
     if (rc == HF_OK) {
         r->created_at = r->updated_at = hf_now_ms();
-        sqlite3_stmt *s = store__stmt(st, ST_RESTART_INSERT);
-        sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, service_id);
-        sqlite3_bind_text(s, 3, r->fleet, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4, hf_restart_state_name(r->state), -1, SQLITE_STATIC);
+        store_stmt *s = store__stmt(st, ST_RESTART_INSERT);
+        sql_bind_text(s, 1, r->id);
+        sql_bind_int64(s, 2, service_id);
+        sql_bind_text(s, 3, r->fleet);
+        sql_bind_text(s, 4, hf_restart_state_name(r->state));
         const uint32_t u[] = {r->batch_size,     r->batches,   r->interval_s,
                               r->drain_window_s, r->restart_s, r->concurrent_batches};
         for (int i = 0; i < 6; i++) {
-            sqlite3_bind_int64(s, 5 + i, u[i]);
+            sql_bind_int64(s, 5 + i, u[i]);
         }
-        sqlite3_bind_text(s, 11, r->webhook_url, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 12, r->created_at);
+        sql_bind_text(s, 11, r->webhook_url);
+        sql_bind_int64(s, 12, r->created_at);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK) {
@@ -125,18 +125,18 @@ int store_restart_get(hf_store *st, const char *id, hf_restart *out, hf_restart_
                       size_t *nb, hf_detail *d)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_RESTART_GET);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, 0);
-    int rc = sqlite3_step(s) == SQLITE_ROW ? HF_OK : HF_ENOTFOUND;
+    store_stmt *s = store__stmt(st, ST_RESTART_GET);
+    sql_bind_text(s, 1, id);
+    sql_bind_int(s, 2, 0);
+    int rc = sql_step(s) == SQL_ROW ? HF_OK : HF_ENOTFOUND;
     if (rc == HF_OK) {
         memset(out, 0, sizeof(*out));
         read_restart(st, s, out);
     }
-    sqlite3_reset(s);
+    sql_reset(s);
     if (rc == HF_OK) {
         s = store__stmt(st, ST_BATCH_LIST);
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        sql_bind_text(s, 1, id);
         rc = store__collect(st, s, sizeof(**b), read_batch, (void **)b, nb);
     } else {
         hf_fail(d, rc, "", "restart '%s' does not exist", id);
@@ -148,8 +148,8 @@ int store_restart_get(hf_store *st, const char *id, hf_restart *out, hf_restart_
 int store_restart_list(hf_store *st, bool running_only, hf_restart **out, size_t *n)
 {
     pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = store__stmt(st, ST_RESTART_GET);
-    sqlite3_bind_int(s, 2, running_only);
+    store_stmt *s = store__stmt(st, ST_RESTART_GET);
+    sql_bind_int(s, 2, running_only);
     int rc = store__collect(st, s, sizeof(**out), read_restart, (void **)out, n);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -165,22 +165,22 @@ int store_restart_save(hf_store *st, const char *actor, const hf_restart *r,
         return rc;
     }
     int64_t now = hf_now_ms();
-    sqlite3_stmt *s = store__stmt(st, ST_RESTART_UPDATE);
-    sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, hf_restart_state_name(r->state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, now);
-    sqlite3_bind_int64(s, 4, r->finished_at);
+    store_stmt *s = store__stmt(st, ST_RESTART_UPDATE);
+    sql_bind_text(s, 1, r->id);
+    sql_bind_text(s, 2, hf_restart_state_name(r->state));
+    sql_bind_int64(s, 3, now);
+    sql_bind_int64(s, 4, r->finished_at);
     rc = store__exec(st, s, d);
     if (rc == HF_OK) {
         rc = save_batches(st, r->id, b, nb, d);
     }
     for (uint32_t i = 0; rc == HF_OK && endpoints && i < endpoints->n_endpoints; i++) {
         s = store__stmt(st, ST_ENDPOINT_SET_ADMIN);
-        sqlite3_bind_text(s, 1, r->service, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, r->fleet, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, endpoints->endpoints[i], -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4, hf_admin_state_name(admin), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, now);
+        sql_bind_text(s, 1, r->service);
+        sql_bind_text(s, 2, r->fleet);
+        sql_bind_text(s, 3, endpoints->endpoints[i]);
+        sql_bind_text(s, 4, hf_admin_state_name(admin));
+        sql_bind_int64(s, 5, now);
         rc = store__exec(st, s, d);
     }
     if (rc == HF_OK && action != NULL) {

@@ -35,21 +35,21 @@ static bool is_conn_action(const char *action)
 static int run(hf_store *st, const char *sql, const char *text, int64_t num, int64_t *out,
                hf_detail *d)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
-        return hf_fail(d, HF_EDB, "", "cannot prepare %.60s: %s", sql, sqlite3_errmsg(st->db));
+    store_stmt *s;
+    if (store__prepare(st, sql, &s, NULL) != HF_OK) {
+        return hf_fail(d, HF_EDB, "", "cannot prepare %.60s: %s", sql, store__errmsg(st));
     }
     if (text != NULL) {
-        sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
+        sql_bind_text(s, 1, text);
     }
-    sqlite3_bind_int64(s, 2, num);
-    int rc = sqlite3_step(s);
+    sql_bind_int64(s, 2, num);
+    int rc = sql_step(s);
     if (out != NULL) {
-        *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : sqlite3_changes(st->db);
+        *out = rc == SQL_ROW ? sql_column_int64(s, 0) : sql_changes(st);
     }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        return hf_fail(d, HF_EDB, "", "audit retention failed: %s", sqlite3_errmsg(st->db));
+    store__finalize(st, s);
+    if (rc != SQL_DONE && rc != SQL_ROW) {
+        return hf_fail(d, HF_EDB, "", "audit retention failed: %s", store__errmsg(st));
     }
     return HF_OK;
 }

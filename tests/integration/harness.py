@@ -14,6 +14,40 @@ import urllib.request
 HOLDFAST = os.environ.get("HOLDFAST_BIN", "")
 SHIM = os.environ.get("HOLDFAST_SHIM_BIN", "")
 
+# Under tests/pg/pgcluster.py (the .pg test variants) every Holdfast gets a fresh database in
+# that real PostgreSQL cluster instead of a SQLite file.
+PG_DIR = os.environ.get("HF_TEST_PG_DIR")
+PG_PORT = os.environ.get("HF_TEST_PG_PORT")
+PG = PG_DIR is not None and PG_PORT is not None
+PG_BIN = os.environ.get("HF_PG_BIN", "/usr/lib/postgresql/15/bin")
+_pg_counter = [0]
+
+
+def psql(sql, db="postgres"):
+    """Runs sql in the test cluster; returns its output (unaligned, tuples only)."""
+    out = subprocess.run([PG_BIN + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                          "-h", PG_DIR, "-p", PG_PORT, "-U", "postgres", "-d", db, "-c", sql],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+def pg_url(name):
+    return "postgresql://postgres@/%s?host=%s&port=%s" % (name, PG_DIR, PG_PORT)
+
+
+def fresh_pg_database():
+    """A new empty database in the test cluster; returns (name, URL)."""
+    _pg_counter[0] += 1
+    name = "hf_it_%d_%d" % (os.getpid(), _pg_counter[0])
+    psql('CREATE DATABASE "%s"' % name)
+    return name, pg_url(name)
+
+
+def fresh_db(workdir, name="holdfast.db"):
+    """What --db gets in a test: a SQLite file name in workdir, or under the .pg variants a new
+    PostgreSQL database."""
+    return fresh_pg_database()[1] if PG else os.path.join(workdir, name)
+
 
 class Shim:
     """One holdfast-shim process."""
@@ -78,7 +112,7 @@ class Holdfast:
             self._tmp = tempfile.TemporaryDirectory(prefix="hf-it-")
             workdir = self._tmp.name
         self.workdir = workdir
-        self.db = db or os.path.join(workdir, "holdfast.db")
+        self.db = db or fresh_db(workdir)
         self.proc = None
         self.token = None
         self.log_path = os.path.join(workdir, "holdfast.log")
@@ -147,6 +181,28 @@ class Holdfast:
 
     def kill9(self):
         return self.stop(signal.SIGKILL)
+
+    def db_name(self):
+        return self.db.split("?")[0].rsplit("/", 1)[1] if PG else None
+
+    def db_set_schema_version(self, version):
+        """Writes a schema version into the stopped holdfast's database."""
+        if PG:
+            psql("UPDATE holdfast_schema SET version = %d" % version, self.db_name())
+            return
+        import sqlite3
+        db = sqlite3.connect(self.db)
+        db.execute("PRAGMA user_version = %d" % version)
+        db.close()
+
+    def db_bytes(self):
+        """Everything the database holds, as bytes (the file, or a pg_dump)."""
+        if PG:
+            return subprocess.run([PG_BIN + "/pg_dump", "-h", PG_DIR, "-p", PG_PORT, "-U",
+                                   "postgres", self.db_name()], check=True, capture_output=True,
+                                  timeout=60).stdout
+        with open(self.db, "rb") as f:
+            return f.read()
 
     def cli(self, *args):
         return subprocess.run([HOLDFAST, *args], capture_output=True, text=True, timeout=30)

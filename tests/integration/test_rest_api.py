@@ -4,7 +4,6 @@ kill -9, schema refusal, metrics and clean shutdown."""
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import unittest
@@ -341,8 +340,7 @@ class AuthTest(unittest.TestCase):
         operator = self.make_token("operator")
         viewer = self.make_token("viewer")
         # Tokens are stored hashed: the secret never appears in the database.
-        with open(hf.db, "rb") as f:
-            self.assertNotIn(admin.encode(), f.read())
+        self.assertNotIn(admin.encode(), hf.db_bytes())
         self.assertEqual(hf.get(API + "/proxy-groups", token="").status, 401)
         r = hf.get(API + "/proxy-groups", token="hf_" + "0" * 64)
         self.assertEqual((r.status, r.json["error"]["code"]), (401, "unauthorized"))
@@ -412,7 +410,8 @@ class AuthTest(unittest.TestCase):
     def test_non_loopback_requires_tokens(self):
         # Refused before any socket is bound: nothing listens outside loopback in this test.
         port = harness.free_port()
-        r = self.hf.cli("--db", self.hf.db + "-other", "--http", "0.0.0.0:%d" % port)
+        r = self.hf.cli("--db", harness.fresh_db(self.hf.workdir, "other.db"), "--http",
+                        "0.0.0.0:%d" % port)
         self.assertEqual(r.returncode, 1)
         self.assertIn("requires API tokens", r.stderr)
 
@@ -442,9 +441,7 @@ class DurabilityTest(unittest.TestCase):
         with Holdfast() as hf:
             hf.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000})
             self.assertEqual(hf.stop(), 0)
-            db = sqlite3.connect(hf.db)
-            db.execute("PRAGMA user_version = 99")
-            db.close()
+            hf.db_set_schema_version(99)
             hf.start(wait=False)
             hf.proc.wait(10)
             self.assertEqual(hf.proc.returncode, 1)

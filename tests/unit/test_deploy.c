@@ -11,6 +11,7 @@
 
 #include "deploy.h"
 #include "restart.h"
+#include "test_db.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,18 +48,15 @@ static void test_fit_recovers_decay(void **state)
 }
 
 struct fx {
-    char dir[64];
+    test_db db;
     hf_store *st;
 };
 
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/hf-deploy-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char path[128];
-    snprintf(path, sizeof(path), "%s/db", f->dir);
-    assert_int_equal(store_open(path, &f->st, NULL), HF_OK);
+    test_db_create(&f->db);
+    assert_int_equal(store_open(f->db.url, &f->st, NULL), HF_OK);
     hf_proxy_group g = {.name = "edge", .listener_port = 10000};
     assert_int_equal(store_group_create(f->st, "t", &g, NULL), HF_OK);
     hf_service s;
@@ -84,9 +82,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    test_db_destroy(&f->db);
     free(f);
     return 0;
 }

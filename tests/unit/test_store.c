@@ -1,6 +1,8 @@
 /*
- * Unit tests of the store against a real SQLite file in a temporary folder: migrations, reopen,
- * newer-schema refusal, constraints and conflicts, and that a refused change changes nothing.
+ * Unit tests of the store against a real database (test_db.h): a SQLite file in a temporary
+ * folder, or a fresh database in a real PostgreSQL cluster when run under
+ * tests/pg/pgcluster.py (the unit.test_store.pg variant): migrations, reopen, newer-schema
+ * refusal, constraints and conflicts, and that a refused change changes nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,27 +11,28 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "test_db.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 struct fixture {
-    char dir[64];
-    char path[128];
+    test_db db;
+    char *path; /* db.url */
     hf_store *st;
 };
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/hf-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+    test_db_create(&f->db);
+    f->path = f->db.url;
     hf_detail d = {0};
-    assert_int_equal(store_open(f->path, &f->st, &d), HF_OK);
+    if (store_open(f->path, &f->st, &d) != HF_OK) {
+        fail_msg("store_open(%s): %s", f->path, d.message);
+    }
     *state = f;
     return 0;
 }
@@ -38,27 +41,15 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     store_close(f->st);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    test_db_destroy(&f->db);
     free(f);
     return 0;
 }
 
-/* The number of audit events, read with a separate connection (as another process would). */
-static int count_rows(const char *path, const char *table)
+/* The number of rows of a table, read with a separate connection (as another process would). */
+static int count_rows(struct fixture *f, const char *table)
 {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    sqlite3_stmt *s;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int n = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return n;
+    return test_db_count(&f->db, table);
 }
 
 static void make_group(hf_store *st, const char *name, uint32_t port)
@@ -123,10 +114,13 @@ static void test_fresh_migration_and_reopen(void **state)
     assert_int_equal(g.listener_port, 10000);
     assert_true(g.created_at > 0);
 
-    /* WAL mode is persistent in the file. */
-    char wal[160];
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
-    assert_int_equal(access(wal, F_OK), 0);
+    assert_string_equal(store_backend_name(f->st), f->db.pg ? "postgresql" : "sqlite");
+    if (!f->db.pg) {
+        /* WAL mode is persistent in the file. */
+        char wal[160];
+        snprintf(wal, sizeof(wal), "%s-wal", f->path);
+        assert_int_equal(access(wal, F_OK), 0);
+    }
 }
 
 static void test_newer_schema_refused(void **state)
@@ -134,10 +128,7 @@ static void test_newer_schema_refused(void **state)
     struct fixture *f = *state;
     store_close(f->st);
     f->st = NULL;
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    test_db_set_schema_version(&f->db, 999);
 
     hf_store *st = NULL;
     hf_detail d = {0};
@@ -151,7 +142,7 @@ static void test_group_conflicts_change_nothing(void **state)
 {
     struct fixture *f = *state;
     make_group(f->st, "edge", 10000);
-    int events = count_rows(f->path, "events");
+    int events = count_rows(f, "events");
 
     hf_proxy_group dup = {.name = "edge", .listener_port = 10001};
     hf_detail d = {0};
@@ -159,11 +150,11 @@ static void test_group_conflicts_change_nothing(void **state)
     assert_non_null(strstr(d.message, "already exists"));
 
     make_service(f->st, "cart", "edge", "cart.example.com");
-    events = count_rows(f->path, "events");
+    events = count_rows(f, "events");
     assert_int_equal(store_group_delete(f->st, "test", "edge", &d), HF_ECONFLICT);
     assert_int_equal(store_group_delete(f->st, "test", "nope", &d), HF_ENOTFOUND);
-    assert_int_equal(count_rows(f->path, "events"), events);
-    assert_int_equal(count_rows(f->path, "proxy_groups"), 1);
+    assert_int_equal(count_rows(f, "events"), events);
+    assert_int_equal(count_rows(f, "proxy_groups"), 1);
     hf_proxy_group g;
     assert_int_equal(store_group_get(f->st, "edge", &g, NULL), HF_OK);
     assert_int_equal(g.listener_port, 10000);
@@ -175,7 +166,7 @@ static void test_service_constraints(void **state)
     make_group(f->st, "edge", 10000);
     make_group(f->st, "internal", 10001);
     make_service(f->st, "cart", "edge", "cart.example.com");
-    int events = count_rows(f->path, "events");
+    int events = count_rows(f, "events");
 
     hf_service s;
     hf_service_defaults(&s);
@@ -192,8 +183,8 @@ static void test_service_constraints(void **state)
     s.n_domains = 1;
     assert_int_equal(store_service_create(f->st, "test", &s, &d), HF_ECONFLICT);
     assert_string_equal(d.field, "domains");
-    assert_int_equal(count_rows(f->path, "services"), 1);
-    assert_int_equal(count_rows(f->path, "events"), events);
+    assert_int_equal(count_rows(f, "services"), 1);
+    assert_int_equal(count_rows(f, "events"), events);
     strcpy(s.proxy_group, "internal");
     assert_int_equal(store_service_create(f->st, "test", &s, &d), HF_OK);
 
@@ -256,10 +247,10 @@ static void test_fleet_roles(void **state)
     /* A standby fleet is deleted with its endpoints; the service then still has green. */
     assert_int_equal(make_endpoint(f->st, "cart", "blue", 8081), HF_OK);
     assert_int_equal(make_endpoint(f->st, "cart", "blue", 8082), HF_OK);
-    assert_int_equal(count_rows(f->path, "endpoints"), 2);
+    assert_int_equal(count_rows(f, "endpoints"), 2);
     assert_int_equal(store_service_delete(f->st, "test", "cart", &d), HF_ECONFLICT);
     assert_int_equal(store_fleet_delete(f->st, "test", "cart", "blue", &d), HF_OK);
-    assert_int_equal(count_rows(f->path, "endpoints"), 0);
+    assert_int_equal(count_rows(f, "endpoints"), 0);
 }
 
 static void test_endpoints(void **state)

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "test_db.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,7 @@
 #include <unistd.h>
 
 struct fixture {
-    char dir[64];
-    char path[128];
+    test_db db; /* a SQLite file, or a PostgreSQL database under the .pg variant */
     hf_store *st;
 };
 
@@ -50,10 +50,8 @@ static void make_service(hf_store *st, const char *name)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/hf-input-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
-    assert_int_equal(store_open(f->path, &f->st, NULL), HF_OK);
+    test_db_create(&f->db);
+    assert_int_equal(store_open(f->db.url, &f->st, NULL), HF_OK);
     hf_proxy_group g = {.listener_port = 10000};
     snprintf(g.name, sizeof(g.name), "edge");
     assert_int_equal(store_group_create(f->st, "test", &g, NULL), HF_OK);
@@ -67,9 +65,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     store_close(f->st);
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    test_db_destroy(&f->db);
     free(f);
     return 0;
 }
