@@ -133,6 +133,8 @@ class PeerStringsTest(unittest.TestCase):
             try:
                 c.request(CDS, node_=node("envoy-1", "edge"))
                 r = c.recv(timeout=5.0)
+                while not r.resources:  # a snapshot from before the service: wait for the next
+                    r = c.recv(timeout=5.0)
                 c.request(CDS, version="", nonce=r.nonce,
                           error="rejected\n2026-01-01T00:00:00.000Z error main: FORGED")
                 deadline = time.monotonic() + 5
