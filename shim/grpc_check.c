@@ -286,10 +286,12 @@ int sh_grpc_check(sh_grpc *g, sh_grpc_channel *ch, const char *service, uint32_t
     }
     g->inflight = c;
     g->n_inflight++;
+    /* Started under the lock: the completion thread takes it before it reads or frees c. */
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, 6, c, NULL);
     pthread_mutex_unlock(&g->lock);
-    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK) {
+    if (e != GRPC_CALL_OK) {
         c->status = GRPC_STATUS_INTERNAL;
-        finish_call(g, c); /* reported as a failed check */
+        finish_call(g, c); /* reported as a failed check; no completion will come */
     }
     return 0;
 }

@@ -73,8 +73,7 @@ int shim_tls_load(shim_tls *t, char *err, size_t len)
 
 bool shim_tls_refresh(shim_tls *t, void (*log_fn)(const char *line))
 {
-    bool forced = t->reload != 0;
-    t->reload = 0;
+    bool forced = atomic_exchange(&t->reload, 0) != 0;
     uint64_t stamp = stamp_of(t);
     if (!forced && stamp == t->stamp) {
         return false;

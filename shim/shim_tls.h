@@ -11,12 +11,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 
 typedef struct shim_tls {
     const char *cert_file, *key_file, *ca_file;
     char *cert_pem, *key_pem, *ca_pem; /* in use; heap */
     uint64_t stamp;                    /* of the files when last read */
-    volatile sig_atomic_t reload;      /* set by SIGHUP */
+    atomic_int reload;                 /* set by the SIGHUP handler (a lock-free atomic) */
 } shim_tls;
 
 /* Reads the three files. Returns 0, or -1 with err naming the file and the reason. */

@@ -340,12 +340,13 @@ int store_replica_start(hf_store *st, const char *http_address, const char *xds_
     snprintf(ha->http, sizeof(ha->http), "%s", http_address ? http_address : "");
     snprintf(ha->xds, sizeof(ha->xds), "%s", xds_address ? xds_address : "");
     ha->started_at = hf_now_ms();
-    st->ha = ha;
-    if (st->be->shared) {
-        ha->running = pthread_create(&ha->thread, NULL, ha_main, ha) == 0;
-    } else {
+    if (!st->be->shared) {
         ha->leader = true;
         ha->leader_since = ha->started_at;
+    }
+    st->ha = ha; /* published before its thread starts (see store_internal.h) */
+    if (st->be->shared) {
+        ha->running = pthread_create(&ha->thread, NULL, ha_main, ha) == 0;
     }
     return HF_OK;
 }

@@ -249,8 +249,10 @@ struct hf_store {
     pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;
     void *change_arg;
-    char replica_id[64];     /* this process, among the replicas of a shared database */
-    struct store_ha *ha;     /* replicas, leadership, notifications (store_ha.c); NULL if off */
+    char replica_id[64]; /* this process, among the replicas of a shared database */
+    /* replicas, leadership, notifications (store_ha.c); NULL if off. Atomic: published by the
+     * main thread after the engines' threads started, read by them (store_is_leader). */
+    _Atomic(struct store_ha *) ha;
     int64_t audit_max;       /* audit rows kept (store_set_audit_retention) */
     uint32_t audit_appends;  /* events since the last count against audit_max */
     store_event_fn event_fn; /* under lock; called with lock held (a leaf after it) */
