@@ -655,17 +655,21 @@ class ReadmeSecureStartTest(unittest.TestCase):
         procs = []
 
         def stop_all():
-            for p in procs:
+            for i, p in enumerate(procs):
                 p.send_signal(signal.SIGTERM)
-                self.assertEqual(p.wait(10), 0)
+                rc = p.wait(10)
+                with open(os.path.join(tmp, "proc-%d.log" % i), errors="replace") as f:
+                    self.assertEqual(rc, 0, f.read()[-6000:])
         self.addCleanup(stop_all)
         token = None
         for line in lines:
             if not line:
                 continue
             if line.startswith(("$H --http", os.environ["HOLDFAST_SHIM_BIN"])):
+                log = open(os.path.join(tmp, "proc-%d.log" % len(procs)), "w")
+                self.addCleanup(log.close)
                 procs.append(subprocess.Popen(["bash", "-c", "exec " + line], cwd=tmp, env=env,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                              stdout=log, stderr=subprocess.STDOUT))
                 time.sleep(0.5)
                 continue
             if "=" in line.split()[0]:  # H=..., S=...
