@@ -531,6 +531,33 @@ size_t hf_health_sync(hf_health_table *t, const hf_hc_endpoint *eps, size_t n, i
     return changes;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t hf_health_sync_services(hf_health_table *t, const char *const *services, size_t ns,
+                               const hf_hc_endpoint *eps, size_t n, int64_t mono,
+                               hf_hc_decisions *out)
+{
+    if (ns == 0) {
+        return 0;
+    }
+    t->gen++;
+    size_t changes = 0;
+    for (size_t i = 0; i < n; i++) {
+        changes += hf_health_upsert(t, &eps[i], mono, out);
+    }
+    for (size_t i = t->n; i-- > 0;) {
+        const char *name = t->e[i].ep.key.service;
+        if (t->e[i].mark != t->gen && bsearch(&name, services, ns, sizeof(*services), cmp_name)) {
+            remove_at(t, i);
+            changes++;
+        }
+    }
+    return changes;
+}
+
 int hf_health_verdict(hf_health_table *t, const hf_endpoint_key *k, int checker,
                       enum hf_health verdict, const char *reason, int64_t at_ms, int64_t mono,
                       hf_hc_decisions *out)

@@ -100,6 +100,15 @@ bool hf_health_remove(hf_health_table *t, const hf_endpoint_key *k);
 size_t hf_health_sync(hf_health_table *t, const hf_hc_endpoint *eps, size_t n, int64_t mono,
                       hf_hc_decisions *out);
 
+/* As hf_health_sync for some services only: the table's endpoints of services[0..ns) (sorted
+ * by strcmp) become exactly eps[0..n) (each of one of those services); the other services'
+ * endpoints are not touched (nor visited, but for one name comparison each). What a change of
+ * a few services costs at fleet scale. Returns the number of endpoints added, changed or
+ * removed. */
+size_t hf_health_sync_services(hf_health_table *t, const char *const *services, size_t ns,
+                               const hf_hc_endpoint *eps, size_t n, int64_t mono,
+                               hf_hc_decisions *out);
+
 /* The index of a connected checker by node id, or -1. */
 int hf_health_checker_index(const hf_health_table *t, const char *id);
 /* Takes one checker's verdict on an endpoint at wall-clock at_ms (monotonic mono).

@@ -197,6 +197,18 @@ static const struct {
          "  node TEXT NOT NULL, cluster TEXT NOT NULL, endpoint TEXT NOT NULL,"
          "  in_progress INTEGER NOT NULL, at INTEGER NOT NULL,"
          "  PRIMARY KEY (node, cluster, endpoint));"},
+    /* Health checking across replicas (store_health.c): the checkers connected to each replica,
+     * the verdicts replicas pass to the leader, and the specifiers the leader assigns. */
+    {12, "CREATE TABLE IF NOT EXISTS hc_checkers ("
+         "  node_id TEXT PRIMARY KEY, zone TEXT NOT NULL, replica TEXT NOT NULL,"
+         "  connected_at INTEGER NOT NULL);"
+         "CREATE TABLE IF NOT EXISTS hc_verdict_queue ("
+         "  id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, address TEXT NOT NULL,"
+         "  port INTEGER NOT NULL, checker TEXT NOT NULL, verdict TEXT NOT NULL,"
+         "  reason TEXT NOT NULL, at INTEGER NOT NULL);"
+         "CREATE TABLE IF NOT EXISTS hc_specifiers ("
+         "  checker TEXT PRIMARY KEY, spec TEXT NOT NULL, endpoints INTEGER NOT NULL,"
+         "  at INTEGER NOT NULL);"},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -524,14 +536,17 @@ void store__read_end(hf_store *st)
     }
 }
 
-static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
+/* kind: 'c' a configuration change (a new generation), 'e' quiet, or a store_health_kind. */
+static int end_tx(hf_store *st, int rc, char kind, hf_detail *d)
 {
     uint64_t generation = 0;
-    /* Other replicas hear of a configuration change ("c"), or of new audit events ("e"). */
+    bool announce = kind == 'c';
+    /* Other replicas hear of a configuration change ("c"), of new audit events ("e"), or of
+     * health checking's shared state (a store_health_kind). */
     char note[80];
-    snprintf(note, sizeof(note), "%c %s", announce ? 'c' : 'e', st->replica_id);
+    snprintf(note, sizeof(note), "%c %s", kind, st->replica_id);
     if (rc == HF_OK) {
-        if (st->be->commit(st->conn, announce || st->tx_events ? note : NULL) != HF_OK) {
+        if (st->be->commit(st->conn, kind != 'e' || st->tx_events ? note : NULL) != HF_OK) {
             rc = hf_fail(d, HF_EDB, "", "cannot commit: %s", st->be->errmsg(st->conn));
         } else if (announce) {
             generation = ++st->generation;
@@ -557,12 +572,34 @@ static int end_tx(hf_store *st, int rc, bool announce, hf_detail *d)
 
 int store__end(hf_store *st, int rc, hf_detail *d)
 {
-    return end_tx(st, rc, true, d);
+    return end_tx(st, rc, 'c', d);
 }
 
 int store__end_quiet(hf_store *st, int rc, hf_detail *d)
 {
-    return end_tx(st, rc, false, d);
+    return end_tx(st, rc, 'e', d);
+}
+
+int store__end_health(hf_store *st, int rc, char kind, hf_detail *d)
+{
+    return end_tx(st, rc, kind, d);
+}
+
+void store_set_health_hook(hf_store *st, store_health_fn fn, void *arg)
+{
+    pthread_mutex_lock(&st->hook_lock);
+    st->health_fn = fn;
+    st->health_arg = arg;
+    pthread_mutex_unlock(&st->hook_lock);
+}
+
+void store__health_remote(hf_store *st, char kind)
+{
+    pthread_mutex_lock(&st->hook_lock);
+    if (st->health_fn != NULL) {
+        st->health_fn(st->health_arg, (enum store_health_kind)kind);
+    }
+    pthread_mutex_unlock(&st->hook_lock);
 }
 
 int store__event(hf_store *st, const char *actor, const char *action, const char *object,

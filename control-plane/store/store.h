@@ -122,6 +122,55 @@ int store_inflight_push(hf_store *st, const store_inflight *f, size_t n, hf_deta
 /* Reports newer than since_ms (older ones are pruned). */
 int store_inflight_list(hf_store *st, int64_t since_ms, store_inflight **out, size_t *n);
 
+/* ---- health checking across replicas (docs/ha.md) ----
+ * Checkers connect to any replica; the leader assigns endpoints over all of them and counts
+ * every verdict. On a shared database each replica records its connected checkers, passes the
+ * verdicts it receives to the leader, and serves its checkers the specifier the leader stored
+ * for them. Each write notifies the other replicas (the health hook, with its kind). On SQLite
+ * none of this is used: the one process does everything in memory. */
+typedef struct store_checker {
+    char node_id[128];
+    char zone[HF_SHORT_MAX];
+    char replica[64];
+    int64_t connected_at;
+} store_checker;
+/* What a health notification says: checkers connected or left, verdicts were queued for the
+ * leader, specifiers were stored, leadership moved (this replica's). */
+enum store_health_kind {
+    STORE_HEALTH_CHECKERS = 'k',
+    STORE_HEALTH_VERDICTS = 'v',
+    STORE_HEALTH_SPECIFIERS = 's',
+    STORE_HEALTH_LEADERSHIP = 'l',
+};
+typedef void (*store_health_fn)(void *arg, enum store_health_kind kind);
+/* Sets the hook run (on the replica thread) for each health notification of another replica,
+ * and for this replica's own leadership changes; a previous hook is not called again once this
+ * returns. */
+void store_set_health_hook(hf_store *st, store_health_fn fn, void *arg);
+/* Makes the checkers recorded for this replica exactly c[0..n) (at most 1,024), in one
+ * transaction; a checker recorded by another replica moves to this one. */
+int store_checkers_set(hf_store *st, const store_checker *c, size_t n, hf_detail *d);
+/* The checkers connected to live replicas (heartbeat within the lease), by node id. */
+int store_checker_list(hf_store *st, store_checker **out, size_t *n);
+/* Queues verdicts for the leader (at most 100,000 waiting; beyond that the oldest are dropped:
+ * checkers report again). */
+int store_verdict_push(hf_store *st, const hf_verdict *v, size_t n, hf_detail *d);
+/* Takes every queued verdict, oldest first (the leader). */
+int store_verdict_take(hf_store *st, hf_verdict **out, size_t *n, hf_detail *d);
+/* A checker's specifier as the leader encoded it. */
+typedef struct store_specifier {
+    char checker[128];
+    const uint8_t *data;
+    size_t len;
+    size_t endpoints;
+} store_specifier;
+/* Stores specifiers (the leader) and forgets those of checkers connected nowhere. */
+int store_specifiers_put(hf_store *st, const store_specifier *s, size_t n, hf_detail *d);
+/* A checker's stored specifier (heap bytes, *endpoints how many it holds); HF_ENOTFOUND when
+ * the leader has not stored one. */
+int store_specifier_get(hf_store *st, const char *checker, uint8_t **data, size_t *len,
+                        size_t *endpoints);
+
 /* ---- proxy groups ---- */
 int store_group_create(hf_store *st, const char *actor, hf_proxy_group *g, hf_detail *d);
 int store_group_get(hf_store *st, const char *name, hf_proxy_group *out, hf_detail *d);

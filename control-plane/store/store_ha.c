@@ -158,6 +158,7 @@ static void compete(struct store_ha *ha)
     ha->leader_since = since;
     pthread_mutex_unlock(&ha->lock);
     hf_info("store", "replica %s is now the leader", ha->st->replica_id);
+    store__health_remote(ha->st, STORE_HEALTH_LEADERSHIP);
 }
 
 /* The change counter, for the safety net. Returns -1 on failure. */
@@ -178,6 +179,7 @@ static void drop_session(struct store_ha *ha, const char *why)
     pthread_mutex_unlock(&ha->lock);
     if (was) {
         hf_warn("store", "replica %s stops leading: %s", ha->st->replica_id, why);
+        store__health_remote(ha->st, STORE_HEALTH_LEADERSHIP);
     }
     PQfinish(ha->pg);
     ha->pg = NULL;
@@ -223,13 +225,21 @@ static bool listen_for(struct store_ha *ha, int ms)
         return false;
     }
     bool config = false, events = false;
+    char health[8] = "";
     PGnotify *note;
     while ((note = PQnotifies(ha->pg)) != NULL) {
-        /* "c REPLICA" (a configuration change) or "e REPLICA" (audit events only) */
+        /* "c REPLICA" (a configuration change), "e REPLICA" (audit events only), or a
+         * store_health_kind letter and the replica */
         const char *from = strlen(note->extra) > 2 ? note->extra + 2 : "";
+        char kind = note->extra[0];
         if (strcmp(from, ha->st->replica_id) != 0) {
-            config = config || note->extra[0] == 'c';
-            events = events || note->extra[0] == 'e';
+            config = config || kind == 'c';
+            events = events || kind == 'e';
+            if ((kind == STORE_HEALTH_CHECKERS || kind == STORE_HEALTH_VERDICTS ||
+                 kind == STORE_HEALTH_SPECIFIERS) &&
+                strchr(health, kind) == NULL) {
+                strncat(health, &kind, 1);
+            }
         }
         PQfreemem(note);
     }
@@ -237,6 +247,9 @@ static bool listen_for(struct store_ha *ha, int ms)
         store__announce_remote(ha->st);
     } else if (events) {
         store__events_remote(ha->st);
+    }
+    for (const char *k = health; *k; k++) {
+        store__health_remote(ha->st, *k);
     }
     return PQstatus(ha->pg) == CONNECTION_OK;
 }
@@ -259,6 +272,10 @@ static void round_trip(struct store_ha *ha)
     }
     if (ok && !leader) {
         compete(ha);
+    } else if (ok) {
+        /* The leader takes the verdicts other replicas queued even if a notification was lost,
+         * and sees checkers of replicas that died (their rows outlive them) every 10 s. */
+        store__health_remote(ha->st, STORE_HEALTH_VERDICTS);
     }
     hf_gauge_set("holdfast_leader", "1 while this replica leads the engines (docs/ha.md).", "",
                  store_is_leader(ha->st) ? 1 : 0);
@@ -267,6 +284,9 @@ static void round_trip(struct store_ha *ha)
         /* Replicas gone for an hour leave the list. */
         PQclear(
             q(ha, "DELETE FROM replicas WHERE heartbeat_at < " DB_NOW_MS " - 3600000", 0, NULL));
+        if (leader) {
+            store__health_remote(ha->st, STORE_HEALTH_CHECKERS);
+        }
         int64_t n = change_count(ha);
         if (n >= 0 && n != ha->seen_changes) {
             ha->seen_changes = n;

@@ -228,6 +228,27 @@
     X(ST_INFLIGHT_LIST, "SELECT node, cluster, endpoint, in_progress, at FROM load_inflight "      \
                         "WHERE at >= ?1 ORDER BY node, cluster, endpoint")                         \
     X(ST_INFLIGHT_PRUNE, "DELETE FROM load_inflight WHERE at < ?1")                                \
+    X(ST_CHECKER_CLEAR, "DELETE FROM hc_checkers WHERE replica = ?1")                              \
+    X(ST_CHECKER_UPSERT, "INSERT INTO hc_checkers(node_id, zone, replica, connected_at) "          \
+                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(node_id) DO UPDATE SET zone = "       \
+                         "excluded.zone, replica = excluded.replica, connected_at = "              \
+                         "excluded.connected_at")                                                  \
+    X(ST_CHECKER_LIST, "SELECT c.node_id, c.zone, c.replica, c.connected_at FROM hc_checkers c "   \
+                       "JOIN replicas r ON r.id = c.replica WHERE r.heartbeat_at >= ?1 ORDER BY "  \
+                       "c.node_id LIMIT 1024")                                                     \
+    X(ST_VQ_INSERT, "INSERT INTO hc_verdict_queue(service, address, port, checker, verdict, "      \
+                    "reason, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                              \
+    X(ST_VQ_TRIM, "DELETE FROM hc_verdict_queue WHERE id <= (SELECT max(id) FROM "                 \
+                  "hc_verdict_queue) - 100000")                                                    \
+    X(ST_VQ_READ, "SELECT id, service, address, port, checker, verdict, reason, at FROM "          \
+                  "hc_verdict_queue ORDER BY id LIMIT 100000")                                     \
+    X(ST_VQ_CLEAR, "DELETE FROM hc_verdict_queue WHERE id <= ?1")                                  \
+    X(ST_SPEC_UPSERT, "INSERT INTO hc_specifiers(checker, spec, endpoints, at) VALUES(?1, ?2, "    \
+                      "?3, ?4) ON CONFLICT(checker) DO UPDATE SET spec = excluded.spec, "          \
+                      "endpoints = excluded.endpoints, at = excluded.at")                          \
+    X(ST_SPEC_PRUNE, "DELETE FROM hc_specifiers WHERE checker NOT IN (SELECT node_id FROM "        \
+                     "hc_checkers)")                                                               \
+    X(ST_SPEC_GET, "SELECT spec, endpoints FROM hc_specifiers WHERE checker = ?1")                 \
     STORE_INPUT_STATEMENTS(X)
 
 #define STORE_STMT_ENUM(id, sql) id,
@@ -248,6 +269,8 @@ struct hf_store {
     uint64_t tx_start_ns;
     pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;
+    store_health_fn health_fn; /* under hook_lock */
+    void *health_arg;
     void *change_arg;
     char replica_id[64]; /* this process, among the replicas of a shared database */
     /* replicas, leadership, notifications (store_ha.c); NULL if off. Atomic: published by the
@@ -277,6 +300,12 @@ int store__read_begin(hf_store *st);
 void store__read_end(hf_store *st);
 /* As store__end, for transactions that change no configuration: no new generation, no hook. */
 int store__end_quiet(hf_store *st, int rc, hf_detail *d);
+/* As store__end_quiet, and other replicas hear of it as a health notification of kind (see
+ * store_health_kind). */
+int store__end_health(hf_store *st, int rc, char kind, hf_detail *d);
+/* Runs the health hook (the replica thread, for another replica's notification or this one's
+ * leadership change). */
+void store__health_remote(hf_store *st, char kind);
 /* Creates path mode 0600 when it does not exist (SQLite gives the -wal and -shm files the mode
  * of the database); warns when an existing file is readable by others. ":memory:" and "" pass. */
 int store__create_private(const char *path, hf_detail *d);

@@ -321,21 +321,6 @@ const hf_stream_handler xds__hds_handler = {hds_open, hds_message, hds_sent, hds
 /* xDS thread: the input, assignments and specifiers                                        */
 /* ======================================================================================== */
 
-static int cmp_service(const void *a, const void *b)
-{
-    return strcmp(((const hf_service *)a)->name, ((const hf_service *)b)->name);
-}
-
-static const hf_service *service_of(const hf_service *svcs, size_t ns, const char *name)
-{
-    if (ns == 0) {
-        return NULL;
-    }
-    hf_service probe;
-    snprintf(probe.name, sizeof(probe.name), "%s", name);
-    return bsearch(&probe, svcs, ns, sizeof(*svcs), cmp_service);
-}
-
 /* A hash of what a checker is told about a service: a change re-sends its specifiers. */
 static uint64_t policy_hash(const hf_service *s)
 {
@@ -346,41 +331,79 @@ static uint64_t policy_hash(const hf_service *s)
                        hc->service_name);
 }
 
-/* Reads what must be checked (endpoints not disabled, of fleets not retired) as the health
- * module's input, and the services sorted by name. */
-static int load_input(struct xds_server *srv, hf_hc_endpoint **out, size_t *n, hf_service **svcs,
-                      size_t *ns)
+static int cmp_fleet(const void *a, const void *b)
 {
-    hf_endpoint *eps;
-    size_t ne;
-    if (store_health_targets(srv->store, &eps, &ne) != HF_OK) {
-        return HF_EDB;
-    }
-    if (store_service_list(srv->store, NULL, svcs, ns) != HF_OK) {
-        free(eps);
-        return HF_EDB;
-    }
-    if (*ns > 1) {
-        qsort(*svcs, *ns, sizeof(**svcs), cmp_service);
-    }
-    hf_hc_endpoint *in = xcalloc(ne + 1, sizeof(*in));
+    return strcmp(((const hf_fleet *)a)->name, ((const hf_fleet *)b)->name);
+}
+
+/* Appends to out what must be checked of one service: endpoints not disabled, of fleets not
+ * retired. Returns how many. */
+static size_t targets_of(const store_input_service *is, hf_hc_endpoint *out)
+{
+    uint64_t policy = policy_hash(&is->svc);
     size_t count = 0;
-    for (size_t i = 0; i < ne; i++) {
-        const hf_service *s = service_of(*svcs, *ns, eps[i].service);
-        if (s == NULL) {
+    for (size_t i = 0; i < is->n_endpoints; i++) {
+        const hf_endpoint *ep = &is->endpoints[i];
+        hf_fleet probe;
+        snprintf(probe.name, sizeof(probe.name), "%s", ep->fleet);
+        const hf_fleet *f =
+            bsearch(&probe, is->fleets, is->n_fleets, sizeof(*is->fleets), cmp_fleet);
+        if (ep->admin_state == HF_ADMIN_DISABLED || f == NULL || f->role == HF_ROLE_RETIRED) {
             continue;
         }
-        hf_hc_endpoint *e = &in[count++];
-        hf_endpoint_key_set(&e->key, eps[i].service, eps[i].address, eps[i].port);
-        memcpy(e->zone, eps[i].zone, sizeof(e->zone));
-        memcpy(e->fleet, eps[i].fleet, sizeof(e->fleet));
-        e->policy = policy_hash(s);
-        e->health = eps[i].health;
+        hf_hc_endpoint *e = &out[count++];
+        memset(e, 0, sizeof(*e));
+        hf_endpoint_key_set(&e->key, is->svc.name, ep->address, ep->port);
+        memcpy(e->zone, ep->zone, sizeof(e->zone));
+        memcpy(e->fleet, ep->fleet, sizeof(e->fleet));
+        e->policy = policy;
+        e->health = ep->health;
     }
+    return count;
+}
+
+/* Brings the table's endpoints up to date with the configuration the snapshot was built from
+ * (srv->input: no read of its own), re-reading only the services whose revision moved since the
+ * last call (all of them after the table was made). hds_lock held. */
+static void feed(struct xds_server *srv, int64_t mono, hf_hc_decisions *d)
+{
+    const store_input *in = srv->input;
+    struct hds_rev *old = srv->hds_revs;
+    size_t nold = srv->n_hds_revs, o = 0;
+    struct hds_rev *revs = xcalloc(in->n_services + 1, sizeof(*revs));
+    const char **changed = xcalloc(in->n_services + nold + 1, sizeof(*changed));
+    size_t nchanged = 0, neps = 0, cap = 0;
+    for (size_t i = 0; i < in->n_services; i++) {
+        const store_input_service *is = in->services[i];
+        snprintf(revs[i].name, sizeof(revs[i].name), "%s", is->svc.name);
+        revs[i].rev = is->rev;
+        while (o < nold && strcmp(old[o].name, is->svc.name) < 0) {
+            changed[nchanged++] = old[o++].name; /* removed */
+        }
+        bool same = o < nold && strcmp(old[o].name, is->svc.name) == 0 && old[o].rev == is->rev;
+        o += o < nold && strcmp(old[o].name, is->svc.name) == 0;
+        if (!same) {
+            changed[nchanged++] = is->svc.name;
+            cap += is->n_endpoints;
+        }
+    }
+    while (o < nold) {
+        changed[nchanged++] = old[o++].name;
+    }
+    /* names sorted: both lists are by name and merged in order */
+    hf_hc_endpoint *eps = xcalloc(cap + 1, sizeof(*eps));
+    for (size_t c = 0; c < nchanged; c++) {
+        const store_input_service *is = store_input_service_find(in, changed[c]);
+        if (is != NULL) {
+            neps += targets_of(is, &eps[neps]);
+        }
+    }
+    hf_health_sync_services(srv->health, changed, nchanged, eps, neps, mono, d);
     free(eps);
-    *out = in;
-    *n = count;
-    return HF_OK;
+    free(changed);
+    free(old);
+    srv->hds_revs = revs;
+    srv->n_hds_revs = in->n_services;
 }
 
 static Google__Protobuf__Duration *dur_ms(Google__Protobuf__Duration *d, uint32_t ms)
@@ -471,8 +494,8 @@ static void ep_init(struct ep_msg *m, const hf_hc_endpoint *e)
 
 /* Encodes a specifier of endpoints e[0..n) sorted by service, zone and fleet: a cluster per
  * service with its policy, a locality per (zone, fleet). */
-static hf_rbuf *encode_specifier(const hf_hc_endpoint **e, size_t n, const hf_service *svcs,
-                                 size_t ns, uint32_t report_ms)
+static hf_rbuf *encode_specifier(const hf_hc_endpoint **e, size_t n, const store_input *in,
+                                 uint32_t report_ms)
 {
     Specifier spec = ENVOY__SERVICE__HEALTH__V3__HEALTH_CHECK_SPECIFIER__INIT;
     Google__Protobuf__Duration interval;
@@ -489,10 +512,11 @@ static hf_rbuf *encode_specifier(const hf_hc_endpoint **e, size_t n, const hf_se
     for (size_t i = 0; i < n; i++) {
         bool new_cluster = i == 0 || strcmp(e[i]->key.service, e[i - 1]->key.service) != 0;
         if (new_cluster) {
-            const hf_service *svc = service_of(svcs, ns, e[i]->key.service);
-            if (svc == NULL) {
-                continue; /* cannot happen: the input holds only known services */
+            const store_input_service *is = store_input_service_find(in, e[i]->key.service);
+            if (is == NULL) {
+                continue; /* cannot happen: the table holds only the input's services */
             }
+            const hf_service *svc = &is->svc;
             ClusterHealthCheck *ch = &chs[nch];
             envoy__service__health__v3__cluster_health_check__init(ch);
             ch->cluster_name = (char *)svc->name;
@@ -535,7 +559,7 @@ static hf_rbuf *encode_specifier(const hf_hc_endpoint **e, size_t n, const hf_se
 }
 
 /* The specifier of checker index c: its endpoints, sorted. hds_lock held. */
-static hf_rbuf *specifier_of(struct xds_server *srv, int c, const hf_service *svcs, size_t ns)
+static hf_rbuf *specifier_of(struct xds_server *srv, int c)
 {
     size_t total = hf_health_size(srv->health);
     const hf_hc_endpoint **mine =
@@ -555,7 +579,7 @@ static hf_rbuf *specifier_of(struct xds_server *srv, int c, const hf_service *sv
     if (n > 1) {
         qsort(mine, n, sizeof(*mine), cmp_ep);
     }
-    hf_rbuf *b = encode_specifier(mine, n, svcs, ns, srv->hds_report_ms);
+    hf_rbuf *b = encode_specifier(mine, n, srv->input, srv->hds_report_ms);
     free(mine);
     return b;
 }
@@ -645,20 +669,22 @@ static int64_t mono_ms(void)
     return (int64_t)(hf_mono_ns() / 1000000);
 }
 
-/* The connected, registered checkers. hds_lock held. */
-static hf_hc_checker *connected(struct xds_server *srv, size_t *n)
+/* The connected, registered checkers, with when each connected. hds_lock held. */
+static hf_hc_checker *connected(struct xds_server *srv, size_t *n, int64_t **since)
 {
     size_t count = 0;
     for (hds_checker *c = srv->checkers; c; c = c->next) {
         count++;
     }
     hf_hc_checker *out = xcalloc(count + 1, sizeof(*out));
+    *since = xcalloc(count + 1, sizeof(**since));
     *n = 0;
     for (hds_checker *c = srv->checkers; c; c = c->next) {
         pthread_mutex_lock(&c->lock);
         if (c->registered && !c->closed) {
             memcpy(out[*n].id, c->node_id, sizeof(out[*n].id));
             memcpy(out[*n].zone, c->zone, sizeof(out[*n].zone));
+            (*since)[*n] = c->connected_since;
             (*n)++;
         }
         pthread_mutex_unlock(&c->lock);
@@ -666,19 +692,26 @@ static hf_hc_checker *connected(struct xds_server *srv, size_t *n)
     return out;
 }
 
-/* Sends each checker whose endpoints changed its new specifier (every checker when all = true).
+/* Encodes the specifier of every checker in the table whose endpoints changed (every one when
+ * all), and of connected checkers that have none yet, and offers them to the connected ones.
+ * Returns what it encoded, by checker index (HF_HC_MAX_CHECKERS entries; unref each, free).
  * hds_lock held. */
-static void send_specifiers(struct xds_server *srv, bool all, const hf_service *svcs, size_t ns)
+static hf_rbuf **make_specifiers(struct xds_server *srv, bool all)
 {
     hf_rbuf **made = xcalloc(HF_HC_MAX_CHECKERS, sizeof(*made));
+    for (int idx = 0; idx < HF_HC_MAX_CHECKERS; idx++) {
+        bool dirty = hf_health_take_dirty(srv->health, idx);
+        if ((dirty || all) && hf_health_checker_id(srv->health, idx)[0] != '\0') {
+            made[idx] = specifier_of(srv, idx);
+        }
+    }
     for (hds_checker *c = srv->checkers; c; c = c->next) {
         pthread_mutex_lock(&c->lock);
         int idx =
             c->registered && !c->closed ? hf_health_checker_index(srv->health, c->node_id) : -1;
         if (idx >= 0 && idx < HF_HC_MAX_CHECKERS) {
-            bool dirty = hf_health_take_dirty(srv->health, idx);
-            if (made[idx] == NULL && (all || dirty || c->pending == NULL)) {
-                made[idx] = specifier_of(srv, idx, svcs, ns);
+            if (made[idx] == NULL && c->pending == NULL) {
+                made[idx] = specifier_of(srv, idx);
             }
             c->n_endpoints = hf_health_checker_load(srv->health, idx);
             if (made[idx] != NULL) {
@@ -687,52 +720,177 @@ static void send_specifiers(struct xds_server *srv, bool all, const hf_service *
         }
         pthread_mutex_unlock(&c->lock);
     }
+    return made;
+}
+
+static void free_made(hf_rbuf **made)
+{
     for (size_t i = 0; i < HF_HC_MAX_CHECKERS; i++) {
         hf_rbuf_unref(made[i]);
     }
     free(made);
 }
 
-void xds__hds_reassign(struct xds_server *srv)
+/* The report interval the specifiers ask for: the shortest check interval, at least 1 s. */
+static uint32_t report_interval(const store_input *in)
 {
-    hf_hc_endpoint *in;
-    size_t nin;
-    hf_service *svcs;
-    size_t ns;
-    if (load_input(srv, &in, &nin, &svcs, &ns) != HF_OK) {
-        hf_error("hds", "cannot read endpoints for health checking");
+    uint32_t report_ms = 10000;
+    for (size_t s = 0; s < in->n_services; s++) {
+        uint32_t ms = in->services[s]->svc.health_check.interval_ms;
+        report_ms = ms < report_ms ? ms : report_ms;
+    }
+    return report_ms < 1000 ? 1000 : report_ms;
+}
+
+/* On a shared database: records the checkers connected here when they changed. */
+static void share_checkers(struct xds_server *srv, const hf_hc_checker *cs, const int64_t *since,
+                           size_t n)
+{
+    bool same = srv->hds_mine_ok && n == srv->n_hds_mine;
+    for (size_t i = 0; same && i < n; i++) {
+        same = strcmp(cs[i].id, srv->hds_mine[i].node_id) == 0 &&
+               strcmp(cs[i].zone, srv->hds_mine[i].zone) == 0;
+    }
+    if (same) {
         return;
     }
-    uint32_t report_ms = 10000;
-    for (size_t s = 0; s < ns; s++) {
-        if (svcs[s].health_check.interval_ms < report_ms) {
-            report_ms = svcs[s].health_check.interval_ms;
-        }
+    store_checker *mine = xcalloc(n + 1, sizeof(*mine));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(mine[i].node_id, sizeof(mine[i].node_id), "%s", cs[i].id);
+        snprintf(mine[i].zone, sizeof(mine[i].zone), "%s", cs[i].zone);
+        mine[i].connected_at = since[i];
     }
-    report_ms = report_ms < 1000 ? 1000 : report_ms;
+    hf_detail d = {0};
+    free(srv->hds_mine);
+    srv->hds_mine = mine;
+    srv->n_hds_mine = n;
+    srv->hds_mine_ok = store_checkers_set(srv->store, mine, n, &d) == HF_OK;
+    if (!srv->hds_mine_ok) {
+        hf_warn("hds", "cannot record this replica's checkers: %s", d.message);
+    }
+}
+
+/* The checkers the table assigns to: those connected here, or on a shared database those
+ * connected to any live replica (the leader's view). */
+static hf_hc_checker *all_checkers(struct xds_server *srv, hf_hc_checker *local, size_t nlocal,
+                                   size_t *n)
+{
+    store_checker *sc;
+    size_t ns;
+    if (!srv->hds_shared || store_checker_list(srv->store, &sc, &ns) != HF_OK) {
+        hf_hc_checker *out = xcalloc(nlocal + 1, sizeof(*out));
+        memcpy(out, local, nlocal * sizeof(*out));
+        *n = nlocal;
+        return out;
+    }
+    hf_hc_checker *out = xcalloc(ns + 1, sizeof(*out));
+    for (size_t i = 0; i < ns; i++) {
+        snprintf(out[i].id, sizeof(out[i].id), "%s", sc[i].node_id);
+        snprintf(out[i].zone, sizeof(out[i].zone), "%s", sc[i].zone);
+    }
+    free(sc);
+    *n = ns;
+    return out;
+}
+
+/* The leader (or the one process): assigns, decides, sends; on a shared database stores every
+ * specifier it encoded for the other replicas to serve. */
+static void lead(struct xds_server *srv, hf_hc_checker *local, size_t nlocal)
+{
+    size_t nc;
+    hf_hc_checker *cs = all_checkers(srv, local, nlocal, &nc);
+    uint32_t report_ms = report_interval(srv->input);
     hf_hc_decisions d = {0};
     int64_t mono = mono_ms();
     pthread_mutex_lock(&srv->hds_lock);
-    if (srv->health == NULL) {
+    bool fresh = srv->health == NULL;
+    if (fresh) {
         srv->health = hf_health_new(srv->hds_replicas);
+        free(srv->hds_revs);
+        srv->hds_revs = NULL;
+        srv->n_hds_revs = 0;
     }
-    size_t nc;
-    hf_hc_checker *cs = connected(srv, &nc);
     hf_health_set_checkers(srv->health, cs, nc, mono, &d);
-    hf_health_sync(srv->health, in, nin, mono, &d);
-    bool all = report_ms != srv->hds_report_ms;
+    feed(srv, mono, &d);
+    bool all = fresh || report_ms != srv->hds_report_ms;
     srv->hds_report_ms = report_ms;
-    send_specifiers(srv, all, svcs, ns);
+    hf_rbuf **made = make_specifiers(srv, all);
     hf_health_change *changes = to_changes(srv, &d);
+    store_specifier *put = xcalloc(HF_HC_MAX_CHECKERS, sizeof(*put));
+    size_t nput = 0;
+    for (int i = 0; srv->hds_shared && i < HF_HC_MAX_CHECKERS; i++) {
+        if (made[i] != NULL) {
+            store_specifier *p = &put[nput++];
+            snprintf(p->checker, sizeof(p->checker), "%s", hf_health_checker_id(srv->health, i));
+            p->data = made[i]->data;
+            p->len = made[i]->len;
+            p->endpoints = hf_health_checker_load(srv->health, i);
+        }
+    }
     pthread_mutex_unlock(&srv->hds_lock);
+    hf_detail err = {0};
+    if (nput > 0 && store_specifiers_put(srv->store, put, nput, &err) != HF_OK) {
+        hf_warn("hds", "cannot store specifiers for the other replicas: %s", err.message);
+    }
     store_decisions(srv, NULL, 0, changes, d.n);
-    hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
-                 (double)nc);
+    free(put);
+    free_made(made);
     free(changes);
     hf_hc_decisions_free(&d);
     free(cs);
-    free(in);
-    free(svcs);
+}
+
+/* A replica that does not lead: serves its checkers the specifiers the leader stored. */
+static void follow(struct xds_server *srv, const hf_hc_checker *local, size_t nlocal)
+{
+    pthread_mutex_lock(&srv->hds_lock);
+    if (srv->health != NULL) { /* it led before: the next leadership starts afresh */
+        hf_health_free(srv->health);
+        srv->health = NULL;
+    }
+    pthread_mutex_unlock(&srv->hds_lock);
+    for (size_t i = 0; i < nlocal; i++) {
+        uint8_t *data;
+        size_t len, endpoints;
+        if (store_specifier_get(srv->store, local[i].id, &data, &len, &endpoints) != HF_OK) {
+            continue; /* none yet: the leader has not seen it */
+        }
+        hf_rbuf *b = hf_rbuf_new(len);
+        memcpy(b->data, data, len);
+        free(data);
+        pthread_mutex_lock(&srv->hds_lock);
+        for (hds_checker *c = srv->checkers; c; c = c->next) {
+            pthread_mutex_lock(&c->lock);
+            if (c->registered && !c->closed && strcmp(c->node_id, local[i].id) == 0) {
+                c->n_endpoints = endpoints;
+                offer(c, b);
+            }
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_unlock(&srv->hds_lock);
+        hf_rbuf_unref(b);
+    }
+}
+
+void xds__hds_reassign(struct xds_server *srv)
+{
+    size_t nlocal;
+    int64_t *since;
+    pthread_mutex_lock(&srv->hds_lock);
+    hf_hc_checker *local = connected(srv, &nlocal, &since);
+    pthread_mutex_unlock(&srv->hds_lock);
+    if (srv->hds_shared) {
+        share_checkers(srv, local, since, nlocal);
+    }
+    if (store_is_leader(srv->store)) {
+        lead(srv, local, nlocal);
+    } else {
+        follow(srv, local, nlocal);
+    }
+    hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
+                 (double)nlocal);
+    free(local);
+    free(since);
 }
 
 /* Applies queued verdicts to the table. hds_lock held. Returns the verdicts that changed. */
@@ -768,13 +926,45 @@ static hf_verdict *apply_verdicts(struct xds_server *srv, const hf_verdict *q, s
     return changed;
 }
 
-void xds__hds_process(struct xds_server *srv)
+/* Appends the verdicts other replicas queued for the leader to *q. */
+static void take_remote(struct xds_server *srv, hf_verdict **q, size_t *nq)
+{
+    hf_verdict *r;
+    size_t nr;
+    hf_detail d = {0};
+    if (store_verdict_take(srv->store, &r, &nr, &d) != HF_OK) {
+        hf_warn("hds", "cannot take the verdicts of other replicas: %s", d.message);
+        return;
+    }
+    if (nr > 0) {
+        *q = xrealloc(*q, (*nq + nr) * sizeof(**q));
+        memcpy(*q + *nq, r, nr * sizeof(*r));
+        *nq += nr;
+    }
+    free(r);
+}
+
+void xds__hds_process(struct xds_server *srv, bool remote)
 {
     pthread_mutex_lock(&srv->hds_lock);
     hf_verdict *q = srv->vq;
     size_t nq = srv->n_vq;
     srv->vq = NULL;
     srv->n_vq = 0;
+    pthread_mutex_unlock(&srv->hds_lock);
+    bool leader = store_is_leader(srv->store);
+    if (srv->hds_shared && !leader) {
+        hf_detail d = {0};
+        if (store_verdict_push(srv->store, q, nq, &d) != HF_OK) {
+            hf_warn("hds", "cannot pass %zu verdicts to the leader: %s", nq, d.message);
+        }
+        free(q);
+        return;
+    }
+    if (srv->hds_shared && remote) {
+        take_remote(srv, &q, &nq);
+    }
+    pthread_mutex_lock(&srv->hds_lock);
     if (srv->health == NULL) {
         pthread_mutex_unlock(&srv->hds_lock);
         free(q);
@@ -795,6 +985,8 @@ void xds__hds_process(struct xds_server *srv)
 void xds__hds_destroy(struct xds_server *srv)
 {
     free(srv->vq);
+    free(srv->hds_revs);
+    free(srv->hds_mine);
     hf_health_free(srv->health);
     srv->health = NULL;
 }

@@ -309,6 +309,20 @@ static void on_store_change(void *arg, uint64_t generation)
     pthread_mutex_unlock(&srv->lock);
 }
 
+/* Health notifications of other replicas (store_ha.c's thread). */
+static void on_health(void *arg, enum store_health_kind kind)
+{
+    struct xds_server *srv = arg;
+    pthread_mutex_lock(&srv->lock);
+    if (kind == STORE_HEALTH_VERDICTS) {
+        srv->hds_take = true;
+    } else {
+        srv->hds_dirty = true; /* checkers, specifiers or leadership moved */
+    }
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
 /* Reads the configuration (one transaction, unchanged services shared with the last input) and
  * builds a snapshot from it, reusing what did not change since prev. An inconsistent snapshot
  * is refused. */
@@ -408,13 +422,14 @@ static void *xds_main(void *arg)
     pthread_mutex_lock(&srv->lock);
     for (;;) {
         while (!srv->stopping && srv->wanted_gen <= built && srv->events == NULL &&
-               !srv->hds_dirty && !srv->hds_pending) {
+               !srv->hds_dirty && !srv->hds_pending && !srv->hds_take) {
             pthread_cond_wait(&srv->cond, &srv->lock);
         }
         uint64_t want = srv->wanted_gen;
         bool hds_dirty = srv->hds_dirty || want > built;
-        bool hds_pending = srv->hds_pending;
-        srv->hds_dirty = srv->hds_pending = false;
+        bool hds_take = srv->hds_take;
+        bool hds_pending = srv->hds_pending || hds_take;
+        srv->hds_dirty = srv->hds_pending = srv->hds_take = false;
         struct xds_event *events = srv->events;
         srv->events = srv->events_tail = NULL;
         srv->n_events = 0;
@@ -428,7 +443,7 @@ static void *xds_main(void *arg)
             xds__hds_reassign(srv); /* first: verdicts are judged against assignments */
         }
         if (hds_pending && !stopping) {
-            xds__hds_process(srv);
+            xds__hds_process(srv, hds_take);
         }
         write_events(srv, events);
         pthread_mutex_lock(&srv->lock);
@@ -465,6 +480,8 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     }
     srv->wanted_gen = srv->snap->generation;
     store_set_change_hook(cfg->store, on_store_change, srv);
+    srv->hds_shared = store_is_shared(cfg->store);
+    store_set_health_hook(cfg->store, on_health, srv);
     xds__update_gauges(srv);
 
     srv->methods[0] = (hf_grpc_method){
@@ -493,6 +510,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     rc = hf_grpc_start(&gc, &srv->grpc, port, d);
     if (rc != HF_OK) {
         store_set_change_hook(cfg->store, NULL, NULL);
+        store_set_health_hook(cfg->store, NULL, NULL);
         goto fail;
     }
     hf_thread_start(&srv->thread, xds_main, srv, "xds");
@@ -511,6 +529,7 @@ void xds_stop(xds_server *srv)
         return;
     }
     store_set_change_hook(srv->store, NULL, NULL);
+    store_set_health_hook(srv->store, NULL, NULL);
     hf_grpc_stop(srv->grpc); /* ends every stream: their closed callbacks queue events */
     pthread_mutex_lock(&srv->lock);
     srv->stopping = true;

@@ -64,8 +64,20 @@ struct xds_server {
     hds_checker *checkers;
     hf_verdict *vq; /* verdicts queued by gRPC threads */
     size_t n_vq;
-    struct hf_health_table *health; /* created at the first reassignment */
+    struct hf_health_table *health; /* created at the first reassignment (on the leader) */
     uint32_t hds_report_ms;         /* the report interval in the specifiers sent */
+    /* xDS thread only: the services' revisions the table was fed (by name), the checkers this
+     * replica last recorded on a shared database, and whether that succeeded */
+    struct hds_rev {
+        char name[HF_NAME_MAX];
+        uint64_t rev;
+    } * hds_revs;
+    size_t n_hds_revs;
+    store_checker *hds_mine;
+    size_t n_hds_mine;
+    bool hds_mine_ok;
+    bool hds_shared; /* on a shared database (set at start) */
+    bool hds_take;   /* under lock: other replicas queued verdicts for the leader */
     /* per-type series of the protocol's callbacks (xds.c, metrics_init): handles, no lookup */
     hf_series *m_pushes[XDS_NTYPES], *m_bytes[XDS_NTYPES], *m_acks[XDS_NTYPES];
     hf_series *m_nacks[XDS_NTYPES], *m_push_to_ack[XDS_NTYPES];
@@ -90,7 +102,7 @@ extern const hf_stream_handler xds__hds_handler;
  * changed, and sends the specifiers that changed. xDS thread only. */
 void xds__hds_reassign(struct xds_server *srv);
 /* Applies queued verdicts: quorum decisions stored with their events. xDS thread only. */
-void xds__hds_process(struct xds_server *srv);
+void xds__hds_process(struct xds_server *srv, bool remote);
 /* Frees HDS state at stop. */
 void xds__hds_destroy(struct xds_server *srv);
 /* Wakes the xDS thread for HDS work (dirty: reassign; otherwise: verdicts queued). */

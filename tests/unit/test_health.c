@@ -293,6 +293,46 @@ static void test_unknown_dropped(void **state)
     hf_health_free(t);
 }
 
+/* sync of some services: the others' endpoints are left as they are, even when absent from the
+ * input; the synced service's missing endpoints go. */
+static void test_sync_services(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    hf_hc_endpoint eps[N], api[N];
+    size_t na = 0;
+    for (int i = 0; i < N; i++) {
+        eps[i] = ep(i); /* "api" when i % 3 == 0, else "web" */
+    }
+    hf_health_table *t = hf_health_new(2);
+    hf_hc_checker c[] = {ck("a", ""), ck("b", "")};
+    hf_health_set_checkers(t, c, 2, 1, NULL);
+    assert_int_equal(hf_health_sync(t, eps, N, 1, NULL), N);
+    for (int i = 0; i < N; i += 3) {
+        if (i != 3) { /* api's endpoint 3 is gone; 6 changed policy */
+            api[na] = eps[i];
+            if (i == 6) {
+                api[na].policy = 9;
+            }
+            na++;
+        }
+    }
+    const char *only_api[] = {"api"};
+    assert_int_equal(hf_health_sync_services(t, only_api, 1, api, na, 1, NULL), 2);
+    assert_int_equal(hf_health_size(t), N - 1);
+    assert_true(hf_health_find(t, &eps[3].key) < 0);
+    assert_true(hf_health_find(t, &eps[4].key) >= 0); /* web: untouched */
+    long at = hf_health_find(t, &eps[6].key);
+    assert_true(at >= 0 && hf_health_endpoint(t, (size_t)at)->policy == 9);
+    /* a removed service: every endpoint of it goes, nothing else */
+    const char *only_web[] = {"web"};
+    assert_int_equal(hf_health_sync_services(t, only_web, 1, NULL, 0, 1, NULL), N - N / 3);
+    assert_int_equal(hf_health_size(t), na);
+    assert_int_equal(hf_health_sync_services(t, NULL, 0, NULL, 0, 1, NULL), 0);
+    assert_int_equal(hf_health_checker_load(t, 0) + hf_health_checker_load(t, 1), 2 * na);
+    hf_health_free(t);
+}
+
 /* sync: only differences touch the table; removals and re-adds keep the index right. */
 static void test_sync_incremental(void **state)
 {
@@ -351,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_disconnect_redecides),
         cmocka_unit_test(test_unknown_dropped),
         cmocka_unit_test(test_sync_incremental),
+        cmocka_unit_test(test_sync_services),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
