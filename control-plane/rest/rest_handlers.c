@@ -854,11 +854,12 @@ void rest__h_health_list(rest_req *req, rest_resp *resp)
         size_t nc;
         xds_checkers(req->xds, &cs, &nc);
         for (size_t i = 0; i < nc; i++) {
-            json_array_append_new(checkers, json_pack("{s:o, s:o, s:o, s:I}", "node_id",
+            json_array_append_new(checkers, json_pack("{s:o, s:o, s:o, s:I, s:o}", "node_id",
                                                       peer_string(cs[i].node_id), "zone",
                                                       peer_string(cs[i].zone), "connected_since",
                                                       rest__time_json(cs[i].connected_since),
-                                                      "endpoints", (json_int_t)cs[i].endpoints));
+                                                      "endpoints", (json_int_t)cs[i].endpoints,
+                                                      "replica", peer_string(cs[i].replica)));
         }
         free(cs);
     }

@@ -133,6 +133,7 @@ typedef struct store_checker {
     char zone[HF_SHORT_MAX];
     char replica[64];
     int64_t connected_at;
+    size_t endpoints; /* in the specifier the leader stored for it (0 before) */
 } store_checker;
 /* What a health notification says: checkers connected or left, verdicts were queued for the
  * leader, specifiers were stored, leadership moved (this replica's). */

@@ -223,6 +223,7 @@ static void read_checker(hf_store *st, store_stmt *s, void *elem)
     store__col_text(s, 1, c->zone, sizeof(c->zone));
     store__col_text(s, 2, c->replica, sizeof(c->replica));
     c->connected_at = sql_column_int64(s, 3);
+    c->endpoints = (size_t)sql_column_int64(s, 4);
 }
 
 int store_checker_list(hf_store *st, store_checker **out, size_t *n)

@@ -993,8 +993,34 @@ void xds__hds_destroy(struct xds_server *srv)
 
 /* ---- what GET /api/v1/health shows of the checkers ---- */
 
+/* Every live replica's checkers, as the database knows them. */
+static int shared_checkers(xds_server *srv, xds_checker_info **out, size_t *n)
+{
+    store_checker *sc;
+    size_t ns;
+    int rc = store_checker_list(srv->store, &sc, &ns);
+    if (rc != HF_OK) {
+        return rc;
+    }
+    xds_checker_info *items = xcalloc(ns + 1, sizeof(*items));
+    for (size_t i = 0; i < ns; i++) {
+        snprintf(items[i].node_id, sizeof(items[i].node_id), "%s", sc[i].node_id);
+        snprintf(items[i].zone, sizeof(items[i].zone), "%s", sc[i].zone);
+        snprintf(items[i].replica, sizeof(items[i].replica), "%s", sc[i].replica);
+        items[i].connected_since = sc[i].connected_at;
+        items[i].endpoints = sc[i].endpoints;
+    }
+    free(sc);
+    *out = items;
+    *n = ns;
+    return HF_OK;
+}
+
 int xds_checkers(xds_server *srv, xds_checker_info **out, size_t *n)
 {
+    if (srv->hds_shared && shared_checkers(srv, out, n) == HF_OK) {
+        return HF_OK;
+    }
     pthread_mutex_lock(&srv->hds_lock);
     size_t count = 0;
     xds_checker_info *items = NULL;

@@ -107,9 +107,11 @@ typedef struct xds_checker_info {
     char zone[128];
     int64_t connected_since;
     size_t endpoints; /* assigned to it */
+    char replica[64]; /* the replica it is connected to ("" on SQLite: this process) */
 } xds_checker_info;
 
-/* The connected health checkers; the caller frees *out. Thread-safe. */
+/* The connected health checkers (on a shared database, those of every live replica); the
+ * caller frees *out. Thread-safe. */
 int xds_checkers(xds_server *srv, xds_checker_info **out, size_t *n);
 /* The checkers an endpoint is assigned to (node ids, at most max); returns how many. */
 int xds_assignments(xds_server *srv, const char *service, const char *address, uint32_t port,

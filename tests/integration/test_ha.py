@@ -10,6 +10,9 @@ real gRPC ADS streams and the fleet simulator (tests/sim) reporting load over re
   503, every acknowledged write is present afterwards, replicas serve again without a restart
 - 8 clients writing through 3 replicas at once: no lost or duplicated objects
 - holdfast db copy: a SQLite installation moved into an empty PostgreSQL database
+- health checking across replicas: a killed backend is evicted when its two checkers are
+  connected to two different replicas (the leader's quorum counts both); one checker alone
+  evicts nothing; only the leader decides
 """
 
 import os
@@ -28,6 +31,8 @@ from pgcluster import PgCluster  # noqa: E402
 from adsclient import AdsClient, CDS, EDS, node, unpack  # noqa: E402
 from envoy.config.endpoint.v3 import endpoint_pb2  # noqa: E402
 from fleet_sim import FleetSim  # noqa: E402
+from harness import Shim, free_port  # noqa: E402
+from test_health import HttpBackend  # noqa: E402
 
 API = "/api/v1"
 FAILOVER_BOUND_S = 10.0
@@ -395,6 +400,70 @@ class CopyTest(HaBase):
         r = Holdfast(db=path).cli("db", "copy", "--from", path + ".missing", "--to", url)
         self.assertEqual(r.returncode, 1)
         self.assertFalse(os.path.exists(path + ".missing"))
+
+
+class HealthAcrossReplicasTest(HaBase):
+    """Two shims (k = 2) connected to two different replicas: the leader assigns both to every
+    endpoint, counts both verdicts, and decides alone."""
+
+    def health(self, hf):
+        return {e["port"]: e for e in hf.get(API + "/health").json["endpoints"]}
+
+    def test_killed_backend_evicted_with_checkers_on_two_replicas(self):
+        a, b = self.replicas(2, extra=())
+        hc = {"interval_ms": 300, "timeout_ms": 200, "unhealthy_threshold": 2,
+              "healthy_threshold": 1, "protocol": "http", "path": "/healthz"}
+        assert b.post(API + "/proxy-groups", {"name": "edge", "listener_port": 10000}).status == 201
+        r = b.post(API + "/services", {"name": "web", "proxy_group": "edge", "health_check": hc})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(b.post(API + "/services/web/fleets", {"name": "blue"}).status, 201)
+        ports = [free_port() for _ in range(3)]
+        # the third backend refuses shim-b only: one checker (on the replica that does not lead)
+        backends = [HttpBackend(ports[0]), HttpBackend(ports[1]),
+                    HttpBackend(ports[2], refuse_agent="holdfast-shim/shim-b")]
+        self.addCleanup(lambda: [x.stop() for x in backends])
+        for p in ports:
+            r = b.post(API + "/services/web/fleets/blue/endpoints", {"address": "127.0.0.1", "port": p})
+            self.assertEqual(r.status, 201, r.body)
+        shims = [Shim(a.xds, "shim-a", "z1", a.workdir), Shim(b.xds, "shim-b", "z2", b.workdir)]
+        self.addCleanup(lambda: [s.stop() for s in shims])
+        # Every replica lists both checkers, each on its own replica.
+        for hf in (a, b):
+            wait_for(lambda: sorted(c["node_id"] for c in hf.get(API + "/health").json["checkers"])
+                     == ["shim-a", "shim-b"], 10)
+        # Both are assigned every endpoint, and both verdicts reach the database.
+        wait_for(lambda: all(sorted(e["checkers"]) == ["shim-a", "shim-b"]
+                             for e in self.health(a).values()), 10)
+        wait_for(lambda: all(e["health"] == "healthy" for p, e in self.health(b).items() if p != ports[2]), 10)
+        wait_for(lambda: {v["checker"]: v["verdict"] for v in self.health(b)[ports[2]]["verdicts"]}
+                 == {"shim-a": "healthy", "shim-b": "unhealthy"}, 10)
+        time.sleep(1.0)
+        self.assertNotEqual(self.health(b)[ports[2]]["health"], "unhealthy")  # one of two: no quorum
+        # A killed backend: evicted by the leader on the verdicts of both replicas' checkers.
+        t0 = time.monotonic()
+        backends[1].stop()
+        wait_for(lambda: self.health(b)[ports[1]]["health"] == "unhealthy", 10)
+        print("eviction with checkers on two replicas: %.0f ms" % ((time.monotonic() - t0) * 1000))
+        e = self.health(a)[ports[1]]
+        self.assertEqual({v["checker"]: v["verdict"] for v in e["verdicts"]},
+                         {"shim-a": "unhealthy", "shim-b": "unhealthy"})
+        evicts = [ev for ev in b.get(API + "/events?limit=1000").json["items"]
+                  if ev["action"] == "endpoint.evict"]
+        self.assertEqual(len(evicts), 1, evicts)  # decided once, by the leader
+        self.assertIn("2 of 2 assigned checkers", evicts[0]["summary"])
+        self.assertIn("evicted", a.log())
+        self.assertNotIn("evicted 127.0.0.1", b.log())
+        # Back: restored the same way.
+        backends[1] = HttpBackend(ports[1])
+        wait_for(lambda: self.health(b)[ports[1]]["health"] == "healthy", 10)
+        # The leader dies: the other replica takes the quorum over with its own checker only
+        # (shim-a's replica is gone), and a killed backend is still evicted.
+        a.kill9()
+        shims[0].stop(sig=9)
+        wait_for(lambda: self.leader_of(b) == "self", FAILOVER_BOUND_S + 2)
+        wait_for(lambda: self.health(b)[ports[0]]["checkers"] == ["shim-b"], 10)
+        backends[0].stop()
+        wait_for(lambda: self.health(b)[ports[0]]["health"] == "unhealthy", 10)
 
 
 if __name__ == "__main__":
