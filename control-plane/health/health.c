@@ -21,6 +21,7 @@ _Static_assert(HF_KEY_ADDR_MAX == HF_ADDR_MAX, "the key's address is an endpoint
 struct entry {
     hf_hc_endpoint ep;
     uint64_t hash;
+    uint64_t svc_hash; /* of the service's name: sync_services' first filter */
     int64_t first_bad; /* monotonic ms of the first unhealthy verdict since healthy; 0 none */
     uint32_t mark;     /* sync generation */
     int n;             /* slots in use */
@@ -363,13 +364,23 @@ size_t hf_health_set_checkers(hf_health_table *t, const hf_hc_checker *c, size_t
             }
         }
     }
+    bool left = false;
     for (size_t x = 0; x < t->nck; x++) {
         if (t->ck[x].present && !keep[x]) {
             t->ck[x].present = false;
             t->present--;
+            left = true;
         }
     }
     free(keep);
+    bool any_new = false;
+    for (size_t a = 0; a < n; a++) {
+        any_new |= is_new[a];
+    }
+    if (!joined && !left && !any_new) {
+        free(is_new);
+        return 0; /* the same checkers: every endpoint already has what it can have */
+    }
     size_t changes = 0;
     bool *touched = xcalloc(t->n + 1, sizeof(*touched));
     /* endpoints of checkers that left lose those slots (other slots keep their verdicts) */
@@ -481,6 +492,7 @@ bool hf_health_upsert(hf_health_table *t, const hf_hc_endpoint *e, int64_t mono,
     memset(x, 0, sizeof(*x));
     x->ep = *e;
     x->hash = h;
+    x->svc_hash = hf_hash_str(HF_HASH_INIT, e->key.service);
     x->mark = t->gen;
     t->index[pos] = (uint32_t)(i + 1);
     fill(t, i);
@@ -531,6 +543,12 @@ size_t hf_health_sync(hf_health_table *t, const hf_hc_endpoint *eps, size_t n, i
     return changes;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int cmp_name(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -548,13 +566,21 @@ size_t hf_health_sync_services(hf_health_table *t, const char *const *services, 
     for (size_t i = 0; i < n; i++) {
         changes += hf_health_upsert(t, &eps[i], mono, out);
     }
+    uint64_t *hashes = xcalloc(ns, sizeof(*hashes));
+    for (size_t i = 0; i < ns; i++) {
+        hashes[i] = hf_hash_str(HF_HASH_INIT, services[i]);
+    }
+    qsort(hashes, ns, sizeof(*hashes), cmp_u64);
     for (size_t i = t->n; i-- > 0;) {
-        const char *name = t->e[i].ep.key.service;
-        if (t->e[i].mark != t->gen && bsearch(&name, services, ns, sizeof(*services), cmp_name)) {
+        const struct entry *x = &t->e[i];
+        const char *name = x->ep.key.service;
+        if (x->mark != t->gen && bsearch(&x->svc_hash, hashes, ns, sizeof(*hashes), cmp_u64) &&
+            bsearch(&name, services, ns, sizeof(*services), cmp_name)) {
             remove_at(t, i);
             changes++;
         }
     }
+    free(hashes);
     return changes;
 }
 

@@ -874,6 +874,7 @@ static void follow(struct xds_server *srv, const hf_hc_checker *local, size_t nl
 
 void xds__hds_reassign(struct xds_server *srv)
 {
+    uint64_t t0 = hf_mono_ns();
     size_t nlocal;
     int64_t *since;
     pthread_mutex_lock(&srv->hds_lock);
@@ -889,6 +890,10 @@ void xds__hds_reassign(struct xds_server *srv)
     }
     hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
                  (double)nlocal);
+    hf_histogram_observe("holdfast_hds_reassign_seconds",
+                         "Time to bring assignments up to date after a change (the changed "
+                         "services re-read from the snapshot's input, decisions, specifiers).",
+                         "", (double)(hf_mono_ns() - t0) / 1e9);
     free(local);
     free(since);
 }

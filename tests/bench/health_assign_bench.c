@@ -1,9 +1,10 @@
 /*
  * The health module's cost at fleet scale (issue 11 item 8): 100,000 endpoints (1,000 services x
  * 100 addresses sharing port 8080), k = 2, and a number of checkers. Prints, for one-endpoint
- * changes: the full-input path holdfast runs today (hf_health_sync over every endpoint read
- * from the store) and the delta path the in-memory configuration will use (hf_health_upsert /
- * hf_health_remove); and a checker joining and leaving; and 100,000 verdicts.
+ * changes: the full-input path (hf_health_sync over every endpoint), the per-service path
+ * holdfast runs (hf_health_sync_services over the one changed service's 100 endpoints: the
+ * services whose revision moved in the snapshot's input), and the bare delta
+ * (hf_health_upsert / hf_health_remove); a checker joining and leaving; 100,000 verdicts.
  *   health_assign_bench [endpoints] [checkers]
  */
 #include "health.h"
@@ -54,8 +55,13 @@ int main(int argc, char **argv)
     printf("initial sync of %zu endpoints, %zu checkers: %.1f ms\n", n, nc, now_ms() - t0);
 
     enum { ROUNDS = 20 };
-    double full = 0, delta = 0;
+    double full = 0, delta = 0, service = 0;
     for (int r = 0; r < ROUNDS; r++) {
+        eps[r].policy = 100 + (uint64_t)r; /* svc-0 changes: it is re-read, 100 endpoints */
+        const char *changed[] = {eps[0].key.service};
+        t0 = now_ms();
+        hf_health_sync_services(t, changed, 1, eps, n < 100 ? n : 100, 1, &d);
+        service += now_ms() - t0;
         eps[r].policy = 2 + (uint64_t)r; /* one endpoint changes (its service's policy) */
         t0 = now_ms();
         hf_health_sync(t, eps, n, 1, &d);
@@ -66,6 +72,8 @@ int main(int argc, char **argv)
         delta += (now_ms() - t0) / 2;
     }
     printf("one-endpoint change, full input (sync over %zu): %.2f ms CPU\n", n, full / ROUNDS);
+    printf("one-endpoint change, its service re-synced (holdfast's path): %.3f ms CPU\n",
+           service / ROUNDS);
     printf("one-endpoint change, delta (upsert/remove):       %.4f ms CPU\n", delta / ROUNDS);
 
     t0 = now_ms();
