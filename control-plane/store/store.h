@@ -134,6 +134,7 @@ typedef struct store_checker {
     char replica[64];
     int64_t connected_at;
     size_t endpoints; /* in the specifier the leader stored for it (0 before) */
+    int64_t spec_at;  /* its revision: when the leader stored it, in µs (0: not yet) */
 } store_checker;
 /* What a health notification says: checkers connected or left, verdicts were queued for the
  * leader, specifiers were stored, leadership moved (this replica's). */

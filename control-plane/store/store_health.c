@@ -8,6 +8,7 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,7 @@ static void read_checker(hf_store *st, store_stmt *s, void *elem)
     store__col_text(s, 2, c->replica, sizeof(c->replica));
     c->connected_at = sql_column_int64(s, 3);
     c->endpoints = (size_t)sql_column_int64(s, 4);
+    c->spec_at = sql_column_int64(s, 5);
 }
 
 int store_checker_list(hf_store *st, store_checker **out, size_t *n)
@@ -317,7 +319,14 @@ int store_specifiers_put(hf_store *st, const store_specifier *sp, size_t n, hf_d
     if (rc != HF_OK) {
         return rc;
     }
-    int64_t now = hf_now_ms();
+    /* Its revision: microseconds of the wall clock, kept unique by this process's counter (a
+     * replica tells a new specifier by it). */
+    static _Atomic int64_t last_rev;
+    int64_t now = hf_now_ms() * 1000;
+    int64_t prev = atomic_load(&last_rev);
+    while (!atomic_compare_exchange_weak(&last_rev, &prev, now > prev ? now : prev + 1)) {
+    }
+    now = now > prev ? now : prev + 1;
     for (size_t i = 0; rc == HF_OK && i < n; i++) {
         char *text = to_base64(sp[i].data, sp[i].len);
         store_stmt *s = store__stmt(st, ST_SPEC_UPSERT);

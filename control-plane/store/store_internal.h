@@ -234,9 +234,9 @@
                          "excluded.zone, replica = excluded.replica, connected_at = "              \
                          "excluded.connected_at")                                                  \
     X(ST_CHECKER_LIST, "SELECT c.node_id, c.zone, c.replica, c.connected_at, "                     \
-                       "coalesce(s.endpoints, 0) FROM hc_checkers c JOIN replicas r ON r.id = "    \
-                       "c.replica LEFT JOIN hc_specifiers s ON s.checker = c.node_id WHERE "       \
-                       "r.heartbeat_at >= ?1 ORDER BY c.node_id LIMIT 1024")                       \
+                       "coalesce(s.endpoints, 0), coalesce(s.at, 0) FROM hc_checkers c JOIN "      \
+                       "replicas r ON r.id = c.replica LEFT JOIN hc_specifiers s ON s.checker "    \
+                       "= c.node_id WHERE r.heartbeat_at >= ?1 ORDER BY c.node_id LIMIT 1024")     \
     X(ST_VQ_INSERT, "INSERT INTO hc_verdict_queue(service, address, port, checker, verdict, "      \
                     "reason, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                              \
     X(ST_VQ_TRIM, "DELETE FROM hc_verdict_queue WHERE id <= (SELECT max(id) FROM "                 \

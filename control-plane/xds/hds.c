@@ -840,8 +840,93 @@ static void lead(struct xds_server *srv, hf_hc_checker *local, size_t nlocal)
     free(cs);
 }
 
-/* A replica that does not lead: serves its checkers the specifiers the leader stored. */
-static void follow(struct xds_server *srv, const hf_hc_checker *local, size_t nlocal)
+static int cmp_mirror(const void *a, const void *b)
+{
+    uint64_t x = ((const struct hds_mirror *)a)->hash, y = ((const struct hds_mirror *)b)->hash;
+    return (x > y) - (x < y);
+}
+
+/* Appends the endpoints of one stored specifier to the mirror being built. */
+static void mirror_add(struct hds_mirror **m, size_t *n, size_t *cap, int checker,
+                       const uint8_t *data, size_t len)
+{
+    Specifier *sp = envoy__service__health__v3__health_check_specifier__unpack(NULL, len, data);
+    for (size_t c = 0; sp != NULL && c < sp->n_cluster_health_checks; c++) {
+        const ClusterHealthCheck *ch = sp->cluster_health_checks[c];
+        for (size_t l = 0; l < ch->n_locality_endpoints; l++) {
+            const LocalityEndpoints *le = ch->locality_endpoints[l];
+            for (size_t e = 0; e < le->n_endpoints; e++) {
+                const Envoy__Config__Endpoint__V3__Endpoint *ep = le->endpoints[e];
+                if (ep->address == NULL || ep->address->socket_address == NULL ||
+                    ch->cluster_name == NULL || ep->address->socket_address->address == NULL) {
+                    continue;
+                }
+                if (*n == *cap) {
+                    *cap = *cap ? 2 * *cap : 256;
+                    *m = xrealloc(*m, *cap * sizeof(**m));
+                }
+                struct hds_mirror *x = &(*m)[(*n)++];
+                hf_endpoint_key_set(&x->key, ch->cluster_name, ep->address->socket_address->address,
+                                    ep->address->socket_address->port_value);
+                x->hash = hf_endpoint_key_hash(&x->key);
+                x->checker = checker;
+            }
+        }
+    }
+    if (sp != NULL) {
+        envoy__service__health__v3__health_check_specifier__free_unpacked(sp, NULL);
+    }
+}
+
+/* The mirrored checkers of endpoint k (a replica that does not lead). hds_lock held. */
+static int mirrored(struct xds_server *srv, const hf_endpoint_key *k, char assigned[][128], int max)
+{
+    struct hds_mirror probe = {.hash = hf_endpoint_key_hash(k)};
+    struct hds_mirror *hit =
+        srv->n_mirror ? bsearch(&probe, srv->mirror, srv->n_mirror, sizeof(probe), cmp_mirror)
+                      : NULL;
+    if (hit == NULL) {
+        return 0;
+    }
+    while (hit > srv->mirror && hit[-1].hash == probe.hash) {
+        hit--;
+    }
+    int n = 0;
+    for (; hit < srv->mirror + srv->n_mirror && hit->hash == probe.hash && n < max; hit++) {
+        if (hf_endpoint_key_eq(&hit->key, k)) {
+            snprintf(assigned[n++], 128, "%s", srv->mirror_ids[hit->checker]);
+        }
+    }
+    return n;
+}
+
+/* Offers a stored specifier to the local streams of checker id. */
+static void offer_stored(struct xds_server *srv, const char *id, const uint8_t *data, size_t len,
+                         size_t endpoints)
+{
+    hf_rbuf *b = NULL;
+    pthread_mutex_lock(&srv->hds_lock);
+    for (hds_checker *c = srv->checkers; c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        if (c->registered && !c->closed && strcmp(c->node_id, id) == 0) {
+            if (b == NULL) {
+                b = hf_rbuf_new(len);
+                memcpy(b->data, data, len);
+            }
+            c->n_endpoints = endpoints;
+            offer(c, b);
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_unlock(&srv->hds_lock);
+    hf_rbuf_unref(b);
+}
+
+/* A replica that does not lead: serves its checkers the specifiers the leader stored, and keeps
+ * a picture of the leader's assignments (every live checker's specifier) for the REST API. Does
+ * nothing when neither the stored specifiers nor the local checkers changed since last time. */
+static void follow(struct xds_server *srv, const hf_hc_checker *local, const int64_t *since,
+                   size_t nlocal)
 {
     pthread_mutex_lock(&srv->hds_lock);
     if (srv->health != NULL) { /* it led before: the next leadership starts afresh */
@@ -849,27 +934,52 @@ static void follow(struct xds_server *srv, const hf_hc_checker *local, size_t nl
         srv->health = NULL;
     }
     pthread_mutex_unlock(&srv->hds_lock);
+    store_checker *sc;
+    size_t ns;
+    if (store_checker_list(srv->store, &sc, &ns) != HF_OK) {
+        return;
+    }
+    uint64_t sig = HF_HASH_INIT;
+    for (size_t i = 0; i < ns; i++) {
+        sig =
+            hf_hash_update(hf_hash_str(sig, sc[i].node_id), &sc[i].spec_at, sizeof(sc[i].spec_at));
+    }
     for (size_t i = 0; i < nlocal; i++) {
+        sig = hf_hash_update(hf_hash_str(sig, local[i].id), &since[i], sizeof(since[i]));
+    }
+    if (sig == srv->follow_sig) {
+        free(sc);
+        return;
+    }
+    struct hds_mirror *m = NULL;
+    size_t n = 0, cap = 0;
+    char(*ids)[128] = xcalloc(ns + 1, sizeof(*ids));
+    bool complete = true;
+    for (size_t i = 0; i < ns; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%s", sc[i].node_id);
         uint8_t *data;
         size_t len, endpoints;
-        if (store_specifier_get(srv->store, local[i].id, &data, &len, &endpoints) != HF_OK) {
-            continue; /* none yet: the leader has not seen it */
+        int rc = store_specifier_get(srv->store, sc[i].node_id, &data, &len, &endpoints);
+        complete = complete && rc != HF_EDB;
+        if (rc == HF_OK) {
+            offer_stored(srv, sc[i].node_id, data, len, endpoints);
+            mirror_add(&m, &n, &cap, (int)i, data, len);
+            free(data);
         }
-        hf_rbuf *b = hf_rbuf_new(len);
-        memcpy(b->data, data, len);
-        free(data);
-        pthread_mutex_lock(&srv->hds_lock);
-        for (hds_checker *c = srv->checkers; c; c = c->next) {
-            pthread_mutex_lock(&c->lock);
-            if (c->registered && !c->closed && strcmp(c->node_id, local[i].id) == 0) {
-                c->n_endpoints = endpoints;
-                offer(c, b);
-            }
-            pthread_mutex_unlock(&c->lock);
-        }
-        pthread_mutex_unlock(&srv->hds_lock);
-        hf_rbuf_unref(b);
     }
+    free(sc);
+    if (n > 1) {
+        qsort(m, n, sizeof(*m), cmp_mirror);
+    }
+    pthread_mutex_lock(&srv->hds_lock);
+    free(srv->mirror);
+    free(srv->mirror_ids);
+    srv->mirror = m;
+    srv->n_mirror = n;
+    srv->mirror_ids = ids;
+    srv->n_mirror_ids = ns;
+    pthread_mutex_unlock(&srv->hds_lock);
+    srv->follow_sig = complete ? sig : 0;
 }
 
 void xds__hds_reassign(struct xds_server *srv)
@@ -886,7 +996,7 @@ void xds__hds_reassign(struct xds_server *srv)
     if (store_is_leader(srv->store)) {
         lead(srv, local, nlocal);
     } else {
-        follow(srv, local, nlocal);
+        follow(srv, local, since, nlocal);
     }
     hf_gauge_set("holdfast_hds_checkers_connected", "Health checkers connected over HDS.", "",
                  (double)nlocal);
@@ -992,6 +1102,8 @@ void xds__hds_destroy(struct xds_server *srv)
     free(srv->vq);
     free(srv->hds_revs);
     free(srv->hds_mine);
+    free(srv->mirror);
+    free(srv->mirror_ids);
     hf_health_free(srv->health);
     srv->health = NULL;
 }
@@ -1055,6 +1167,9 @@ int xds_assignments(xds_server *srv, const char *service, const char *address, u
     hf_endpoint_key_set(&k, service, address, port);
     pthread_mutex_lock(&srv->hds_lock);
     int n = 0;
+    if (srv->health == NULL && srv->hds_shared) {
+        n = mirrored(srv, &k, assigned, max);
+    }
     long at = srv->health ? hf_health_find(srv->health, &k) : -1;
     if (at >= 0) {
         const hf_hc_slot *s;

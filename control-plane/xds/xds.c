@@ -481,6 +481,7 @@ int xds_start(const xds_config *cfg, xds_server **out, int *port, hf_detail *d)
     srv->wanted_gen = srv->snap->generation;
     store_set_change_hook(cfg->store, on_store_change, srv);
     srv->hds_shared = store_is_shared(cfg->store);
+    srv->hds_mine_ok = true; /* a new replica id: no checker recorded for it yet */
     store_set_health_hook(cfg->store, on_health, srv);
     xds__update_gauges(srv);
 

@@ -6,6 +6,7 @@
 #define HF_XDS_INTERNAL_H
 
 #include "ads.h"
+#include "endpoint_key.h"
 #include "grpc_transport.h"
 #include "metrics.h"
 #include "snapshot.h"
@@ -77,7 +78,18 @@ struct xds_server {
     size_t n_hds_mine;
     bool hds_mine_ok;
     bool hds_shared; /* on a shared database (set at start) */
-    bool hds_take;   /* under lock: other replicas queued verdicts for the leader */
+    /* Under hds_lock, on a replica that does not lead: the leader's assignments as its stored
+     * specifiers say, for GET /api/v1/health (sorted by key hash). */
+    struct hds_mirror {
+        uint64_t hash;
+        hf_endpoint_key key;
+        int checker; /* index into mirror_ids */
+    } * mirror;
+    size_t n_mirror;
+    char (*mirror_ids)[128];
+    size_t n_mirror_ids;
+    uint64_t follow_sig; /* xDS thread: what the mirror and the offers were made from */
+    bool hds_take;       /* under lock: other replicas queued verdicts for the leader */
     /* per-type series of the protocol's callbacks (xds.c, metrics_init): handles, no lookup */
     hf_series *m_pushes[XDS_NTYPES], *m_bytes[XDS_NTYPES], *m_acks[XDS_NTYPES];
     hf_series *m_nacks[XDS_NTYPES], *m_push_to_ack[XDS_NTYPES];

@@ -432,8 +432,9 @@ class HealthAcrossReplicasTest(HaBase):
             wait_for(lambda: sorted(c["node_id"] for c in hf.get(API + "/health").json["checkers"])
                      == ["shim-a", "shim-b"], 10)
         # Both are assigned every endpoint, and both verdicts reach the database.
-        wait_for(lambda: all(sorted(e["checkers"]) == ["shim-a", "shim-b"]
-                             for e in self.health(a).values()), 10)
+        for hf in (a, b):  # the leader's table; the other replica mirrors the stored specifiers
+            wait_for(lambda: all(sorted(e["checkers"]) == ["shim-a", "shim-b"]
+                                 for e in self.health(hf).values()), 10)
         wait_for(lambda: all(e["health"] == "healthy" for p, e in self.health(b).items() if p != ports[2]), 10)
         wait_for(lambda: {v["checker"]: v["verdict"] for v in self.health(b)[ports[2]]["verdicts"]}
                  == {"shim-a": "healthy", "shim-b": "unhealthy"}, 10)
