@@ -771,13 +771,16 @@ static void share_checkers(struct xds_server *srv, const hf_hc_checker *cs, cons
 }
 
 /* The checkers the table assigns to: those connected here, or on a shared database those
- * connected to any live replica (the leader's view). */
+ * connected to any live replica (the leader's view; NULL when the database cannot say). */
 static hf_hc_checker *all_checkers(struct xds_server *srv, hf_hc_checker *local, size_t nlocal,
                                    size_t *n)
 {
     store_checker *sc;
     size_t ns;
-    if (!srv->hds_shared || store_checker_list(srv->store, &sc, &ns) != HF_OK) {
+    if (srv->hds_shared && store_checker_list(srv->store, &sc, &ns) != HF_OK) {
+        return NULL;
+    }
+    if (!srv->hds_shared) {
         hf_hc_checker *out = xcalloc(nlocal + 1, sizeof(*out));
         memcpy(out, local, nlocal * sizeof(*out));
         *n = nlocal;
@@ -799,6 +802,9 @@ static void lead(struct xds_server *srv, hf_hc_checker *local, size_t nlocal)
 {
     size_t nc;
     hf_hc_checker *cs = all_checkers(srv, local, nlocal, &nc);
+    if (cs == NULL) {
+        return; /* the database is unreachable: assignments stay as they are (fail static) */
+    }
     uint32_t report_ms = report_interval(srv->input);
     hf_hc_decisions d = {0};
     int64_t mono = mono_ms();
