@@ -1031,14 +1031,14 @@ async function replicasPage() {
     if (!pg) {
       html += '<p class="muted" id="replicas-note">One holdfast process on SQLite: it runs the engines (drains, restarts, health decisions). Several replicas need PostgreSQL (docs/ha.md).</p>';
     } else {
-      html += `<p id="replicas-note">${plural(rep.items.length, 'replica')} on PostgreSQL${leader ? ` · <strong>${esc(leader.id)}</strong> leads the engines since ${fmtTime(leader.leader_since)} (${ago(leader.leader_since)})` : ''}. This page talks to ${rep.items.some((r) => r.self) ? `<strong>${esc(rep.items.find((r) => r.self).id)}</strong>` : 'a replica not listed yet'}.</p>`;
+      html += `<p id="replicas-note">${plural(rep.items.length, 'replica')} on PostgreSQL${leader ? ` · <strong>${esc(leader.id)}</strong> leads the engines since ${fmtTime(leader.leader_since)} (${ago(leader.leader_since)} ago)` : ''}. This page talks to ${rep.items.some((r) => r.self) ? `<strong>${esc(rep.items.find((r) => r.self).id)}</strong>` : 'a replica not listed yet'}.</p>`;
       if (!leader) html += '<div class="warn-box" id="no-leader">No replica leads right now: deployments, restarts and health decisions wait until one takes the lead (within about 7 s of losing the last one).</div>';
       if (silent.length) html += `<div class="warn-box" id="silent">${plural(silent.length, 'replica has', 'replicas have')} not heartbeated within the 5 s lease: ${silent.map((r) => esc(r.id)).join(', ')}. A silent leader is replaced; proxies connected to a silent replica keep their last configuration.</div>`;
     }
     html += `<div class="scroll"><table><tr><th>replica</th><th>HTTP (REST, UI)</th><th>xDS</th><th>role</th><th>heartbeat</th><th>started</th></tr>${rep.items.map((r) =>
       `<tr class="replica${r.alive ? '' : ' problem'}" data-replica="${esc(r.id)}" data-leader="${r.leader}" data-self="${r.self}"><td>${esc(r.id)}${r.self ? ' <span class="badge self">this page</span>' : ''}</td>
         <td>${/^https?:\/\//.test(r.http_address) && !r.self ? `<a href="${esc(r.http_address)}/#/replicas">${esc(r.http_address)}</a>` : esc(r.http_address)}</td><td>${esc(r.xds_address)}</td>
-        <td class="role">${r.leader ? `<span class="badge leader">leader</span> since ${fmtTime(r.leader_since)} <span class="muted">(${ago(r.leader_since)})</span>` : '<span class="muted">serves, does not lead</span>'}</td>
+        <td class="role">${r.leader ? `<span class="badge leader">leader</span> since ${fmtTime(r.leader_since)} <span class="muted">(${ago(r.leader_since)} ago)</span>` : '<span class="muted">serves, does not lead</span>'}</td>
         <td class="heartbeat"><span class="hs ${r.alive ? '' : 'bad'}">${r.alive ? '' : 'silent · '}${ago(r.heartbeat_at)} ago</span></td><td>${fmtTime(r.started_at)}</td></tr>`).join('')}</table></div>
       <p class="muted small">Every replica serves REST, this UI and xDS from its own snapshot; one leader runs the engines. A heartbeat older than the 5 s lease means the replica is gone or stuck.</p></div>`;
     setMain(html);

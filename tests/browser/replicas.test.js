@@ -85,6 +85,7 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
     const a = await startReplica(PG);
     let b = null;
     let pgDown = false;
+    let aStopped = false;
     try {
       await until(async () => (await leaderOf(a)) === 'self', 'replica A leads');
       b = await startReplica(PG);
@@ -100,7 +101,7 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
       const rowA = p.locator(`#replicas tr.replica[data-replica="${aId}"]`);
       const rowB = p.locator(`#replicas tr.replica[data-replica="${bId}"]`);
       assert.equal(await rowA.getAttribute('data-leader'), 'true');
-      assert.match(await rowA.locator('td.role').innerText(), /leader since .+ \(\d+ s\)/);
+      assert.match(await rowA.locator('td.role').innerText(), /leader since .+ \(\d+ s ago\)/);
       assert.equal(await rowB.getAttribute('data-leader'), 'false');
       assert.equal(await rowB.getAttribute('data-self'), 'true');
       assert.equal(await rowA.getAttribute('data-self'), 'false');
@@ -157,8 +158,25 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
       // committed in the shared database: replica A has it
       const onA = (await call(a, 'GET', '/services/cart/fleets/blue/endpoints')).json.items.find((e) => e.port === 9100);
       assert.equal(onA.admin_state, 'draining');
+
+      // The leader hangs (SIGSTOP): the view shows its heartbeat going silent and B taking over.
+      await p.evaluate(() => { location.hash = '#/replicas'; });
+      await rowB.waitFor({ timeout: 15000 });
+      a.proc.kill('SIGSTOP');
+      aStopped = true;
+      await p.locator(`#replicas tr.replica[data-replica="${bId}"][data-leader="true"]`).waitFor({ timeout: 20000 });
+      await p.locator(`#replicas tr.replica.problem[data-replica="${aId}"][data-leader="false"]`).waitFor({ timeout: 10000 });
+      assert.match(await rowA.locator('td.heartbeat').innerText(), /^silent · \d+ s ago$/);
+      assert.match(await p.locator('#silent').innerText(), new RegExp(`1 replica has not heartbeated within the 5 s lease: ${aId}`));
+      assert.match(await p.locator('#replicas-note').innerText(), new RegExp(`${bId} leads the engines since`));
+      await p.locator('#strip .chip.replicas.amber', { hasText: 'replicas 1/2' }).waitFor({ timeout: 10000 });
+      await p.locator('#strip .inc[href="#/replicas"]', { hasText: 'replica without heartbeat' }).waitFor({ timeout: 10000 });
+      await shot(p, '21-leader-hung', false);
+      a.proc.kill('SIGCONT');
+      aStopped = false;
       assert.deepEqual(unexpected(p), []);
     } finally {
+      if (aStopped) a.proc.kill('SIGCONT');
       if (pgDown) await pgCtl('start');
       if (b) assert.equal(await stop(b.proc), 0);
       assert.equal(await stop(a.proc), 0);
