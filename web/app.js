@@ -52,7 +52,7 @@ async function api(method, path, body) {
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
   if (r.status === 401) { signIn(json); throw new ApiError(401, json); }
-  if (r.status === 503 && json && json.error && json.error.code === 'unavailable') setDbDown(true, json.error.message);
+  if (dbFailed({ status: r.status, body: json })) suspectDb(json.error.message);
   if (!r.ok) throw new ApiError(r.status, json);
   return json;
 }
@@ -149,10 +149,18 @@ function setOnline(up) {
   showAsOf();
 }
 
-/* Database state: holdfast answered 503 "unavailable" (its database is unreachable: down,
- * failing over, or the network to it is cut). Meanwhile /readyz, polled each second, says when
- * it is back (and why not, in its reason). */
+/* Database state. A 503 "unavailable" answer: the database failed that request. /readyz (which
+ * pings it) says whether it is unreachable (down, failing over, the network to it cut): then the
+ * banner stays, and /readyz, polled each second, says when it is back (and why not, in its
+ * reason). A request that failed once (a busy SQLite) shows its own error, no banner. */
+const dbFailed = (e) => e.status === 503 && !!e.body && !!e.body.error && e.body.error.code === 'unavailable';
 let readyPoll = null;
+let dbCheck = null;
+function suspectDb(message) {
+  if (state.dbDown || dbCheck) return;
+  dbCheck = probeReady(message).finally(() => { dbCheck = null; });
+}
+
 function setDbDown(down, reason) {
   if (down) state.dbReason = reason || state.dbReason || 'the database is unavailable';
   if (!!down === !!state.dbDown) {
@@ -173,13 +181,13 @@ function setDbDown(down, reason) {
   showAsOf();
 }
 
-async function probeReady() {
+async function probeReady(message) {
   if (!state.online) return; /* the /healthz probe runs; this one waits for holdfast */
   try {
     const r = await fetch('/readyz');
     const j = await r.json().catch(() => null);
     if (r.ok) setDbDown(false);
-    else setDbDown(true, j && j.reason);
+    else setDbDown(true, (j && j.reason) || message);
   } catch (e) {
     setOnline(false);
   }
@@ -1162,9 +1170,11 @@ async function renderRoute(keep) {
     else if (path.startsWith('/proxies/')) await proxyConfigPage(decodeURIComponent(path.slice('/proxies/'.length)));
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {
-    if (e.status === 0 || (e.status === 503 && state.dbDown)) {
+    if (e.status === 0 || dbFailed(e)) {
       /* what was painted stays (marked stale); a view never shown says why it is empty */
-      if (state.painted !== location.hash) $('#main').innerHTML = unreachableCard();
+      if (state.painted !== location.hash) {
+        $('#main').innerHTML = e.status === 0 || state.dbDown ? unreachableCard() : `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
+      }
     } else if (e.status !== 401) {
       $('#main').innerHTML = `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
     }
@@ -1183,7 +1193,11 @@ async function start() {
     $('#who').textContent = `${me.actor} · ${me.role}`;
     $('#signout').hidden = !token();
   } catch (e) {
-    if (e.status === 0 || (e.status === 503 && state.dbDown)) $('#main').innerHTML = unreachableCard();
+    if (e.status === 0 || dbFailed(e)) $('#main').innerHTML = unreachableCard();
+    if (dbFailed(e)) {
+      await dbCheck; /* the database failed once but is reachable (busy): try again */
+      if (!state.dbDown && state.online) setTimeout(start, 1000);
+    }
     return;
   }
   startStream();

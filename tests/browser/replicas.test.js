@@ -138,6 +138,11 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
       // a view opened during the outage says why it is empty
       await p.evaluate(() => { location.hash = '#/replicas'; });
       await p.locator('#unreachable', { hasText: 'holdfast cannot reach its database' }).waitFor({ timeout: 10000 });
+      // a page opened during the outage (on the other replica) says why too
+      const p2 = await page(browser);
+      await p2.goto(a.base + '/');
+      await p2.locator('#unreachable', { hasText: 'holdfast cannot reach its database' }).waitFor({ timeout: 10000 });
+      await p2.locator('#banner[data-kind="database"]').waitFor({ timeout: 10000 });
       await sleep(1500);
       assert.equal(await p.locator('#banner[data-kind="database"]').isVisible(), true, 'still down: the banner stays');
 
@@ -145,6 +150,9 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
       await pgCtl('start');
       pgDown = false;
       await p.locator('#banner').waitFor({ state: 'hidden', timeout: 30000 });
+      await p2.locator('.service[data-service="cart"]').waitFor({ timeout: 20000 });
+      assert.equal(await p2.locator('#banner').isVisible(), false);
+      assert.deepEqual(unexpected(p2), []);
       await p.locator('#replicas tr.replica').nth(1).waitFor({ timeout: 15000 });
       await p.locator('#replicas tr.replica[data-leader="true"]').waitFor({ timeout: 20000 });
       assert.doesNotMatch(await p.locator('#asof').innerText(), /STALE/);
