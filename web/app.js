@@ -6,7 +6,9 @@
  *
  * Never stale data shown as live: every view says when its data was read ("as of"); while
  * holdfast is unreachable the page says so, its actions are disabled, and when holdfast is back
- * the view's data and the event stream are reloaded.
+ * the view's data and the event stream are reloaded. The same while holdfast answers but cannot
+ * reach its database (503 "unavailable", docs/ha.md): the banner says why and since when, nothing
+ * can be saved, and /readyz says when the database is back.
  */
 'use strict';
 
@@ -16,7 +18,8 @@ const $$ = (sel, el = document) => [...el.querySelectorAll(sel)];
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const RANK = { viewer: 0, operator: 1, admin: 2 };
 
-const state = { role: null, actor: null, liveListeners: new Set(), timers: [], charts: [], online: true, asOf: null, offlineSince: null, painted: null };
+const state = { role: null, actor: null, liveListeners: new Set(), timers: [], charts: [], online: true, asOf: null, offlineSince: null, painted: null,
+  dbDown: null, dbReason: '', database: null, skewMs: 0 };
 
 /* ---------------- API ---------------- */
 
@@ -44,19 +47,41 @@ async function api(method, path, body) {
     throw new ApiError(0, null, 'holdfast is unreachable');
   }
   setOnline(true);
+  serverClock(r);
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
   if (r.status === 401) { signIn(json); throw new ApiError(401, json); }
+  if (dbFailed({ status: r.status, body: json })) suspectDb(json.error.message);
   if (!r.ok) throw new ApiError(r.status, json);
   return json;
 }
 
-function banner(msg) {
+/* What the banner says: holdfast unreachable, else its database unreachable, else nothing. */
+function showBanner() {
   const b = $('#banner');
+  const asOf = state.asOf ? hhmmss(state.asOf) : '—';
+  let msg = '';
+  if (!state.online) {
+    msg = `holdfast is unreachable since ${hhmmss(state.offlineSince)}: the page shows data as of ${asOf} and its actions are disabled until it is back.`;
+  } else if (state.dbDown) {
+    msg = `The database is unreachable since ${hhmmss(state.dbDown)} (holdfast says: ${state.dbReason}). Proxies keep their last configuration; changes cannot be saved, so actions are disabled. The page shows data as of ${asOf} and reloads by itself when the database is back.`;
+  }
   b.hidden = !msg;
-  b.textContent = msg || '';
+  b.textContent = msg;
+  b.dataset.kind = !state.online ? 'holdfast' : state.dbDown ? 'database' : '';
 }
+
+/* Whether a change can be made now: holdfast answers and reaches its database. */
+const writable = () => state.online && !state.dbDown;
+
+/* The server's clock, from the Date header (whole seconds, so +0.5 s): heartbeat ages and
+ * "since" durations are reckoned on it, not on the browser's clock. */
+function serverClock(r) {
+  const d = Date.parse(r.headers.get('Date') || '');
+  if (!Number.isNaN(d)) state.skewMs = d + 500 - Date.now();
+}
+const serverNow = () => Date.now() + state.skewMs;
 
 const hhmmss = (d) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
@@ -68,9 +93,41 @@ function fresh() {
 
 function showAsOf() {
   const el = $('#asof');
-  el.classList.toggle('stale', !state.online);
-  el.textContent = state.asOf ? `${state.online ? '' : 'STALE · '}as of ${hhmmss(state.asOf)}` : '';
-  el.title = state.online ? 'when the data on this page was read' : 'holdfast is unreachable: this page shows what it had then';
+  el.classList.toggle('stale', !writable());
+  el.textContent = state.asOf ? `${writable() ? '' : 'STALE · '}as of ${hhmmss(state.asOf)}` : '';
+  el.title = writable() ? 'when the data on this page was read'
+    : `${state.online ? 'holdfast cannot reach its database' : 'holdfast is unreachable'}: this page shows what it had then`;
+}
+
+/* While nothing can be saved, every action on the page is disabled and says why; unlock
+ * re-enables what lock disabled (the view is then reloaded anyway). */
+function lockActions() {
+  const why = state.online ? 'the database is unreachable: changes cannot be saved' : 'holdfast is unreachable';
+  $$('#main button, #main input, #main select, #strip button, #modal-confirm').forEach((el) => {
+    if (el.disabled) return;
+    el.disabled = true;
+    el.dataset.offline = el.title;
+    el.title = why;
+  });
+}
+function unlockActions() {
+  $$('[data-offline]').forEach((el) => {
+    el.disabled = false;
+    el.title = el.dataset.offline;
+    delete el.dataset.offline;
+  });
+}
+
+/* Back to normal (holdfast and its database answer): reload the view and the event stream
+ * (what was missed is not in the stream). */
+function resume() {
+  unlockActions();
+  if (state.role === null) {
+    start();
+  } else {
+    startStream();
+    route(true);
+  }
 }
 
 /* Connection state: every request and the event stream report here. */
@@ -81,22 +138,59 @@ function setOnline(up) {
   document.body.classList.toggle('offline', !up);
   if (!up) {
     state.offlineSince = new Date();
-    banner(`holdfast is unreachable since ${hhmmss(state.offlineSince)}: the page shows data as of ${state.asOf ? hhmmss(state.asOf) : '—'} and its actions are disabled until it is back.`);
-    $$('#main button, #main input, #main select, #strip button').forEach((el) => { if (!el.disabled) { el.disabled = true; el.dataset.offline = '1'; } });
+    lockActions();
     if (!healthPoll) healthPoll = setInterval(probe, 1000);
   } else {
     clearInterval(healthPoll);
     healthPoll = null;
-    banner(null);
-    /* back: reload the view and the event stream (what was missed is not in the stream) */
-    if (state.role === null) {
-      start();
-    } else {
-      startStream();
-      route(true);
-    }
+    if (!state.dbDown) resume();
   }
+  showBanner();
   showAsOf();
+}
+
+/* Database state. A 503 "unavailable" answer: the database failed that request. /readyz (which
+ * pings it) says whether it is unreachable (down, failing over, the network to it cut): then the
+ * banner stays, and /readyz, polled each second, says when it is back (and why not, in its
+ * reason). A request that failed once (a busy SQLite) shows its own error, no banner. */
+const dbFailed = (e) => e.status === 503 && !!e.body && !!e.body.error && e.body.error.code === 'unavailable';
+let readyPoll = null;
+let dbCheck = null;
+function suspectDb(message) {
+  if (state.dbDown || dbCheck) return;
+  dbCheck = probeReady(message).finally(() => { dbCheck = null; });
+}
+
+function setDbDown(down, reason) {
+  if (down) state.dbReason = reason || state.dbReason || 'the database is unavailable';
+  if (!!down === !!state.dbDown) {
+    showBanner();
+    return;
+  }
+  state.dbDown = down ? new Date() : null;
+  document.body.classList.toggle('dbdown', !!down);
+  if (down) {
+    lockActions();
+    if (!readyPoll) readyPoll = setInterval(probeReady, 1000);
+  } else {
+    clearInterval(readyPoll);
+    readyPoll = null;
+    if (state.online) resume();
+  }
+  showBanner();
+  showAsOf();
+}
+
+async function probeReady(message) {
+  if (!state.online) return; /* the /healthz probe runs; this one waits for holdfast */
+  try {
+    const r = await fetch('/readyz');
+    const j = await r.json().catch(() => null);
+    if (r.ok) setDbDown(false);
+    else setDbDown(true, (j && j.reason) || message);
+  } catch (e) {
+    setOnline(false);
+  }
 }
 
 async function probe() {
@@ -242,7 +336,7 @@ function confirmDialog(title, html, confirmText, danger = false) {
   $('#modal-confirm').focus();
   return new Promise((resolve) => { modalResolve = resolve; });
 }
-function closeModal(ok) { $('#modal').hidden = true; if (modalResolve) modalResolve(ok && state.online); modalResolve = null; }
+function closeModal(ok) { $('#modal').hidden = true; if (modalResolve) modalResolve(ok && writable()); modalResolve = null; }
 
 /* Runs an action from a button; shows the API's refusal next to the button. */
 async function act(btn, fn) {
@@ -254,7 +348,7 @@ async function act(btn, fn) {
   } catch (e) {
     if (e.status !== 401) errEl.textContent = e.message;
   } finally {
-    btn.disabled = !state.online;
+    btn.disabled = !writable();
   }
 }
 
@@ -318,9 +412,9 @@ async function loadFleet() {
 
 async function refreshStrip() {
   if (state.role === null) return;
-  let f, deps, rs;
+  let f, deps, rs, rep;
   try {
-    [f, deps, rs] = await Promise.all([loadFleet(), api('GET', '/deployments'), api('GET', '/restarts')]);
+    [f, deps, rs, rep] = await Promise.all([loadFleet(), api('GET', '/deployments'), api('GET', '/restarts'), api('GET', '/replicas')]);
     const live = rs.items.filter((r) => r.state === 'running' || r.state === 'paused');
     rs.details = await Promise.all(live.map((r) => api('GET', '/restarts/' + r.id)));
   } catch (e) {
@@ -346,6 +440,12 @@ async function refreshStrip() {
       if (!eps.some(serving)) add('red', `${s.name}/${fl.name}`, `active fleet with no serving endpoint (${eps.length} total)`, `#/?filter=${encodeURIComponent(s.name + '/' + fl.name)}`);
     }
   }
+  state.database = rep.database;
+  if (rep.database === 'postgresql') {
+    const { leader, silent } = replicaTrouble(rep);
+    if (!leader) add('red', 'No', 'replica leads: drains and restarts wait', '#/replicas');
+    if (silent.length) add('amber', silent.length, `${silent.length === 1 ? 'replica' : 'replicas'} without heartbeat`, '#/replicas');
+  }
   if (drained.length) add('amber', drained.length, `${drained.length === 1 ? 'endpoint' : 'endpoints'} draining or disabled`, '#/?filter=draining%20disabled');
   const running = deps.items.filter((d) => ['planned', 'ttl_lowered', 'draining', 'rolling_back'].includes(d.state));
   for (const d of running) add('amber', d.service, `deployment ${d.state.replace('_', ' ')} (${d.from_fleet} → ${d.to_fleet})`, '#/deployments/' + d.id);
@@ -359,6 +459,10 @@ async function refreshStrip() {
     const ok = eps.filter(serving).length;
     return `<a class="chip ${ok === eps.length ? '' : ok ? 'amber' : 'red'}" href="#/?filter=${encodeURIComponent(s.name + '/' + fl.name)}" title="serving (active, not evicted) of all endpoints">${esc(s.name)}/${esc(fl.name)} ${ok}/${eps.length}</a>`;
   }));
+  if (rep.database === 'postgresql') {
+    const alive = rep.items.filter((r) => r.alive).length;
+    fleetChips.unshift(`<a class="chip replicas ${alive === rep.items.length ? '' : 'amber'}" href="#/replicas" title="holdfast replicas with a heartbeat, of all">replicas ${alive}/${rep.items.length}</a>`);
+  }
   $('#strip').innerHTML = (items.length ? items.join('') : '<span class="inc green" data-inc="clear">No incident</span>') + fleetChips.join('');
   $('#strip').hidden = false;
 }
@@ -505,7 +609,7 @@ function renderOverview() {
   });
   $$('input.sel', body).forEach((i) => { i.onchange = () => { $$(`input.sel[data-key="${CSS.escape(i.dataset.key)}"]`, body).forEach((o) => { o.checked = i.checked; }); scopes(); }; });
   scopes();
-  if (!state.online) $$('button, input.sel', body).forEach((el) => { el.disabled = true; el.dataset.offline = '1'; });
+  if (!writable()) lockActions();
 }
 
 const STATE_MEANS = {
@@ -721,7 +825,7 @@ function renderStep(d) {
       if (!$('#countdown')) return;
       const s = secondsUntil(d.cutover_unlocks_at);
       $('#countdown').textContent = s > 0 ? `${s} s` : 'unlocked';
-      $('#cutover').disabled = !can('operator') || !state.online || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
+      $('#cutover').disabled = !can('operator') || !writable() || (s > 0 && !$('#force').checked) || (d.session_format_change && !$('#ack').checked);
     };
     tick();
     every(500, tick);
@@ -913,6 +1017,50 @@ async function restartPage(id) {
   if (live) every(2000, refresh);
 }
 
+/* ---------------- replicas ---------------- */
+
+/* "4 s", "2 min 5 s": how long ago (or for how long) since t, on the server's clock. */
+const ago = (t) => fmtDur(Math.max(0, (serverNow() - Date.parse(t)) / 1000));
+
+/* What is wrong with the replicas, for the strip and the view: no leader (the engines wait),
+ * replicas whose heartbeat is older than the lease. */
+function replicaTrouble(rep) {
+  return { leader: rep.items.find((r) => r.leader) || null, silent: rep.items.filter((r) => !r.alive) };
+}
+
+/* Every holdfast replica on the database (docs/ha.md): its addresses, heartbeat, which one leads
+ * the engines and since when, and which one this page talks to. On SQLite, the one process. */
+async function replicasPage() {
+  const render = (rep) => {
+    state.database = rep.database;
+    const { leader, silent } = replicaTrouble(rep);
+    const pg = rep.database === 'postgresql';
+    let html = `<div class="card" id="replicas" data-database="${esc(rep.database)}"><h2>Replicas</h2>`;
+    if (!pg) {
+      html += '<p class="muted" id="replicas-note">One holdfast process on SQLite: it runs the engines (drains, restarts, health decisions). Several replicas need PostgreSQL (docs/ha.md).</p>';
+    } else {
+      html += `<p id="replicas-note">${plural(rep.items.length, 'replica')} on PostgreSQL${leader ? ` · <strong>${esc(leader.id)}</strong> leads the engines since ${fmtTime(leader.leader_since)} (${ago(leader.leader_since)} ago)` : ''}. This page talks to ${rep.items.some((r) => r.self) ? `<strong>${esc(rep.items.find((r) => r.self).id)}</strong>` : 'a replica not listed yet'}.</p>`;
+      if (!leader) html += '<div class="warn-box" id="no-leader">No replica leads right now: deployments, restarts and health decisions wait until one takes the lead (within about 7 s of losing the last one).</div>';
+      if (silent.length) html += `<div class="warn-box" id="silent">${plural(silent.length, 'replica has', 'replicas have')} not heartbeated within the 5 s lease: ${silent.map((r) => esc(r.id)).join(', ')}. A silent leader is replaced; proxies connected to a silent replica keep their last configuration.</div>`;
+    }
+    html += `<div class="scroll"><table><tr><th>replica</th><th>HTTP (REST, UI)</th><th>xDS</th><th>role</th><th>heartbeat</th><th>started</th></tr>${rep.items.map((r) =>
+      `<tr class="replica${r.alive ? '' : ' problem'}" data-replica="${esc(r.id)}" data-leader="${r.leader}" data-self="${r.self}"><td>${esc(r.id)}${r.self ? ' <span class="badge self">this page</span>' : ''}</td>
+        <td>${/^https?:\/\//.test(r.http_address) && !r.self ? `<a href="${esc(r.http_address)}/#/replicas">${esc(r.http_address)}</a>` : esc(r.http_address)}</td><td>${esc(r.xds_address)}</td>
+        <td class="role">${r.leader ? `<span class="badge leader">leader</span> since ${fmtTime(r.leader_since)} <span class="muted">(${ago(r.leader_since)} ago)</span>` : '<span class="muted">serves, does not lead</span>'}</td>
+        <td class="heartbeat"><span class="hs ${r.alive ? '' : 'bad'}">${r.alive ? '' : 'silent · '}${ago(r.heartbeat_at)} ago</span></td><td>${fmtTime(r.started_at)}</td></tr>`).join('')}</table></div>
+      <p class="muted small">Every replica serves REST, this UI and xDS from its own snapshot; one leader runs the engines. A heartbeat older than the 5 s lease means the replica is gone or stuck.</p></div>`;
+    setMain(html);
+  };
+  render(await api('GET', '/replicas'));
+  fresh();
+  every(2000, async () => {
+    try {
+      render(await api('GET', '/replicas'));
+      fresh();
+    } catch (e) { /* the banner says it; what was shown stays, marked stale */ }
+  });
+}
+
 /* ---------------- events ---------------- */
 
 /* severity of an audit action: red for failures and rejections, amber for what degrades */
@@ -1018,15 +1166,23 @@ async function renderRoute(keep) {
     else if (path === '/restarts') await restartsPage();
     else if (path.startsWith('/restarts/')) await restartPage(path.split('/')[2]);
     else if (path === '/events') await eventsPage(params);
+    else if (path === '/replicas') await replicasPage();
     else if (path.startsWith('/proxies/')) await proxyConfigPage(decodeURIComponent(path.slice('/proxies/'.length)));
     else $('#main').innerHTML = '<p>Not found.</p>';
   } catch (e) {
-    if (e.status === 0) {
-      if (state.painted !== location.hash) $('#main').innerHTML = '<div class="card" id="unreachable"><p class="error">holdfast is unreachable: this page loads by itself when it is back.</p></div>';
+    if (e.status === 0 || dbFailed(e)) {
+      /* what was painted stays (marked stale); a view never shown says why it is empty */
+      if (state.painted !== location.hash) {
+        $('#main').innerHTML = e.status === 0 || state.dbDown ? unreachableCard() : `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
+      }
     } else if (e.status !== 401) {
       $('#main').innerHTML = `<div class="card"><p class="error">${esc(e.message)}</p></div>`;
     }
   }
+}
+
+function unreachableCard() {
+  return `<div class="card" id="unreachable"><p class="error">${state.online ? 'holdfast cannot reach its database' : 'holdfast is unreachable'}: this page loads by itself when it is back.</p></div>`;
 }
 
 async function start() {
@@ -1037,7 +1193,11 @@ async function start() {
     $('#who').textContent = `${me.actor} · ${me.role}`;
     $('#signout').hidden = !token();
   } catch (e) {
-    if (e.status === 0) $('#main').innerHTML = '<div class="card" id="unreachable"><p class="error">holdfast is unreachable: this page loads by itself when it is back.</p></div>';
+    if (e.status === 0 || dbFailed(e)) $('#main').innerHTML = unreachableCard();
+    if (dbFailed(e)) {
+      await dbCheck; /* the database failed once but is reachable (busy): try again */
+      if (!state.dbDown && state.online) setTimeout(start, 1000);
+    }
     return;
   }
   startStream();
@@ -1049,5 +1209,5 @@ $('#modal-confirm').onclick = () => closeModal(true);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('#modal').hidden) closeModal(false); });
 $('#signout').onclick = signOut;
 window.addEventListener('hashchange', () => route());
-setInterval(() => { if (state.online) refreshStrip(); }, 5000);
+setInterval(() => { if (writable()) refreshStrip(); }, 5000);
 start();
