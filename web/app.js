@@ -161,13 +161,17 @@ function suspectDb(message) {
   dbCheck = probeReady(message).finally(() => { dbCheck = null; });
 }
 
-function setDbDown(down, reason) {
+function setDbDown(down, reason, since) {
   if (down) state.dbReason = reason || state.dbReason || 'the database is unavailable';
+  /* since: when the replica first failed to reach its database (its /readyz), so that a page
+   * opened during the outage tells when it began */
+  const began = since && !isNaN(Date.parse(since)) ? new Date(Date.parse(since)) : null;
   if (!!down === !!state.dbDown) {
+    if (down && began && began < state.dbDown) state.dbDown = began;
     showBanner();
     return;
   }
-  state.dbDown = down ? new Date() : null;
+  state.dbDown = down ? (began || new Date()) : null;
   document.body.classList.toggle('dbdown', !!down);
   if (down) {
     lockActions();
@@ -187,7 +191,7 @@ async function probeReady(message) {
     const r = await fetch('/readyz');
     const j = await r.json().catch(() => null);
     if (r.ok) setDbDown(false);
-    else setDbDown(true, (j && j.reason) || message);
+    else setDbDown(true, (j && j.reason) || message, j && j.unavailable_since);
   } catch (e) {
     setOnline(false);
   }

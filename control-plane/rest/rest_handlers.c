@@ -691,6 +691,10 @@ void rest__h_readyz(rest_req *req, rest_resp *resp)
                              "leader", store_is_leader(req->store));
     if (!reachable) {
         json_object_set_new(body, "reason", json_string("the database is unavailable"));
+        int64_t since = store_unavailable_since(req->store);
+        if (since > 0) {
+            json_object_set_new(body, "unavailable_since", rest__time_json(since));
+        }
     }
     rest__json(resp, ready ? 200 : 503, body);
 }

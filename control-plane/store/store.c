@@ -393,14 +393,31 @@ int store_schema_version(hf_store *st)
     return v;
 }
 
+/* Notes whether the database was reached (errmsg: the failure's message). Lock held. */
+static void note_reach(hf_store *st, bool reached)
+{
+    if (reached) {
+        atomic_store(&st->down_since, 0);
+    } else if (strncmp(st->be->errmsg(st->conn), "database unavailable", 20) == 0) {
+        int64_t none = 0;
+        atomic_compare_exchange_strong(&st->down_since, &none, hf_now_ms());
+    }
+}
+
 int store_ping(hf_store *st)
 {
     pthread_mutex_lock(&st->lock);
     store_stmt *s = store__stmt(st, ST_PING);
     int rc = sql_step(s) == SQL_ROW ? HF_OK : HF_EDB;
     sql_reset(s);
+    note_reach(st, rc == HF_OK);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+int64_t store_unavailable_since(hf_store *st)
+{
+    return atomic_load(&st->down_since);
 }
 
 void store_set_change_hook(hf_store *st, store_change_fn fn, void *arg)
@@ -518,9 +535,11 @@ int store__begin(hf_store *st, hf_detail *d)
     st->tx_start_ns = hf_mono_ns();
     if (st->be->begin(st->conn) != HF_OK) {
         int rc = hf_fail(d, HF_EDB, "", "cannot start a transaction: %s", st->be->errmsg(st->conn));
+        note_reach(st, false);
         pthread_mutex_unlock(&st->lock);
         return rc;
     }
+    note_reach(st, true);
     return HF_OK;
 }
 

@@ -38,6 +38,9 @@ void store_close(hf_store *st);
 int store_schema_version(hf_store *st);
 /* Cheap liveness check for /readyz: HF_OK when a read succeeds. */
 int store_ping(hf_store *st);
+/* When this process first failed to reach its database in the current outage (ms since the
+ * epoch), or 0 when the last attempt reached it. Any thread, cheap. */
+int64_t store_unavailable_since(hf_store *st);
 
 /* Called after every committed change (outside the store's lock), with the new generation.
  * Set once, before other threads use the store. */

@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include "store_db.h"
 
 #define SERVICE_COLS                                                                               \
@@ -267,6 +268,7 @@ struct hf_store {
     pthread_mutex_t lock;
     store_stmt *stmts[ST__COUNT];
     uint64_t generation;
+    _Atomic int64_t down_since; /* store_unavailable_since */
     uint64_t tx_start_ns;
     pthread_mutex_t hook_lock; /* held while the change hook runs, and to change it */
     store_change_fn change_fn;

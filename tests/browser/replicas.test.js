@@ -143,6 +143,12 @@ test('two replicas on PostgreSQL: the page shows both and the leader; a database
       await p2.goto(a.base + '/');
       await p2.locator('#unreachable', { hasText: 'holdfast cannot reach its database' }).waitFor({ timeout: 10000 });
       await p2.locator('#banner[data-kind="database"]').waitFor({ timeout: 10000 });
+      // it tells when the outage began on that replica (/readyz's unavailable_since), not when
+      // the page was opened
+      const ready = await (await fetch(a.base + '/readyz')).json();
+      assert.ok(ready.unavailable_since, JSON.stringify(ready));
+      const began = await p2.evaluate((iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }), ready.unavailable_since);
+      assert.match(await p2.locator('#banner').innerText(), new RegExp(`unreachable since ${began} `));
       await sleep(1500);
       assert.equal(await p.locator('#banner[data-kind="database"]').isVisible(), true, 'still down: the banner stays');
 

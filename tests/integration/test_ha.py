@@ -115,6 +115,11 @@ class HaBase(unittest.TestCase):
                 wait_for(lambda: self.leader_of(hf) == "self", 10)
         return out
 
+    def _ms(self, ts):
+        import datetime
+        return int(datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
     @staticmethod
     def leader_of(hf):
         """'self' when hf leads, the leader's id, or None (no leader known)."""
@@ -244,11 +249,6 @@ class ReplicasTest(HaBase):
 
 
 class FailoverTest(HaBase):
-    def _ms(self, ts):
-        import datetime
-        return int(datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc).timestamp() * 1000)
-
     def test_kill_9_leader_mid_drain(self):
         a, b, c = self.replicas(3)
         self.setup_service(a)
@@ -337,12 +337,18 @@ class OutageTest(HaBase):
         t.start()
         time.sleep(1.0)
         held = set(f.ports)
+        stopped_ms = time.time() * 1000
         self.pg.stop(mode="fast")
         try:
             down = time.monotonic()
             wait_for(lambda: refused, 5)
             self.assertEqual(a.get("/readyz").status, 503)
-            self.assertEqual(b.get("/readyz").json.get("reason"), "the database is unavailable")
+            ready = b.get("/readyz").json
+            self.assertEqual(ready.get("reason"), "the database is unavailable")
+            # since when: the replica's first failed contact, not the time of this request
+            since = ready["unavailable_since"]
+            self.assertEqual(b.get("/readyz").json["unavailable_since"], since)
+            self.assertTrue(stopped_ms - 1000 <= self._ms(since) <= time.time() * 1000, since)
             self.assertEqual(a.get(API + "/services").status, 503)
             time.sleep(max(0, 10 - (time.monotonic() - down)))
             # Fail static: the proxy's stream is up and it holds what it had.
