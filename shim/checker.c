@@ -90,8 +90,7 @@ struct sh_checker {
     size_t n;
     struct timer_entry *heap; /* a min-heap of timers by when; see set_timer */
     size_t heap_n, heap_cap;
-    uint32_t
-        *gen; /* per target (by idx): its timer's generation; entries of older ones are stale */
+    uint32_t *gen; /* per target (by idx): its timer's generation (older entries are stale) */
     uint32_t report_ms;
     int64_t next_report;
     sh_stats stats;
