@@ -90,7 +90,9 @@ struct sh_checker {
     size_t n;
     struct timer_entry *heap; /* a min-heap of timers by when; see set_timer */
     size_t heap_n, heap_cap;
-    uint32_t *gen; /* per target (by idx): its timer's generation (older entries are stale) */
+    uint32_t *gen;  /* per target (by idx): its timer's generation (older entries are stale) */
+    target **sends; /* checks connected at this wake-up, their request not sent yet */
+    size_t n_sends, sends_cap;
     uint32_t report_ms;
     int64_t next_report;
     sh_stats stats;
@@ -317,13 +319,36 @@ static ssize_t send_request(target *t)
     return send(t->fd, t->req + t->sent, t->req_len - t->sent, MSG_NOSIGNAL);
 }
 
+/* Sends a fresh connection's request if it can go at once (HTTP; see open_socket) and registers
+ * the socket: 0, or the errno that failed it (the socket closed). */
+static int first_send(sh_checker *c, target *t)
+{
+    if (t->spec.protocol == SH_HTTP) {
+        ssize_t w = send_request(t);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            int err = errno == EPIPE ? ECONNREFUSED : errno; /* refused at once on loopback */
+            close(t->fd);
+            t->fd = -1;
+            return err;
+        }
+        if (w > 0) {
+            t->sent = (size_t)w;
+            t->phase = t->sent == t->req_len ? READING : WRITING;
+        }
+    }
+    watch(c, t, EPOLL_CTL_ADD, t->phase != READING);
+    return 0;
+}
+
 /* Starts a non-blocking connect and sets the phase: 0, or the errno that failed it.
  *
  * HTTP sends its request at once: on loopback (and whenever the handshake is done by the time
  * connect returns) that saves waiting for writability, and with the handshake's last ACK
  * delayed (TCP_QUICKACK off, as HAProxy does) the request carries it: one packet and one wake-up
- * of the backend fewer per check. Then only readability is watched. */
-static int open_socket(sh_checker *c, target *t)
+ * of the backend fewer per check. Then only readability is watched. With defer, the request
+ * waits for flush_sends, after the connects of every check the loop starts at this wake-up:
+ * the requests then reach the backends together rather than spread between connects. */
+static int open_socket(sh_checker *c, target *t, bool defer)
 {
     if (t->addr_len == 0) {
         return EINVAL;
@@ -349,21 +374,15 @@ static int open_socket(sh_checker *c, target *t)
     }
     t->fd = fd;
     t->phase = CONNECTING;
-    if (http) {
-        ssize_t w = send_request(t);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            int err = errno == EPIPE ? ECONNREFUSED : errno; /* refused at once on loopback */
-            t->fd = -1;
-            close(fd);
-            return err;
+    if (defer && http) {
+        if (c->n_sends == c->sends_cap) {
+            c->sends_cap = c->sends_cap ? 2 * c->sends_cap : 64;
+            c->sends = xrealloc(c->sends, c->sends_cap * sizeof(*c->sends));
         }
-        if (w > 0) {
-            t->sent = (size_t)w;
-            t->phase = t->sent == t->req_len ? READING : WRITING;
-        }
+        c->sends[c->n_sends++] = t;
+        return 0;
     }
-    watch(c, t, EPOLL_CTL_ADD, t->phase != READING);
-    return 0;
+    return first_send(c, t);
 }
 
 /* The pending error of a socket whose connect failed (ECONNREFUSED when none is left). */
@@ -444,7 +463,7 @@ static void start_check(sh_checker *c, target *t)
     }
     close_fd(t);
     t->reused = false;
-    int err = open_socket(c, t);
+    int err = open_socket(c, t, true);
     if (err != 0) {
         finish(c, t, false, false, "%s", connect_error(err));
     }
@@ -550,7 +569,7 @@ static bool retry_fresh(sh_checker *c, target *t)
     close_fd(t);
     t->reused = false;
     t->sent = 0;
-    return open_socket(c, t) == 0;
+    return open_socket(c, t, false) == 0;
 }
 
 static int64_t took(const target *t)
@@ -759,6 +778,19 @@ static int64_t slack_of(const target *t)
     }
     uint32_t s = t->spec.interval_ms / 100;
     return s > 10 ? 10 : s;
+}
+
+/* The requests of the checks started at this wake-up (open_socket with defer). */
+static void flush_sends(sh_checker *c)
+{
+    for (size_t i = 0; i < c->n_sends; i++) {
+        target *t = c->sends[i];
+        int err = first_send(c, t);
+        if (err != 0) {
+            finish(c, t, false, false, "%s", connect_error(err));
+        }
+    }
+    c->n_sends = 0;
 }
 
 static void on_timer(sh_checker *c, target *t, int64_t now)
@@ -977,6 +1009,7 @@ void sh_checker_free(sh_checker *c)
     free(c->t);
     free(c->heap);
     free(c->gen);
+    free(c->sends);
     free(c->pending);
     close(c->wake_fd);
     close(c->ep);
@@ -1059,6 +1092,7 @@ int sh_checker_run(sh_checker *c, atomic_int *stop)
             heap_pop(c);
             on_timer(c, t, now); /* sets t's next timer */
         }
+        flush_sends(c);
         pthread_mutex_unlock(&c->lock);
         if (c->next_report && now >= c->next_report) {
             c->next_report = now + full_report_ms(c);
