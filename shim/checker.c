@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #define RESPONSE_MAX 8192
+#define SEND_BATCH 128 /* connects at most before their requests go (see open_socket) */
 
 enum phase { IDLE, CONNECTING, WRITING, READING };
 
@@ -1091,6 +1092,9 @@ int sh_checker_run(sh_checker *c, atomic_int *stop)
         for (target *t; (t = heap_top(c)) != NULL && t->when <= now + slack_of(t);) {
             heap_pop(c);
             on_timer(c, t, now); /* sets t's next timer */
+            if (c->n_sends >= SEND_BATCH) {
+                flush_sends(c); /* a long run of due checks: no request waits long */
+            }
         }
         flush_sends(c);
         pthread_mutex_unlock(&c->lock);
