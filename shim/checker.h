@@ -25,18 +25,18 @@ enum sh_health { SH_UNKNOWN = 0, SH_HEALTHY, SH_UNHEALTHY };
 
 /* One endpoint to check, with its policy. key.service is the HDS cluster name. */
 typedef struct sh_target_spec {
-    hf_endpoint_key key;
-    char zone[128];
-    char fleet[64];
-    enum sh_protocol protocol;
-    char path[256];         /* HTTP */
-    char service_name[256]; /* gRPC: the service asked about ("" = the server) */
+    enum sh_protocol protocol; /* the numbers every check reads first (one cache line) */
     uint32_t interval_ms;
     uint32_t timeout_ms;
     uint32_t unhealthy_threshold;
     uint32_t healthy_threshold;
     uint32_t jitter_pct;
     bool reuse_connection;
+    hf_endpoint_key key;
+    char zone[128];
+    char fleet[64];
+    char path[256];         /* HTTP */
+    char service_name[256]; /* gRPC: the service asked about ("" = the server) */
 } sh_target_spec;
 
 /* One endpoint's verdict, as reported, and why: "HTTP 503 in 2 ms", "timeout after 1000 ms

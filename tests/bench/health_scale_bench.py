@@ -23,6 +23,7 @@ states the machine's load average, since the machine may be shared.
   tests/bench/health_scale_bench.py grpc [--endpoints 1000] [--seconds 20]
   tests/bench/health_scale_bench.py change [--endpoints 100000]
   tests/bench/health_scale_bench.py haproxy [--endpoints 10000] [--seconds 10] [--kills 5]
+                                            [--modes kept,new] [--kill-only] [--kill-hogs 0,1]
 """
 
 import argparse
@@ -263,7 +264,7 @@ def side_by_side(args):
     b.start_victim()
     work = tempfile.mkdtemp(prefix="hf-haproxy-")
     try:
-        for reuse in (True, False) if not args.kill_only else ():
+        for reuse in [m == "kept" for m in args.modes.split(",")] if not args.kill_only else ():
             per = {"shim": [], "haproxy": []}
             for _ in range(2):  # interleaved: shim, haproxy, shim, haproxy
                 hf = holdfast_with(b, reuse, extra=["--hds-replicas", "1"], victim=True)
@@ -461,6 +462,7 @@ def main():
     ap.add_argument("--kills", type=int, default=5, help="0: CPU per check only")
     ap.add_argument("--kill-only", action="store_true", help="kill-to-eviction only")
     ap.add_argument("--kill-hogs", default="0,1", help="CPU hogs beside, per kill series")
+    ap.add_argument("--modes", default="kept,new", help="CPU per check: kept-alive and/or new")
     args = ap.parse_args()
     args.hogs_list = [int(x) for x in args.kill_hogs.split(",")]
     os.environ.setdefault("HOLDFAST_PB_PY", os.path.join(BUILD, "api", "pb", "py"))

@@ -5,6 +5,7 @@ holdfast, real shims and raw-socket backends on 127.0.0.1. Each case states the 
 - garbage, an endless header, a close mid-answer, a refused connect, a silent backend and a 503
   fail with the right reason, shown in GET /api/v1/health (verdicts[].reason);
 - while all that goes on, the shim's memory stays flat and a good backend stays healthy;
+- all of it with kept connections and with a new connection per check;
 - checks that do not keep their connection close it with an RST: the backend is left with no
   TIME_WAIT sockets."""
 
@@ -162,7 +163,15 @@ class AnswersTest(unittest.TestCase):
         return out
 
     def test_answers_and_reasons(self):
-        self.service("web", True)
+        self.answers_and_reasons(reuse=True)
+
+    def test_answers_and_reasons_new_connection(self):
+        # A new connection per check: the answer is peeked first, and closing a socket whose
+        # answer was judged on peeked bytes resets it (what is not enough is read for real).
+        self.answers_and_reasons(reuse=False)
+
+    def answers_and_reasons(self, reuse):
+        self.service("web", reuse)
         ports = {name: self.endpoint("web", c[0]) for name, c in CASES.items()}
         self.shims = [Shim(self.hf.xds, "shim-a", "z1", self.hf.workdir),
                       Shim(self.hf.xds, "shim-b", "z2", self.hf.workdir)]
