@@ -219,8 +219,6 @@ int store_endpoint_delete(hf_store *st, const char *actor, const char *service, 
 /* ---- health (from health checkers, through HDS) ---- */
 /* Every endpoint of every service, with its health. */
 int store_endpoint_list_all(hf_store *st, hf_endpoint **out, size_t *n);
-/* The endpoints health checkers check: not disabled, of fleets not retired (one read). */
-int store_health_targets(hf_store *st, hf_endpoint **out, size_t *n);
 /* Records checkers' verdicts (for endpoints that still exist) and applies quorum decisions to
  * endpoints' health, with an audit event each (endpoint.evict / endpoint.restore), in one
  * transaction. A new generation is announced only when some endpoint's health changed. */

@@ -22,23 +22,6 @@ int store_endpoint_list_all(hf_store *st, hf_endpoint **out, size_t *n)
     return rc;
 }
 
-int store_health_targets(hf_store *st, hf_endpoint **out, size_t *n)
-{
-    static const char sql[] =
-        "SELECT " ENDPOINT_COLS ", e.id FROM endpoints e JOIN fleets f ON f.id = e.fleet_id "
-        "JOIN services s ON s.id = e.service_id WHERE e.admin_state != 'disabled' AND "
-        "f.role != 'retired'";
-    pthread_mutex_lock(&st->lock);
-    store_stmt *s = NULL;
-    int rc = HF_EDB;
-    if (store__prepare(st, sql, &s, NULL) == HF_OK) {
-        rc = store__collect(st, s, sizeof(**out), store__read_endpoint, (void **)out, n);
-    }
-    store__finalize(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
-}
-
 /* The row id and health of an endpoint; HF_ENOTFOUND when it is gone. Lock held. */
 static int endpoint_key(hf_store *st, const char *service, const char *address, uint32_t port,
                         int64_t *id, enum hf_health *health)
